@@ -1,0 +1,13 @@
+"""Ranking metrics: sps, recall, precision, hit, mrr, ndcg, coverage, blockbuster share."""
+
+from __future__ import annotations
+
+from recbench import hookimpl
+
+
+@hookimpl
+def register_metrics(register):
+    from recbench_metrics.ranking_metrics import RANKING_METRICS
+
+    for metric in RANKING_METRICS:
+        register(metric)

@@ -1,0 +1,52 @@
+"""The hooks a recbench plugin implements.
+
+Each hook receives a ``register`` callback and calls it once per object it provides; it
+returns nothing. The core validates every object against its contract
+(:mod:`recbench.contracts`), records the distribution that owns it and rejects duplicate
+ids, naming both owners. Example::
+
+    from recbench import hookimpl
+
+    @hookimpl
+    def register_models(register):
+        register(MyModel)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pluggy
+
+#: Version of the plugin API described here; enters every result's cache key.
+PLUGIN_API_VERSION = 1
+
+hookspec = pluggy.HookspecMarker("recbench")
+hookimpl = pluggy.HookimplMarker("recbench")
+
+Register = Callable[[type], None]
+
+
+@hookspec
+def register_models(register: Register) -> None:
+    """Register model classes (see :class:`recbench.contracts.Model`)."""
+
+
+@hookspec
+def register_losses(register: Register) -> None:
+    """Register loss classes (see :class:`recbench.contracts.Loss`)."""
+
+
+@hookspec
+def register_datasets(register: Register) -> None:
+    """Register dataset classes (see :class:`recbench.contracts.Dataset`)."""
+
+
+@hookspec
+def register_metrics(register: Register) -> None:
+    """Register metric classes (see :class:`recbench.contracts.Metric`)."""
+
+
+@hookspec
+def register_commands(cli: Any) -> None:
+    """Add sub-commands: ``cli`` is the argparse sub-parsers object of ``recbench``."""

@@ -1,0 +1,151 @@
+"""Strict, typed options for plugins and for the core's own settings.
+
+Every plugin declares its options as a frozen dataclass with defaults::
+
+    @dataclass(frozen=True)
+    class Options:
+        embedding_dim: int = 64
+        loss: Literal["bpr", "hinge"] = "bpr"
+
+:func:`parse_options` builds one from a mapping of keys to values (values may be strings
+from the command line), rejects unknown keys with the close matches, coerces strings to
+the declared type and checks ``Literal`` choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from recbench.errors import ConfigError, close_matches
+
+T = TypeVar("T")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def option_fields(options_cls: type) -> dict[str, Any]:
+    """Field name -> resolved type annotation of an options dataclass."""
+    if not dataclasses.is_dataclass(options_cls):
+        raise TypeError(f"{options_cls!r} is not a dataclass")
+    hints = typing.get_type_hints(options_cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(options_cls) if f.init}
+
+
+def defaults(options_cls: type) -> dict[str, Any]:
+    """The default value of every option (options without a default are left out)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(options_cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+def parse_options(options_cls: type[T], values: Mapping[str, Any], *, owner: str) -> T:
+    """Build ``options_cls`` from ``values``, strictly.
+
+    Parameters
+    ----------
+    options_cls:
+        A dataclass whose fields are the options.
+    values:
+        Option key -> value. String values are converted to the field's type.
+    owner:
+        Who the options belong to, for error messages (e.g. ``"model 'lstm'"``).
+    """
+    fields = option_fields(options_cls)
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(
+                f"unknown option '{key}' for {owner}",
+                where=f"option {key}",
+                hint=close_matches(key, fields),
+            )
+        kwargs[key] = coerce(value, fields[key], owner=owner, key=key)
+    try:
+        return options_cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid options for {owner}: {exc}") from None
+
+
+def coerce(value: Any, annotation: Any, *, owner: str, key: str) -> Any:
+    """Convert ``value`` to ``annotation`` (int, float, bool, str, Literal, Optional, tuple)."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(
+            f"option '{key}' of {owner} must be {expected}, got {value!r}",
+            where=f"option {key}",
+        )
+
+    if origin is typing.Literal:
+        for choice in args:
+            if value == choice or (isinstance(value, str) and str(choice) == value):
+                return choice
+        raise bad("one of " + ", ".join(repr(a) for a in args))
+    if origin in (typing.Union, types.UnionType):
+        if type(None) in args and (value is None or (isinstance(value, str) and value.lower() in ("none", "null", ""))):
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return coerce(value, arg, owner=owner, key=key)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise bad(" or ".join(getattr(a, "__name__", str(a)) for a in args))
+    if origin is tuple:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        item_type = args[0] if args else str
+        return tuple(coerce(v.strip() if isinstance(v, str) else v, item_type, owner=owner, key=key) for v in items)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+            return value.lower() in _TRUE
+        raise bad("true or false")
+    if annotation is int:
+        if isinstance(value, bool):
+            raise bad("an integer")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.replace("_", ""))
+            except ValueError:
+                pass
+        raise bad("an integer")
+    if annotation is float:
+        if isinstance(value, bool):
+            raise bad("a number")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise bad("a number")
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise bad("a string")
+    if annotation is Any:
+        return value
+    raise TypeError(f"unsupported option type {annotation!r} for {owner}.{key}")
+
+
+def as_dict(options: Any) -> dict[str, Any]:
+    """A JSON-friendly dict of an options instance (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(options).items()}

@@ -1,0 +1,32 @@
+"""Shared fixtures. Real MovieLens files are found through RECBENCH_DATA; tests that need
+them are skipped (not failed) when they are absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from recbench.settings import Settings
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings with an empty data root and a fresh cache, offline."""
+    return Settings(data_root=tmp_path / "data", cache_root=tmp_path / "cache", offline=True)
+
+
+@pytest.fixture
+def real_data_root() -> Path:
+    """The folder holding real MovieLens files (``ml-100k/u.data``...), or skip."""
+    root = os.environ.get("RECBENCH_DATA")
+    if not root or not (Path(root) / "ml-100k" / "u.data").is_file():
+        pytest.skip("real MovieLens data not available (set RECBENCH_DATA)")
+    return Path(root)
+
+
+@pytest.fixture
+def real_settings(real_data_root: Path, tmp_path: Path) -> Settings:
+    """Settings reading real data (read-only) with a fresh cache, offline."""
+    return Settings(data_root=real_data_root, cache_root=tmp_path / "cache", offline=True)
