@@ -1,0 +1,257 @@
+"""Preparing a dataset: load it through its plugin, preprocess it, cache the result.
+
+:func:`prepare_dataset` turns a dataset string such as ``ml-100k`` or
+``file:ratings.dat`` into :class:`PreparedData`. The preprocessed arrays are cached under
+``<cache_root>/datasets/<dataset id>/<key>.npz``, where the key is a hash of everything
+that produced them (dataset id and version, resolved options, the plugin's fingerprint of
+its raw files, the preprocessing options and :data:`DATA_FORMAT_VERSION`). A cache hit
+reads only the ``.npz``; the raw files are not parsed. Nothing is ever written inside the
+data root.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from recbench.contracts import DataContext
+from recbench.errors import ConfigError, DataError
+from recbench.interactions import Sequences
+from recbench.options import as_dict, parse_options
+from recbench.preprocess import PreprocessOptions, dataset_statistics, preprocess
+from recbench.progress import Progress
+from recbench.registry import Registry
+from recbench.settings import Settings
+
+#: Changes whenever the cached arrays would be laid out or computed differently.
+DATA_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """A dataset ready for splitting.
+
+    ``name`` is the dataset string as given (``"ml100k"``, ``"file:/x/ratings.dat"``),
+    ``dataset_id`` the registered id it resolved to (``"ml-100k"``, ``"file"``).
+    ``item_ids[i]`` is the raw id of item ``i`` (``item_ids[0] == -1``, padding). ``key``
+    is the hex cache key; ``statistics`` comes from
+    :func:`recbench.preprocess.dataset_statistics`; ``preprocessing`` holds the resolved
+    preprocessing options.
+    """
+
+    name: str
+    dataset_id: str
+    sequences: Sequences
+    item_ids: np.ndarray
+    key: str
+    statistics: dict[str, Any]
+    preprocessing: dict[str, Any]
+
+
+def prepare_dataset(
+    name: str,
+    options: Mapping[str, Any],
+    preprocessing: PreprocessOptions,
+    registry: Registry,
+    settings: Settings,
+    progress: Progress,
+) -> PreparedData:
+    """Load, preprocess and cache a dataset (or read it from the cache).
+
+    Parameters
+    ----------
+    name:
+        ``id`` or ``id:argument``; the argument sets the option named by the dataset
+        class's ``argument_option`` (``file:PATH`` sets ``path``). Aliases work.
+    options:
+        The dataset's options (strings are converted; unknown keys are errors).
+    preprocessing:
+        Filters applied to the raw events.
+    registry:
+        Where the dataset id is looked up.
+    settings:
+        Data and cache folders, and whether downloads are allowed.
+    progress:
+        Shows downloads and status lines.
+
+    Raises
+    ------
+    ConfigError
+        Unknown dataset or option, an argument for a dataset that takes none, or an
+        argument that contradicts an option.
+    DataError
+        Missing or malformed data, or an unusable cache folder.
+    """
+    requested_id, has_argument, argument = name.partition(":")
+    dataset_cls: Any = registry.get("dataset", requested_id).cls
+    dataset_id: str = dataset_cls.id
+    values = dict(options)
+    if has_argument:
+        values = _apply_argument(dataset_cls, name, argument, values)
+    parsed_options = parse_options(dataset_cls.Options, values, owner=f"dataset '{dataset_id}'")
+    dataset = dataset_cls(parsed_options)
+    context = DataContext(
+        data_root=settings.data_root,
+        download_root=settings.download_root,
+        cache_root=settings.cache_root,
+        progress=progress,
+        offline=settings.offline,
+    )
+    cache_dir = _cache_dir(settings, dataset_id)
+
+    def cache_key() -> str:
+        return _cache_key(dataset_cls, parsed_options, dataset.fingerprint(context), preprocessing)
+
+    key = cache_key()
+    cached = _read_cache(cache_dir, key)
+    if cached is not None:
+        sequences, item_ids, statistics = cached
+        progress.log(f"Using cached {name} ({statistics['events']:,} events)")
+    else:
+        progress.log(f"Preparing {name}")
+        interactions = dataset.load(context)
+        sequences, item_ids = preprocess(interactions, preprocessing, dataset=name)
+        statistics = dataset_statistics(sequences, raw_events=len(interactions))
+        del interactions
+        key = cache_key()  # loading may have downloaded the files the fingerprint describes
+        _write_cache(cache_dir, key, sequences, item_ids, statistics, name, as_dict(preprocessing))
+    return PreparedData(
+        name=name,
+        dataset_id=dataset_id,
+        sequences=sequences,
+        item_ids=item_ids,
+        key=key,
+        statistics=statistics,
+        preprocessing=as_dict(preprocessing),
+    )
+
+
+def _apply_argument(
+    dataset_cls: Any, name: str, argument: str, values: dict[str, Any]
+) -> dict[str, Any]:
+    dataset_id = dataset_cls.id
+    option = getattr(dataset_cls, "argument_option", None)
+    if option is None:
+        raise ConfigError(
+            f"dataset '{dataset_id}' takes no argument, got '{argument}'",
+            where=f"dataset {name}",
+            hint=f"use '{dataset_id}' without ':{argument}'",
+        )
+    if option in values and str(values[option]) != argument:
+        raise ConfigError(
+            f"dataset '{name}' sets {option}='{argument}' but option {dataset_id}.{option} "
+            f"is '{values[option]}'",
+            where=f"option {dataset_id}.{option}",
+            hint="give it only once",
+        )
+    return {**values, option: argument}
+
+
+def _cache_key(
+    dataset_cls: Any, options: Any, fingerprint: str, preprocessing: PreprocessOptions
+) -> str:
+    description = {
+        "dataset": dataset_cls.id,
+        "version": dataset_cls.version,
+        "options": as_dict(options),
+        "fingerprint": fingerprint,
+        "preprocessing": as_dict(preprocessing),
+        "data_format": DATA_FORMAT_VERSION,
+    }
+    text = json.dumps(description, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _cache_dir(settings: Settings, dataset_id: str) -> Path:
+    cache_dir = settings.cache_root / "datasets" / dataset_id
+    if cache_dir.resolve().is_relative_to(settings.data_root.resolve()):
+        raise DataError(
+            "the cache folder is inside the data folder, which must stay untouched",
+            where=str(cache_dir),
+            hint="set RECBENCH_CACHE to a folder outside RECBENCH_DATA",
+        )
+    return cache_dir
+
+
+def _read_cache(cache_dir: Path, key: str) -> tuple[Sequences, np.ndarray, dict[str, Any]] | None:
+    """The cached arrays and statistics, or ``None`` when absent or unreadable."""
+    arrays_path, info_path = cache_dir / f"{key}.npz", cache_dir / f"{key}.json"
+    if not (arrays_path.is_file() and info_path.is_file()):
+        return None
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+        with np.load(arrays_path, allow_pickle=False) as stored:
+            sequences = Sequences(
+                offsets=stored["offsets"],
+                items=stored["items"],
+                users=stored["users"],
+                n_items=int(info["n_items"]),
+                timestamps=stored["timestamps"] if "timestamps" in stored.files else None,
+                ratings=stored["ratings"] if "ratings" in stored.files else None,
+            )
+            item_ids = stored["item_ids"]
+        statistics: dict[str, Any] = info["statistics"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None  # a damaged entry is rebuilt (and replaced) like a missing one
+    return sequences, item_ids, statistics
+
+
+def _write_cache(
+    cache_dir: Path,
+    key: str,
+    sequences: Sequences,
+    item_ids: np.ndarray,
+    statistics: dict[str, Any],
+    name: str,
+    preprocessing: dict[str, Any],
+) -> None:
+    arrays: dict[str, Any] = {
+        "offsets": sequences.offsets,
+        "items": sequences.items,
+        "users": sequences.users,
+        "item_ids": item_ids,
+    }
+    if sequences.timestamps is not None:
+        arrays["timestamps"] = sequences.timestamps
+    if sequences.ratings is not None:
+        arrays["ratings"] = sequences.ratings
+    info = {
+        "name": name,
+        "n_items": sequences.n_items,
+        "statistics": statistics,
+        "preprocessing": preprocessing,
+        "data_format": DATA_FORMAT_VERSION,
+    }
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        # The arrays first, then the JSON: an entry counts only when both are there.
+        _atomic_write(cache_dir / f"{key}.npz", lambda handle: np.savez(handle, **arrays))
+        text = json.dumps(info, indent=2).encode("utf-8")
+        _atomic_write(cache_dir / f"{key}.json", lambda handle: handle.write(text))
+    except OSError as exc:
+        raise DataError(
+            f"cannot write the dataset cache ({exc.strerror or exc})",
+            where=str(cache_dir),
+            hint="set RECBENCH_CACHE to a writable folder",
+        ) from None
+
+
+def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    handle, temporary_name = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(handle, "wb") as sink:
+            write(sink)
+        os.replace(temporary_name, path)
+    finally:
+        Path(temporary_name).unlink(missing_ok=True)

@@ -1,0 +1,232 @@
+"""prepare_dataset: name parsing, strict options, the preprocessed-array cache."""
+
+from __future__ import annotations
+
+import types
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+
+from recbench import hookimpl
+from recbench.contracts import DataContext
+from recbench.data import PreparedData, prepare_dataset
+from recbench.errors import ConfigError, DataError
+from recbench.interactions import Interactions
+from recbench.preprocess import PreprocessOptions
+from recbench.progress import Progress
+from recbench.registry import Registry, discover
+from recbench.settings import Settings
+
+NO_FILTERS = PreprocessOptions(min_user_activity=1, min_item_pop=1)
+
+
+@dataclass(frozen=True)
+class CountingOptions:
+    n_users: int = 4
+    stamp: str = "a"
+
+
+class CountingDataset:
+    """A tiny in-memory dataset that counts how often it is loaded."""
+
+    id: ClassVar[str] = "counting"
+    aliases: ClassVar[tuple[str, ...]] = ("count",)
+    summary: ClassVar[str] = "Counts its loads"
+    version: ClassVar[str] = "1"
+    Options: ClassVar[type] = CountingOptions
+    loads: ClassVar[int] = 0
+
+    def __init__(self, options: CountingOptions):
+        self.options = options
+
+    def fingerprint(self, ctx: DataContext) -> str:
+        return f"stamp {self.options.stamp}"
+
+    def load(self, ctx: DataContext) -> Interactions:
+        type(self).loads += 1
+        users = np.repeat(np.arange(1, self.options.n_users + 1), 3)
+        items = np.tile([30, 10, 20], self.options.n_users)
+        return Interactions(
+            user=users, item=items, timestamp=np.tile([3, 1, 2], self.options.n_users)
+        )
+
+
+@pytest.fixture
+def registry() -> Registry:
+    plugin = types.ModuleType("counting_plugin")
+
+    @hookimpl
+    def register_datasets(register):  # type: ignore[no-untyped-def]
+        register(CountingDataset)
+
+    plugin.register_datasets = register_datasets  # type: ignore[attr-defined]
+    found = discover()
+    assert found.add_plugin("counting_plugin", plugin, "counting-test", "0")
+    CountingDataset.loads = 0
+    return found
+
+
+def prepare(
+    name: str, registry: Registry, settings: Settings, options: dict | None = None, **kw: object
+) -> PreparedData:
+    preprocessing = kw.pop("preprocessing", NO_FILTERS)
+    return prepare_dataset(
+        name, options or {}, preprocessing, registry, settings, Progress.silent()
+    )  # type: ignore[arg-type]
+
+
+def test_a_cache_hit_does_not_load_or_parse_again(registry: Registry, settings: Settings) -> None:
+    first = prepare("counting", registry, settings)
+    assert CountingDataset.loads == 1
+    second = prepare("counting", registry, settings)
+    assert CountingDataset.loads == 1  # read from the cache
+    assert second.key == first.key
+    assert second.statistics == first.statistics
+    np.testing.assert_array_equal(second.sequences.items, first.sequences.items)
+    np.testing.assert_array_equal(second.sequences.offsets, first.sequences.offsets)
+    np.testing.assert_array_equal(second.sequences.timestamps, first.sequences.timestamps)
+    np.testing.assert_array_equal(second.item_ids, first.item_ids)
+    assert second.sequences.n_items == first.sequences.n_items == 3
+    assert second.sequences.ratings is None
+
+
+def test_a_cache_hit_skips_the_synthetic_generator(
+    registry: Registry, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import recbench_datasets.synthetic as synthetic
+
+    first = prepare("synthetic:tiny", registry, settings)
+
+    def must_not_run(options: object) -> Interactions:
+        raise AssertionError("the generator ran on a cache hit")
+
+    monkeypatch.setattr(synthetic, "generate", must_not_run)
+    second = prepare("synthetic", registry, settings, {"size": "tiny"})
+    assert second.key == first.key and second.dataset_id == "synthetic"
+    assert second.statistics["events"] == 5000
+
+
+def test_the_cache_lives_under_the_cache_root(registry: Registry, settings: Settings) -> None:
+    prepared = prepare("counting", registry, settings)
+    folder = settings.cache_root / "datasets" / "counting"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        f"{prepared.key}.json",
+        f"{prepared.key}.npz",
+    ]
+    assert len(prepared.key) == 64 and int(prepared.key, 16) >= 0
+
+
+def test_the_key_covers_options_preprocessing_and_fingerprint(
+    registry: Registry, settings: Settings
+) -> None:
+    base = prepare("counting", registry, settings).key
+    assert prepare("count", registry, settings).key == base  # an alias is the same dataset
+    assert prepare("counting", registry, settings, {"n_users": 5}).key != base
+    assert prepare("counting", registry, settings, {"stamp": "b"}).key != base  # new fingerprint
+    changed = PreprocessOptions(min_user_activity=2, min_item_pop=1)
+    assert prepare("counting", registry, settings, preprocessing=changed).key != base
+    assert CountingDataset.loads == 4
+
+
+def test_prepared_data_records_what_was_asked(registry: Registry, settings: Settings) -> None:
+    prepared = prepare("count", registry, settings, {"n_users": "2"})
+    assert prepared.name == "count" and prepared.dataset_id == "counting"
+    assert prepared.preprocessing == {"min_rating": None, "min_user_activity": 1, "min_item_pop": 1}
+    assert prepared.statistics["users"] == 2 and prepared.statistics["raw_events"] == 6
+    assert prepared.item_ids.tolist() == [-1, 10, 20, 30]
+    assert prepared.item_ids[prepared.sequences.sequence(0)].tolist() == [10, 20, 30]  # by time
+
+
+def test_argument_sets_the_argument_option(
+    registry: Registry, settings: Settings, tmp_path: Path
+) -> None:
+    ratings = tmp_path / "ratings.csv"
+    ratings.write_text("1,10,5,100\n1,20,4,200\n2,10,3,300\n")
+    prepared = prepare(f"file:{ratings}", registry, settings)
+    assert prepared.dataset_id == "file" and prepared.name == f"file:{ratings}"
+    assert prepared.statistics["raw_events"] == 3
+    assert prepare("file", registry, settings, {"path": str(ratings)}).key == prepared.key
+
+
+def test_argument_errors(registry: Registry, settings: Settings) -> None:
+    with pytest.raises(ConfigError, match="dataset 'counting' takes no argument"):
+        prepare("counting:x", registry, settings)
+    with pytest.raises(ConfigError, match="give it only once"):
+        prepare("synthetic:tiny", registry, settings, {"size": "small"})
+    assert (
+        prepare("synthetic:tiny", registry, settings, {"size": "tiny"}).statistics["users"] == 200
+    )
+
+
+def test_unknown_dataset_and_option_list_close_matches(
+    registry: Registry, settings: Settings
+) -> None:
+    with pytest.raises(ConfigError, match=r"unknown dataset 'ml-100'.*did you mean 'ml-100k'"):
+        prepare("ml-100", registry, settings)
+    with pytest.raises(
+        ConfigError, match=r"unknown option 'n_user' for dataset 'counting'.*'n_users'"
+    ):
+        prepare("counting", registry, settings, {"n_user": 3})
+    with pytest.raises(ConfigError, match="must be an integer"):
+        prepare("counting", registry, settings, {"n_users": "many"})
+
+
+def test_an_unwritable_cache_says_which_folder_and_what_to_set(
+    registry: Registry, settings: Settings, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    blocked = Settings(data_root=settings.data_root, cache_root=blocker, offline=True)
+    with pytest.raises(DataError) as caught:
+        prepare("counting", registry, blocked)
+    message = str(caught.value)
+    assert str(blocker / "datasets" / "counting") in message and "RECBENCH_CACHE" in message
+
+
+def test_the_cache_may_not_live_inside_the_data_root(registry: Registry, tmp_path: Path) -> None:
+    nested = Settings(
+        data_root=tmp_path / "data", cache_root=tmp_path / "data" / "cache", offline=True
+    )
+    with pytest.raises(DataError, match="RECBENCH_CACHE"):
+        prepare("counting", registry, nested)
+
+
+def test_nothing_is_written_inside_the_data_root(registry: Registry, settings: Settings) -> None:
+    settings.data_root.mkdir(parents=True)
+    (settings.data_root / "ratings.tsv").write_text("1\t10\n1\t20\n2\t10\n")
+    before = sorted(settings.data_root.rglob("*"))
+    prepare("file:ratings.tsv", registry, settings, {"columns": "user,item"})
+    prepare("file:ratings.tsv", registry, settings, {"columns": "user,item"})
+    assert sorted(settings.data_root.rglob("*")) == before
+
+
+def test_a_damaged_cache_entry_is_rebuilt(registry: Registry, settings: Settings) -> None:
+    first = prepare("counting", registry, settings)
+    arrays = settings.cache_root / "datasets" / "counting" / f"{first.key}.npz"
+    arrays.write_bytes(b"truncated")
+    second = prepare("counting", registry, settings)
+    assert CountingDataset.loads == 2
+    np.testing.assert_array_equal(second.sequences.items, first.sequences.items)
+    prepare("counting", registry, settings)
+    assert CountingDataset.loads == 2  # the rebuilt entry is used again
+
+
+def test_real_movielens_100k(real_settings: Settings) -> None:
+    prepared = prepare_dataset(
+        "ml-100k", {}, NO_FILTERS, discover(), real_settings, Progress.silent()
+    )
+    stats = prepared.statistics
+    assert (stats["raw_events"], stats["events"], stats["users"], stats["items"]) == (
+        100_000,
+        100_000,
+        943,
+        1_682,
+    )
+    assert stats["has_repeats"] is False and stats["sequence_length"]["min"] == 20
+    default = prepare_dataset(
+        "ml100k", {}, PreprocessOptions(), discover(), real_settings, Progress.silent()
+    )
+    assert default.key != prepared.key and default.statistics["items"] < 1_682
