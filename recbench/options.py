@@ -92,7 +92,9 @@ def coerce(value: Any, annotation: Any, *, owner: str, key: str) -> Any:
                 return choice
         raise bad("one of " + ", ".join(repr(a) for a in args))
     if origin in (typing.Union, types.UnionType):
-        if type(None) in args and (value is None or (isinstance(value, str) and value.lower() in ("none", "null", ""))):
+        if type(None) in args and (
+            value is None or (isinstance(value, str) and value.lower() in ("none", "null", ""))
+        ):
             return None
         errors = []
         for arg in args:
@@ -106,7 +108,10 @@ def coerce(value: Any, annotation: Any, *, owner: str, key: str) -> Any:
     if origin is tuple:
         items = value.split(",") if isinstance(value, str) else list(value)
         item_type = args[0] if args else str
-        return tuple(coerce(v.strip() if isinstance(v, str) else v, item_type, owner=owner, key=key) for v in items)
+        return tuple(
+            coerce(v.strip() if isinstance(v, str) else v, item_type, owner=owner, key=key)
+            for v in items
+        )
     if annotation is bool:
         if isinstance(value, bool):
             return value
@@ -148,4 +153,6 @@ def coerce(value: Any, annotation: Any, *, owner: str, key: str) -> Any:
 
 def as_dict(options: Any) -> dict[str, Any]:
     """A JSON-friendly dict of an options instance (tuples become lists)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(options).items()}
+    return {
+        k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(options).items()
+    }

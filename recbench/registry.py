@@ -44,7 +44,7 @@ class PluginInfo:
 
     kind: str
     id: str
-    cls: type
+    cls: Any  # the registered class; its attributes are checked by _validate
     plugin: str
     distribution: str
     distribution_version: str
@@ -86,7 +86,9 @@ class _Source:
 class Registry:
     """The plugin registry. Build with :func:`discover`, or directly for tests."""
 
-    plugins: dict[str, dict[str, PluginInfo]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    plugins: dict[str, dict[str, PluginInfo]] = field(
+        default_factory=lambda: {k: {} for k in KINDS}
+    )
     aliases: dict[str, dict[str, str]] = field(default_factory=lambda: {k: {} for k in KINDS})
     failures: list[PluginFailure] = field(default_factory=list)
     distributions: dict[str, tuple[str, str]] = field(default_factory=dict)  # plugin -> (dist, ver)
@@ -134,7 +136,9 @@ class Registry:
                 self._remove(info)
             self.failures.append(PluginFailure(distribution, impl.plugin_name, _reason(exc)))
 
-    def _validate(self, kind: str, obj: Any, plugin: str, distribution: str, version: str) -> PluginInfo:
+    def _validate(
+        self, kind: str, obj: Any, plugin: str, distribution: str, version: str
+    ) -> PluginInfo:
         what = f"{kind} {getattr(obj, 'id', obj)!r} from {distribution}"
         if not isinstance(obj, type):
             raise PluginError(f"{what}: register() takes a class, got {type(obj).__name__}")
@@ -191,7 +195,8 @@ class Registry:
         return found
 
     def all(self, kind: str) -> list[PluginInfo]:
-        return sorted(self.plugins[kind].values(), key=lambda info: info.id)
+        """Every plugin of ``kind``, in registration order (recbench's own first)."""
+        return list(self.plugins[kind].values())
 
     def add_commands(self, cli: Any) -> None:
         """Let plugins add sub-commands to the CLI's argparse sub-parsers."""
@@ -242,10 +247,14 @@ def discover(
     registry = Registry()
     seen_builtins = False
     # Sorted so that the first owner of a duplicate id does not depend on install order.
-    for source in sorted(_entry_point_sources(), key=lambda s: (s.distribution != "recbench", s.distribution, s.name)):
+    for source in sorted(
+        _entry_point_sources(), key=lambda s: (s.distribution != "recbench", s.distribution, s.name)
+    ):
         if source.distribution == "recbench":
             seen_builtins = True
-        if source.distribution in denied or (allowed is not None and source.distribution not in allowed):
+        if source.distribution in denied or (
+            allowed is not None and source.distribution not in allowed
+        ):
             continue
         try:
             plugin = source.load()

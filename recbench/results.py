@@ -1,0 +1,173 @@
+"""The results store: a run is a directory of small files, written atomically.
+
+Layout of a run directory::
+
+    config.json         the fully resolved configuration (and the command line)
+    environment.json    versions, device, git hash, plugins
+    dataset.json        statistics of the prepared dataset
+    cells/<key>.json    one file per (dataset, model, protocol, seed) cell
+    cells/<key>.npz     that cell's per-query metric arrays
+    report.md           the markdown report (re-rendered by ``recbench report``)
+
+Every cell file carries ``schema_version``. Writes go to a temporary file that is then
+renamed, so an interrupted run never leaves a half-written file behind, and a rerun with
+``--resume`` skips the cells that are finished with the same key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recbench.errors import ConfigError, DataError
+
+SCHEMA_VERSION = 1
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, value: Any) -> None:
+    write_atomic(
+        path, (json.dumps(value, indent=2, sort_keys=True, default=_json_default) + "\n").encode()
+    )
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"missing result file {path.name}", where=str(path.parent)) from None
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"result file is not valid JSON: {exc.msg} at line {exc.lineno}", where=str(path)
+        ) from None
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def cell_name(dataset: str, model_label: str, protocol: str, seed: int) -> str:
+    """A file-system safe, readable name of a cell."""
+    raw = f"{dataset}__{model_label}__{protocol}__seed{seed}"
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "-", raw).strip("-")
+
+
+@dataclass
+class RunDirectory:
+    """A run directory on disk."""
+
+    path: Path
+
+    @classmethod
+    def create(cls, path: Path, *, resume: bool) -> RunDirectory:
+        """Create (or, with ``resume``, reopen) a run directory.
+
+        An existing non-empty directory without ``resume`` is refused so that no finished
+        result is overwritten by accident.
+        """
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise ConfigError("the output path exists and is not a directory", where=str(path))
+        if path.exists() and any(path.iterdir()) and not resume:
+            raise ConfigError(
+                "the run directory already exists",
+                where=str(path),
+                hint="pass --resume to continue it, or choose another --out",
+            )
+        try:
+            (path / "cells").mkdir(parents=True, exist_ok=True)
+            probe = path / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot write the run directory ({exc.strerror})",
+                where=str(path),
+                hint="choose a writable --out",
+            ) from None
+        return cls(path)
+
+    @classmethod
+    def open(cls, path: Path) -> RunDirectory:
+        path = Path(path)
+        if not (path / "config.json").is_file():
+            raise ConfigError("not a recbench run directory (no config.json)", where=str(path))
+        return cls(path)
+
+    # -- cells ---------------------------------------------------------------------------
+    def cell_json(self, name: str) -> Path:
+        return self.path / "cells" / f"{name}.json"
+
+    def write_cell(
+        self, name: str, cell: Mapping[str, Any], per_query: Mapping[str, np.ndarray]
+    ) -> None:
+        """Write a cell's per-query arrays, then its JSON (the JSON marks it finished)."""
+        record = dict(cell)
+        record["schema_version"] = SCHEMA_VERSION
+        if per_query:
+            import io
+
+            buffer = io.BytesIO()
+            arrays: dict[str, Any] = {key: np.asarray(v) for key, v in per_query.items()}
+            np.savez_compressed(buffer, **arrays)
+            write_atomic(self.path / "cells" / f"{name}.npz", buffer.getvalue())
+            record["per_query_file"] = f"{name}.npz"
+        write_json(self.cell_json(name), record)
+
+    def read_cell(self, name: str) -> dict[str, Any] | None:
+        path = self.cell_json(name)
+        if not path.is_file():
+            return None
+        cell = read_json(path)
+        if cell.get("schema_version") != SCHEMA_VERSION:
+            return None  # written by an incompatible version: recompute
+        return dict(cell)
+
+    def cells(self) -> Iterator[dict[str, Any]]:
+        """Every finished cell, in name order."""
+        for path in sorted((self.path / "cells").glob("*.json")):
+            cell = read_json(path)
+            if cell.get("schema_version") != SCHEMA_VERSION:
+                raise DataError(
+                    f"cell written with schema version {cell.get('schema_version')}, "
+                    f"this recbench reads {SCHEMA_VERSION}",
+                    where=str(path),
+                    hint="rerun the benchmark with this version of recbench",
+                )
+            yield cell
+
+    def per_query(self, cell: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """The per-query metric arrays of a cell (empty when it has none)."""
+        name = cell.get("per_query_file")
+        if not name:
+            return {}
+        with np.load(self.path / "cells" / name) as data:
+            return {key: data[key] for key in data.files}

@@ -1,0 +1,192 @@
+"""Plugin discovery through real entry points of fake installed distributions."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from recbench.errors import ConfigError, PluginError
+from recbench.registry import Registry, discover
+
+MODEL_SOURCE = """
+from dataclasses import dataclass
+from recbench import hookimpl
+
+class {cls}:
+    id = "{model_id}"
+    summary = "A model from a third-party distribution"
+    version = "7"
+
+    @dataclass(frozen=True)
+    class Options:
+        width: int = 3
+
+    def __init__(self, options=None):
+        self.options = options
+
+    max_length = None
+
+    def fit(self, train, valid, ctx):
+        pass
+
+    def score(self, batch):
+        raise NotImplementedError
+
+@hookimpl
+def register_models(register):
+    register({cls})
+"""
+
+
+@pytest.fixture
+def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Install a fake distribution: a dist-info folder with entry points and a module."""
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    created: list[str] = []
+
+    def _install(dist: str, module: str, source: str, version: str = "1.0") -> None:
+        info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+        (info / "entry_points.txt").write_text(f"[recbench]\n{module} = {module}\n")
+        (site / f"{module}.py").write_text(textwrap.dedent(source))
+        created.append(module)
+
+    yield _install
+    for module in created:
+        sys.modules.pop(module, None)
+
+
+def test_builtins_are_discovered_through_entry_points():
+    registry = discover()
+    pop = registry.get("model", "pop")
+    assert pop.distribution == "recbench"
+    assert pop.plugin == "recbench_baselines"
+    assert {"ml-100k", "file", "synthetic"} <= {d.id for d in registry.all("dataset")}
+    assert {"sps", "recall", "mrr", "ndcg"} <= {m.id for m in registry.all("metric")}
+    assert registry.failures == []
+
+
+def test_third_party_model_is_found_with_its_distribution(install):
+    install(
+        "recbench-thirdparty",
+        "recbench_thirdparty",
+        MODEL_SOURCE.format(cls="Widget", model_id="widget"),
+        "2.5",
+    )
+    registry = discover()
+    info = registry.get("model", "widget")
+    assert (info.distribution, info.distribution_version, info.version) == (
+        "recbench-thirdparty",
+        "2.5",
+        "7",
+    )
+    assert registry.get("model", "pop").distribution == "recbench"
+
+
+def test_broken_plugin_is_reported_and_the_rest_still_work(install):
+    install("recbench-broken", "recbench_broken", "raise ImportError('needs libfoo')\n")
+    install("recbench-good", "recbench_good", MODEL_SOURCE.format(cls="Good", model_id="good"))
+    registry = discover()
+    assert registry.get("model", "good").distribution == "recbench-good"
+    assert registry.get("model", "pop")
+    [failure] = registry.failures
+    assert failure.distribution == "recbench-broken"
+    assert "needs libfoo" in failure.one_line() and "recbench-broken" in failure.one_line()
+
+
+def test_duplicate_id_is_rejected_naming_both_owners(install):
+    install("recbench-copycat", "recbench_copycat", MODEL_SOURCE.format(cls="Pop", model_id="pop"))
+    registry = discover()
+    assert registry.get("model", "pop").distribution == "recbench"
+    [failure] = registry.failures
+    assert "recbench" in failure.reason and "recbench-copycat" in failure.reason
+    assert "duplicate model id 'pop'" in failure.reason
+
+
+def test_misspelled_hook_is_an_error(install):
+    source = MODEL_SOURCE.format(cls="Typo", model_id="typo").replace(
+        "def register_models", "def register_modles"
+    )
+    install("recbench-typo", "recbench_typo", source)
+    registry = discover()
+    with pytest.raises(ConfigError):
+        registry.get("model", "typo")
+    [failure] = registry.failures
+    assert failure.distribution == "recbench-typo" and "register_modles" in failure.reason
+
+
+def test_invalid_plugin_object_is_refused_with_the_reason(install):
+    source = MODEL_SOURCE.format(cls="NoOptions", model_id="no-options").replace(
+        "    @dataclass(frozen=True)\n    class Options:\n        width: int = 3\n", ""
+    )
+    install("recbench-nooptions", "recbench_nooptions", source)
+    registry = discover()
+    [failure] = registry.failures
+    assert "'Options' must be a dataclass" in failure.reason
+
+
+def test_deny_and_allow_lists_by_distribution(install):
+    install("recbench-extra", "recbench_extra", MODEL_SOURCE.format(cls="Extra", model_id="extra"))
+    assert "extra" in {m.id for m in discover().all("model")}
+    assert "extra" not in {m.id for m in discover(deny=["recbench_extra"]).all("model")}
+    only_other = discover(allow=["recbench-other"])
+    assert "extra" not in {m.id for m in only_other.all("model")}
+    assert only_other.get("model", "pop")  # recbench's own plugins always load
+
+
+def test_unknown_id_lists_close_matches():
+    registry = discover()
+    with pytest.raises(ConfigError, match="did you mean 'pop'"):
+        registry.get("model", "popp")
+    with pytest.raises(ConfigError, match="unknown dataset 'ml-100'"):
+        registry.get("dataset", "ml-100")
+
+
+def test_aliases_resolve_to_the_same_dataset():
+    registry = discover()
+    assert registry.get("dataset", "ml100k").id == "ml-100k"
+    assert registry.get("dataset", "ml20m").id == "ml-20m"
+
+
+def test_hook_that_raises_midway_rolls_back_its_registrations():
+    class Ok:
+        id = "ok"
+        summary = "fine"
+        version = "1"
+
+        from dataclasses import dataclass
+
+        @dataclass(frozen=True)
+        class Options:
+            pass
+
+        def fit(self, train, valid, ctx): ...
+        def score(self, batch): ...
+
+    class Plugin:
+        from recbench import hookimpl
+
+        @staticmethod
+        @hookimpl
+        def register_models(register):
+            register(Ok)
+            raise RuntimeError("half-way")
+
+    registry = Registry()
+    assert registry.add_plugin("half", Plugin, "recbench-half", "0.1")
+    assert registry.all("model") == []
+    assert "half-way" in registry.failures[0].reason
+
+
+def test_missing_builtins_fail_fast(monkeypatch: pytest.MonkeyPatch):
+    import recbench.registry as registry_module
+
+    monkeypatch.setattr(registry_module, "_entry_point_sources", lambda: [])
+    with pytest.raises(PluginError, match="built-in plugins were not found"):
+        discover()
