@@ -1,0 +1,240 @@
+"""Evaluation protocols: which queries a held-out user's sequence gives.
+
+For a user with chronological items ``s`` (0-based, length ``n``) a query with input
+length ``p`` means:
+
+- input: ``s[:p]``, every item of it counts as seen (the model receives only its last
+  ``max_length`` items);
+- next item: ``s[p]`` (for ``sps``);
+- targets: ``s[p : p + n_targets]`` (for hit, mrr, ndcg, precision...);
+- remaining: ``s[p:]`` (for recall).
+
+The protocols:
+
+``half-split``
+    ``p = n // 2``; the targets are all the rest (``n_targets = n - p``).
+``iterative`` (next-item)
+    One query per ``t = 1 .. n - 1``: ``p = t`` with the single target ``s[t]``; recall
+    counts the remaining ``s[t:]``. Long users give many queries, so means are over
+    queries, not users.
+``last-item``
+    ``p = n - 1``, the single target ``s[n - 1]``.
+
+Users with fewer than 2 items give no query.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import torch
+
+from recbench.contracts import SequenceBatch
+from recbench.errors import ConfigError, close_matches
+from recbench.interactions import PADDING_ITEM, Sequences, ragged_indices
+
+PROTOCOLS: tuple[str, ...] = ("half-split", "iterative", "last-item")
+PROTOCOL_ALIASES: dict[str, str] = {
+    "iterative-next-item": "iterative",
+    "next-item": "iterative",
+    "last": "last-item",
+}
+
+
+def canonical_protocol(name: str) -> str:
+    """The canonical protocol name of ``name`` (a name or an alias).
+
+    Raises
+    ------
+    ConfigError
+        For an unknown name, listing the close matches.
+    """
+    canonical = PROTOCOL_ALIASES.get(name, name)
+    if canonical not in PROTOCOLS:
+        raise ConfigError(
+            f"unknown protocol '{name}'",
+            hint=close_matches(name, (*PROTOCOLS, *PROTOCOL_ALIASES)),
+        )
+    return canonical
+
+
+@dataclass(frozen=True)
+class Queries:
+    """The queries of a protocol over a set of sequences.
+
+    Parameters
+    ----------
+    protocol:
+        The canonical protocol name.
+    sequences:
+        The sequences the queries come from.
+    row:
+        int64 ``[Q]``: the user's row in ``sequences``.
+    input_length:
+        int64 ``[Q]``: ``p``, the length of the input prefix ``s[:p]`` (at least 1).
+    n_targets:
+        int64 ``[Q]``: the targets are ``s[p : p + n_targets]`` (at least 1).
+    """
+
+    protocol: str
+    sequences: Sequences
+    row: np.ndarray
+    input_length: np.ndarray
+    n_targets: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    @cached_property
+    def distinct_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct items among each query's targets and remaining items.
+
+        Returns
+        -------
+        (n_targets, n_remaining):
+            int64 ``[Q]``: the number of distinct items in ``s[p : p + n_targets]`` and in
+            ``s[p:]``. They differ from ``n_targets`` and ``n - p`` only when a user's
+            sequence repeats items.
+        """
+        return _distinct_counts(self)
+
+    @property
+    def n_users(self) -> int:
+        """The number of distinct users with at least one query."""
+        return len(np.unique(self.row))
+
+    def model_inputs(
+        self, index: np.ndarray, max_length: int | None, device: torch.device | str
+    ) -> SequenceBatch:
+        """The model's input for the queries ``index``, left-padded.
+
+        Parameters
+        ----------
+        index:
+            int ``[B]``: positions of queries in this set.
+        max_length:
+            The longest input the model reads; longer prefixes keep their most recent
+            items. ``None``: the whole prefix.
+        device:
+            Where the tensors go.
+
+        Returns
+        -------
+        SequenceBatch
+            ``items`` int64 ``[B, L]`` with ``L = min(max(p), max_length)``, padded with 0
+            on the left so the most recent item is in the last column; ``lengths`` int64
+            ``[B]``.
+        """
+        index = np.asarray(index, dtype=np.int64)
+        prefix_end = self.sequences.offsets[self.row[index]] + self.input_length[index]
+        lengths = self.input_length[index]
+        if max_length is not None:
+            lengths = np.minimum(lengths, max_length)
+        width = int(lengths.max()) if len(index) else 0
+        # Column c of a row holds s[p - width + c]; columns before width - length are padding.
+        columns = np.arange(width, dtype=np.int64)
+        source = prefix_end[:, None] - width + columns[None, :]
+        is_item = columns[None, :] >= (width - lengths)[:, None]
+        items = np.where(is_item, self.sequences.items[np.where(is_item, source, 0)], PADDING_ITEM)
+        return SequenceBatch(
+            items=torch.from_numpy(items.astype(np.int64, copy=False)).to(device),
+            lengths=torch.from_numpy(lengths.astype(np.int64, copy=False)).to(device),
+        )
+
+    def seen_items(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every item of the input prefixes ``s[:p]`` of the queries ``index``.
+
+        Returns
+        -------
+        (position, item):
+            int64 arrays of equal length: the query's position in ``index`` and an item
+            of its prefix (not truncated to any ``max_length``).
+        """
+        index = np.asarray(index, dtype=np.int64)
+        lengths = self.input_length[index]
+        events = ragged_indices(self.sequences.offsets[self.row[index]], lengths)
+        position = np.repeat(np.arange(len(index), dtype=np.int64), lengths)
+        return position, self.sequences.items[events].astype(np.int64, copy=False)
+
+    def remaining_items(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every item of the remaining sequences ``s[p:]`` of the queries ``index``.
+
+        Returns
+        -------
+        (position, item, offset):
+            int64 arrays of equal length: the query's position in ``index``, an item of
+            ``s[p:]``, and its offset ``j`` in ``s[p:]`` (``j = 0`` is the next item,
+            ``j < n_targets`` a target).
+        """
+        index = np.asarray(index, dtype=np.int64)
+        rows = self.row[index]
+        starts = self.sequences.offsets[rows] + self.input_length[index]
+        lengths = self.sequences.offsets[rows + 1] - starts
+        events = ragged_indices(starts, lengths)
+        position = np.repeat(np.arange(len(index), dtype=np.int64), lengths)
+        offset = events - np.repeat(starts, lengths)
+        return position, self.sequences.items[events].astype(np.int64, copy=False), offset
+
+
+def _distinct_counts(queries: Queries) -> tuple[np.ndarray, np.ndarray]:
+    """See :attr:`Queries.distinct_counts`. An item is counted at its last occurrence in
+    a window: where its next occurrence in the user's sequence lies past the window."""
+    sequences = queries.sequences
+    first_event = sequences.offsets[0]
+    items = sequences.items[first_event : sequences.offsets[-1]]
+    starts = sequences.offsets[queries.row] + queries.input_length - first_event
+    ends = sequences.offsets[queries.row + 1] - first_event
+    user = np.repeat(np.arange(len(sequences), dtype=np.int64), sequences.lengths)
+    user_item = user * (sequences.n_items + 1) + items
+    # Stable: the occurrences of an item of a user stay in sequence order.
+    by_user_item = np.argsort(user_item, kind="stable")
+    repeats_next = np.diff(user_item[by_user_item]) == 0
+    if not repeats_next.any():
+        return queries.n_targets.copy(), ends - starts
+    n_events = len(items)
+    next_occurrence = np.full(n_events, n_events, dtype=np.int64)  # n_events: none
+    next_occurrence[by_user_item[:-1][repeats_next]] = by_user_item[1:][repeats_next]
+    last_occurrences_before = np.concatenate([[0], np.cumsum(next_occurrence == n_events)])
+    n_remaining = last_occurrences_before[ends] - last_occurrences_before[starts]
+    window = ragged_indices(starts, queries.n_targets)
+    window_end = np.repeat(starts + queries.n_targets, queries.n_targets)
+    query = np.repeat(np.arange(len(queries)), queries.n_targets)
+    is_last_in_window = next_occurrence[window] >= window_end
+    n_targets = np.bincount(query, weights=is_last_in_window, minlength=len(queries))
+    return n_targets.astype(np.int64), n_remaining.astype(np.int64)
+
+
+def build_queries(protocol: str, sequences: Sequences) -> Queries:
+    """The queries that ``protocol`` (a name or alias) gives on ``sequences``.
+
+    Queries come in row order (and, for ``iterative``, by increasing ``p`` within a row).
+
+    Raises
+    ------
+    ConfigError
+        For an unknown protocol name.
+    """
+    protocol = canonical_protocol(protocol)
+    lengths = sequences.lengths
+    rows = np.flatnonzero(lengths >= 2).astype(np.int64)
+    n = lengths[rows].astype(np.int64)
+    if protocol == "half-split":
+        input_length = n // 2
+        n_targets = n - input_length
+    elif protocol == "last-item":
+        input_length = n - 1
+        n_targets = np.ones_like(n)
+    else:
+        queries_per_user = n - 1
+        rows = np.repeat(rows, queries_per_user)
+        input_length = ragged_indices(np.ones_like(n), queries_per_user)
+        n_targets = np.ones_like(input_length)
+    return Queries(
+        protocol=protocol,
+        sequences=sequences,
+        row=rows,
+        input_length=input_length,
+        n_targets=n_targets,
+    )

@@ -1,0 +1,245 @@
+"""Train / validation / test splits of per-user sequences.
+
+Three methods, chosen by :class:`SplitOptions`:
+
+``users`` (default)
+    A seeded random permutation of the users; validation and test users are held out
+    entirely (their whole sequences are in ``valid`` / ``test``), training holds the rest.
+``temporal``
+    A global time cut. Users are ordered by the time of their last event; the latest ones
+    become test users, the next latest validation users, and training holds the users
+    whose last event is before both cuts. Every training event therefore happens before
+    every cut: nothing from the future leaks into training.
+``leave-last-out``
+    Every user stays in training without their last two items; ``valid`` holds the
+    sequences without their last item and ``test`` the full sequences, so that the
+    ``last-item`` protocol evaluates the second-to-last item on ``valid`` and the last
+    item on ``test``. Only the ``last-item`` protocol is meaningful with it. Users with
+    fewer than 3 items are not evaluated and stay whole in training; with ``valid = 0``
+    only the last item is held out (and users need 2 items).
+
+Sizes (``valid`` and ``test``) are numbers of users: a value below 1 is a fraction of all
+users (rounded to the nearest count), a value of 1 or more is a count. ``valid = 0`` means
+"no validation set": ``valid`` is then empty and model selection is skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import numpy as np
+
+from recbench.errors import ConfigError, close_matches
+from recbench.interactions import Sequences
+from recbench.protocols import PROTOCOLS
+
+SplitMethod = Literal["users", "temporal", "leave-last-out"]
+SPLIT_METHODS: tuple[str, ...] = get_args(SplitMethod)
+
+
+@dataclass(frozen=True)
+class SplitOptions:
+    """How to split users into training, validation and test sets.
+
+    Parameters
+    ----------
+    method:
+        ``"users"``, ``"temporal"`` or ``"leave-last-out"`` (see :mod:`recbench.splits`).
+    valid, test:
+        Number of validation / test users: a value below 1 is a fraction of all users, a
+        value of 1 or more a count (a whole number). ``valid = 0`` means no validation
+        set. For ``temporal`` the cuts are placed so that these many users (by the time
+        of their last event) fall after them; users tied at a cut all go to the later
+        set. ``leave-last-out`` ignores ``test`` (every user with at least 3 items is
+        tested) and reads ``valid`` only to tell whether there is a validation set.
+    """
+
+    method: SplitMethod = "users"
+    valid: float = 0.1
+    test: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.method not in SPLIT_METHODS:
+            raise ConfigError(
+                f"unknown split method '{self.method}'",
+                where="split option 'method'",
+                hint=close_matches(self.method, SPLIT_METHODS),
+            )
+        for name in ("valid", "test"):
+            value = getattr(self, name)
+            if not value >= 0 or (value >= 1 and not float(value).is_integer()):
+                raise ConfigError(
+                    f"split size {name}={value} is neither a fraction below 1 nor a whole count",
+                    where=f"split option '{name}'",
+                    hint="use a fraction of users such as 0.1, or a number of users such as 500",
+                )
+
+
+@dataclass(frozen=True)
+class Split:
+    """Training, validation and test sequences, and the protocols they support.
+
+    ``valid`` may hold no users (no validation set: no model selection). ``protocols``
+    lists the evaluation protocols (:data:`recbench.protocols.PROTOCOLS`) that are valid
+    on this split.
+    """
+
+    method: str
+    train: Sequences
+    valid: Sequences
+    test: Sequences
+    protocols: tuple[str, ...]
+
+
+def make_split(sequences: Sequences, options: SplitOptions, seed: int) -> Split:
+    """Split ``sequences`` as ``options`` say; deterministic given ``seed``.
+
+    Parameters
+    ----------
+    sequences:
+        Chronological per-user sequences (one row per user).
+    options:
+        The method and the validation / test sizes.
+    seed:
+        Seeds the user permutation of the ``users`` method (the other methods are not
+        random).
+
+    Raises
+    ------
+    ConfigError
+        When a set would be empty (sizes too large for the number of users), or the
+        ``temporal`` method is asked for data without timestamps.
+    """
+    if options.method == "users":
+        return _split_users(sequences, options, seed)
+    if options.method == "temporal":
+        return _split_temporal(sequences, options)
+    return _split_leave_last_out(sequences, options)
+
+
+def _user_count(options: SplitOptions, name: str, n_users: int) -> int:
+    value = float(getattr(options, name))
+    if value < 1:
+        return int(np.floor(value * n_users + 0.5))
+    return int(value)
+
+
+def _check_not_empty(
+    name: str, n_selected: int, n_users: int, options: SplitOptions, hint: str
+) -> None:
+    if n_selected == 0:
+        raise ConfigError(
+            f"the {options.method} split leaves the {name} set empty "
+            f"({n_users} users, valid={options.valid:g}, test={options.test:g})",
+            where="split options",
+            hint=hint,
+        )
+
+
+def _check_sizes(
+    options: SplitOptions, n_users: int, n_train: int, n_valid: int, n_test: int
+) -> None:
+    _check_not_empty(
+        "test", n_test, n_users, options, "raise 'test' (a fraction below 1 or a user count)"
+    )
+    if options.valid > 0:
+        _check_not_empty(
+            "validation",
+            n_valid,
+            n_users,
+            options,
+            "raise 'valid', or set valid=0 for no validation set",
+        )
+    _check_not_empty(
+        "training", n_train, n_users, options, "lower 'valid' and 'test' so that users remain"
+    )
+
+
+def _split_users(sequences: Sequences, options: SplitOptions, seed: int) -> Split:
+    n_users = len(sequences)
+    n_test = min(_user_count(options, "test", n_users), n_users)
+    n_valid = min(_user_count(options, "valid", n_users), n_users - n_test)
+    n_train = n_users - n_test - n_valid
+    _check_sizes(options, n_users, n_train, n_valid, n_test)
+    permutation = np.random.default_rng(seed).permutation(n_users)
+    test_rows = np.sort(permutation[:n_test])
+    valid_rows = np.sort(permutation[n_test : n_test + n_valid])
+    train_rows = np.sort(permutation[n_test + n_valid :])
+    return Split(
+        method="users",
+        train=sequences.select(train_rows),
+        valid=sequences.select(valid_rows),
+        test=sequences.select(test_rows),
+        protocols=PROTOCOLS,
+    )
+
+
+def _split_temporal(sequences: Sequences, options: SplitOptions) -> Split:
+    if sequences.timestamps is None:
+        raise ConfigError(
+            "the temporal split needs timestamps, and this dataset has none",
+            where="split option 'method'",
+            hint="choose the 'users' or 'leave-last-out' split",
+        )
+    n_users = len(sequences)
+    n_test = min(_user_count(options, "test", n_users), n_users)
+    n_valid = min(_user_count(options, "valid", n_users), n_users - n_test)
+    # Sequences are chronological: a user's last event is the last of the row. Users
+    # without events carry no information and stay in training.
+    with_events = np.flatnonzero(sequences.lengths > 0)
+    last_time = sequences.timestamps[sequences.offsets[with_events + 1] - 1]
+    is_test = np.zeros(n_users, dtype=bool)
+    is_test[with_events] = _latest_users(last_time, n_test)
+    before_test = ~is_test[with_events]
+    is_valid = np.zeros(n_users, dtype=bool)
+    is_valid[with_events[before_test]] = _latest_users(last_time[before_test], n_valid)
+    is_train = ~is_test & ~is_valid
+    _check_sizes(options, n_users, int(is_train.sum()), int(is_valid.sum()), int(is_test.sum()))
+    return Split(
+        method="temporal",
+        train=sequences.select(np.flatnonzero(is_train)),
+        valid=sequences.select(np.flatnonzero(is_valid)),
+        test=sequences.select(np.flatnonzero(is_test)),
+        protocols=PROTOCOLS,
+    )
+
+
+def _latest_users(last_time: np.ndarray, count: int) -> np.ndarray:
+    """Mask of the users at or after a time cut placed at the last-event time of the
+    ``count``-th latest user (users tied at the cut are included, so the mask can hold a
+    few more than ``count``)."""
+    if count == 0:
+        return np.zeros(len(last_time), dtype=bool)
+    if count >= len(last_time):
+        return np.ones(len(last_time), dtype=bool)
+    cut = np.partition(last_time, len(last_time) - count)[len(last_time) - count]
+    return last_time >= cut
+
+
+def _split_leave_last_out(sequences: Sequences, options: SplitOptions) -> Split:
+    """Users too short to give an evaluation query (fewer than 3 items, or 2 without a
+    validation set) are not evaluated; their whole sequences stay in training."""
+    lengths = sequences.lengths
+    held_out_items = 2 if options.valid > 0 else 1
+    evaluated = lengths >= held_out_items + 1
+    rows = np.flatnonzero(evaluated)
+    train = sequences.truncate(np.where(evaluated, lengths - held_out_items, lengths))
+    valid_rows = rows if options.valid > 0 else rows[:0]
+    valid = sequences.select(valid_rows)
+    valid = valid.truncate(valid.lengths - 1)
+    n_users = len(sequences)
+    _check_not_empty(
+        "test",
+        len(rows),
+        n_users,
+        options,
+        f"no user has {held_out_items + 1} or more items; choose the 'users' split",
+    )
+    return Split(
+        method="leave-last-out",
+        train=train,
+        valid=valid,
+        test=sequences.select(rows),
+        protocols=("last-item",),
+    )

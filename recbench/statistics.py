@@ -1,0 +1,46 @@
+"""Summaries of metric values: the mean and its 95% confidence interval."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+#: The 97.5% quantile of the standard normal distribution.
+_Z_975 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    """A metric's value over a query set.
+
+    Parameters
+    ----------
+    mean:
+        The mean over queries (per-query metrics) or the corpus value.
+    ci95:
+        Half-width of the 95% confidence interval of the mean (normal approximation over
+        queries); ``None`` for corpus metrics and for fewer than two queries.
+    n:
+        The number of queries.
+    """
+
+    mean: float
+    ci95: float | None
+    n: int
+
+
+def summarize(values: np.ndarray) -> MetricSummary:
+    """The mean of per-query ``values`` (float ``[Q]``, ``Q >= 1``) and its 95% CI.
+
+    The interval is ``1.96 * s / sqrt(Q)`` with ``s`` the sample standard deviation:
+    queries are treated as independent, which understates the uncertainty when a user
+    gives many queries (the ``iterative`` protocol).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 1 or len(values) == 0:
+        raise ValueError(f"summarize needs a non-empty 1-d array, got shape {values.shape}")
+    n = len(values)
+    ci95 = _Z_975 * float(values.std(ddof=1)) / math.sqrt(n) if n > 1 else None
+    return MetricSummary(mean=float(values.mean()), ci95=ci95, n=n)
