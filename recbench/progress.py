@@ -59,7 +59,9 @@ class Progress:
         return cls(quiet=True)
 
     @contextmanager
-    def task(self, description: str, total: float | None = None, *, bytes: bool = False) -> Iterator[Task]:
+    def task(
+        self, description: str, total: float | None = None, *, bytes: bool = False
+    ) -> Iterator[Task]:
         if self.quiet:
             yield Task(None, None)
             return
@@ -83,7 +85,7 @@ class Progress:
         with RichProgress(*columns, console=self.console, transient=True) as bar:
             yield Task(bar, bar.add_task(description, total=total))
 
-    def log(self, message: str) -> None:
-        """A one-line status message (hidden when quiet)."""
+    def log(self, message: str, *, style: str | None = None) -> None:
+        """A one-line status message, printed as plain text (hidden when quiet)."""
         if not self.quiet:
-            self.console.print(message, highlight=False)
+            self.console.print(message, style=style, markup=False, highlight=False)

@@ -62,7 +62,7 @@ def test_assignment_parsing():
     assert parse_assignment("lstm.embedding_dim=64") == ("lstm", "embedding_dim", "64")
     assert parse_assignment("file.sep=::") == ("file", "sep", "::")
     for bad in ("lstm.embedding_dim", "embedding_dim=3", ".x=1"):
-        with pytest.raises(ConfigError, match="SECTION.KEY=VALUE"):
+        with pytest.raises(ConfigError, match=r"SECTION\.KEY=VALUE"):
             parse_assignment(bad)
 
 

@@ -1,0 +1,258 @@
+"""The ``recbench`` command line: ``run``, ``report``, ``list`` and plugin commands.
+
+User mistakes print one line (``recbench: error: ...``) and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from recbench.errors import ConfigError, RecbenchError
+from recbench.registry import Registry
+
+KIND_OF_LIST = {"models": "model", "losses": "loss", "datasets": "dataset", "metrics": "metric"}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are RecbenchErrors (one line, exit 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(message, where=self.prog, hint=f"see '{self.prog} --help'")
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _int_csv(flag: str):
+    def parse(text: str) -> list[int]:
+        try:
+            return [int(part) for part in _csv(text)]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{flag} takes comma-separated integers, got '{text}'"
+            ) from None
+
+    return parse
+
+
+def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
+    """The argument parser; plugins of ``registry`` may add sub-commands to it."""
+    from recbench import __version__
+
+    parser = _Parser(prog="recbench", description="Benchmark sequence-based recommenders.")
+    parser.add_argument("--version", action="version", version=f"recbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    run = sub.add_parser("run", help="train and evaluate models on a dataset, then write a report")
+    run.add_argument(
+        "--models", type=_csv, required=True, help="comma-separated model ids, e.g. pop,lstm"
+    )
+    run.add_argument(
+        "--dataset",
+        required=True,
+        help="dataset id (ml-100k, ml1m, file:PATH, synthetic:small, ...)",
+    )
+    run.add_argument(
+        "--protocols",
+        type=_csv,
+        default=None,
+        help="half-split,iterative,last-item (default: half-split,iterative)",
+    )
+    run.add_argument(
+        "--seeds", type=_int_csv("--seeds"), default=None, help="comma-separated seeds (default: 0)"
+    )
+    run.add_argument(
+        "--metrics", type=_csv, default=None, help="metric ids (default: all registered)"
+    )
+    run.add_argument(
+        "--cutoffs",
+        type=_int_csv("--cutoffs"),
+        default=None,
+        help="list lengths k (default: 10,20)",
+    )
+    run.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="set an option, e.g. -o split.test=0.2 (repeatable)",
+    )
+    run.add_argument("--config", type=Path, help="a TOML file with the same settings (flags win)")
+    run.add_argument("--device", default=None, help="auto (default), cpu or cuda")
+    run.add_argument("--out", type=Path, help="run directory (default: runs/<date>-<dataset>)")
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an existing run directory, skipping finished cells",
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    report = sub.add_parser("report", help="render the markdown report of a run directory")
+    report.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    report.add_argument(
+        "-o", "--output", help="where to write it (default: RUN_DIR/report.md; '-' for stdout)"
+    )
+
+    listing = sub.add_parser("list", help="list registered models, losses, datasets and metrics")
+    listing.add_argument("kind", nargs="?", choices=sorted(KIND_OF_LIST), help="only this kind")
+    if registry is not None:
+        registry.add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    console = Console()
+    errors = Console(stderr=True)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        from recbench.api import load_registry
+        from recbench.settings import Settings
+
+        settings = Settings.from_environ()
+        registry = None
+        if argv and argv[0] not in ("-h", "--help", "--version", "report"):
+            registry = load_registry(settings)
+        parser = build_parser(registry)
+        if registry is not None:
+            for failure in registry.failures:
+                errors.print(
+                    f"recbench: warning: {failure.one_line()}",
+                    highlight=False,
+                    markup=False,
+                    soft_wrap=True,
+                )
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        if args.command == "run":
+            return _run(args, settings, registry, argv, console)
+        if args.command == "report":
+            return _report(args, console)
+        if args.command == "list":
+            return _list(args, registry, console)
+        handler = getattr(args, "handler", None)
+        if handler is None:
+            parser.print_help()
+            return 2
+        return int(handler(args) or 0)
+    except RecbenchError as exc:
+        errors.print(
+            f"recbench: error: {exc.one_line()}", highlight=False, markup=False, soft_wrap=True
+        )
+        return exc.exit_code
+    except KeyboardInterrupt:
+        errors.print(
+            "recbench: interrupted; finished cells are kept (rerun with --resume)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return 130
+
+
+def _run(args: argparse.Namespace, settings, registry, argv: list[str], console: Console) -> int:
+    from recbench.api import default_run_path, run
+    from recbench.config import DEFAULT_CUTOFFS, DEFAULT_PROTOCOLS, load_config_file
+
+    file = load_config_file(args.config) if args.config else {}
+
+    def pick(flag_value, key, default):
+        if flag_value is not None:
+            return flag_value
+        value = file.get(key, default)
+        return _csv(value) if isinstance(value, str) and key not in ("dataset", "device") else value
+
+    out = args.out or default_run_path(args.dataset)
+    result = run(
+        models=args.models,
+        dataset=args.dataset,
+        protocols=pick(args.protocols, "protocols", DEFAULT_PROTOCOLS),
+        seeds=pick(args.seeds, "seeds", (0,)),
+        metrics=pick(args.metrics, "metrics", ()),
+        cutoffs=pick(args.cutoffs, "cutoffs", DEFAULT_CUTOFFS),
+        options=file.get("options", {}),
+        overrides=args.option,
+        device=pick(args.device, "device", "auto"),
+        out=out,
+        resume=args.resume,
+        quiet=args.quiet,
+        settings=settings,
+        registry=registry,
+        command=["recbench", *argv],
+    )
+    _print_summary(result, console)
+    console.print(f"Report: {result.path / 'report.md'}", highlight=False)
+    return 0
+
+
+def _print_summary(result, console: Console) -> None:
+    frame = result.to_dataframe()
+    ok = frame[frame["status"] == "ok"]
+    failed = frame[frame["status"] != "ok"]
+    if not ok.empty:
+        k = int(ok["cutoff"].dropna().min())
+        names = [m for m in ("sps", "recall", "mrr", "ndcg") if m in set(ok["metric"])]
+        table = Table(title=f"{ok['dataset'].iloc[0]} — mean over seeds, k={k}")
+        for column in ("model", "protocol", *(f"{n}@{k}" for n in names)):
+            table.add_column(column)
+        grouped = (
+            ok[ok["cutoff"] == k]
+            .groupby(["model", "protocol", "metric"], sort=False)["mean"]
+            .mean()
+        )
+        for model, protocol in dict.fromkeys(zip(ok["model"], ok["protocol"], strict=True)):
+            table.add_row(
+                model,
+                protocol,
+                *(f"{grouped.get((model, protocol, n), float('nan')):.4f}" for n in names),
+            )
+        console.print(table)
+    for model, protocol in dict.fromkeys(zip(failed["model"], failed["protocol"], strict=True)):
+        console.print(f"[red]failed:[/red] {model} ({protocol}) — see the report", highlight=False)
+
+
+def _report(args: argparse.Namespace, console: Console) -> int:
+    from recbench.report import render
+    from recbench.results import RunDirectory, write_atomic
+
+    run_dir = RunDirectory.open(args.run_dir)
+    text = render(run_dir)
+    if args.output == "-":
+        sys.stdout.write(text)
+        return 0
+    target = Path(args.output) if args.output else run_dir.path / "report.md"
+    try:
+        write_atomic(target, text.encode())
+    except OSError as exc:
+        raise ConfigError(f"cannot write the report ({exc.strerror})", where=str(target)) from None
+    console.print(f"Report: {target}", highlight=False)
+    return 0
+
+
+def _list(args: argparse.Namespace, registry, console: Console) -> int:
+    kinds = [KIND_OF_LIST[args.kind]] if args.kind else list(KIND_OF_LIST.values())
+    for kind in kinds:
+        table = Table(title=f"{kind}s", title_justify="left")
+        for column in ("id", "aliases", "summary", "from"):
+            table.add_column(column)
+        for info in sorted(registry.all(kind), key=lambda info: info.id):
+            table.add_row(
+                info.id,
+                ", ".join(info.aliases),
+                info.summary,
+                f"{info.distribution} {info.distribution_version}",
+            )
+        console.print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

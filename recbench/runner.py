@@ -1,0 +1,405 @@
+"""Runs a benchmark: prepare data, split, train every model, evaluate every protocol.
+
+Everything the user can get wrong (names, options, protocols) is checked before any work
+starts. Each (dataset, model, protocol, seed) cell is written as soon as it is finished,
+so an interrupted or partly failed run keeps what it computed; ``resume`` skips cells that
+are finished with the same key. A model that raises is marked failed and the run goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shlex
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import recbench
+from recbench.config import CORE_SECTIONS, EvaluationOptions, RunConfig, check_sections
+from recbench.contracts import FitContext
+from recbench.data import PreparedData, prepare_dataset
+from recbench.environment import describe_environment, resolve_device
+from recbench.errors import ConfigError
+from recbench.evaluation import EvaluationResult, evaluate
+from recbench.options import as_dict, parse_options
+from recbench.preprocess import PreprocessOptions
+from recbench.progress import Progress
+from recbench.protocols import Queries, build_queries, canonical_protocol
+from recbench.registry import PluginInfo, Registry
+from recbench.results import RunDirectory, cell_name, write_json
+from recbench.settings import Settings
+from recbench.splits import Split, SplitOptions, make_split
+
+VALIDATION_PROTOCOL = "last-item"
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    info: PluginInfo
+    options: Any
+    label: str
+
+
+@dataclass(frozen=True)
+class MetricPlan:
+    info: PluginInfo
+    options: Any
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A run's configuration with every name looked up and every option parsed."""
+
+    config: RunConfig
+    models: tuple[ModelPlan, ...]
+    metrics: tuple[MetricPlan, ...]
+    protocols: tuple[str, ...]
+    dataset_options: Mapping[str, Any]
+    preprocess: PreprocessOptions
+    split: SplitOptions
+    evaluation: EvaluationOptions
+
+    def resolved(self) -> dict[str, Any]:
+        """The fully resolved configuration, as stored with the results."""
+        return {
+            "models": {
+                m.label: {"id": m.info.id, "version": m.info.version, "options": as_dict(m.options)}
+                for m in self.models
+            },
+            "dataset": {"name": self.config.dataset, "options": dict(self.dataset_options)},
+            "protocols": list(self.protocols),
+            "seeds": list(self.config.seeds),
+            "metrics": {
+                m.info.id: {
+                    "version": m.info.version,
+                    "options": as_dict(m.options),
+                    "higher_is_better": bool(m.info.cls.higher_is_better),
+                    "per_query": bool(m.info.cls.per_query),
+                }
+                for m in self.metrics
+            },
+            "cutoffs": list(self.config.cutoffs),
+            "preprocess": as_dict(self.preprocess),
+            "split": as_dict(self.split),
+            "eval": as_dict(self.evaluation),
+            "device": self.config.device,
+        }
+
+
+def plan_run(config: RunConfig, registry: Registry) -> RunPlan:
+    """Look up every name and parse every option of ``config``; raise on the first error."""
+    options = config.options
+    models = tuple(_model_plan(registry.get("model", name), options) for name in config.models)
+    metric_infos = [registry.get("metric", name) for name in config.metrics] or registry.all(
+        "metric"
+    )
+    if not metric_infos:
+        raise ConfigError("no metric is registered", hint="check 'recbench list metrics'")
+    metrics = tuple(
+        MetricPlan(
+            info,
+            parse_options(info.cls.Options, options.get(info.id, {}), owner=f"metric '{info.id}'"),
+        )
+        for info in metric_infos
+    )
+    protocols = tuple(dict.fromkeys(canonical_protocol(p) for p in config.protocols))
+    dataset_id = config.dataset.partition(":")[0]
+    dataset_info = registry.get("dataset", dataset_id)
+    evaluation = parse_options(EvaluationOptions, options.get("eval", {}), owner="section 'eval'")
+    metric_id, _, k = evaluation.validation_metric.partition("@")
+    registry.get("metric", metric_id)
+    if not k.isdigit() or int(k) < 1:
+        raise ConfigError(
+            f"validation metric '{evaluation.validation_metric}' needs a cutoff",
+            where="-o eval.validation_metric",
+            hint="write it as METRIC@K, e.g. mrr@20",
+        )
+    known_sections = {*CORE_SECTIONS, *(m.label for m in models), *(m.info.id for m in models)}
+    known_sections |= {dataset_info.id, dataset_id} | {m.info.id for m in metrics}
+    check_sections(options, known_sections)
+    return RunPlan(
+        config=config,
+        models=models,
+        metrics=metrics,
+        protocols=protocols,
+        dataset_options=dict(options.get(dataset_info.id, {})) | dict(options.get(dataset_id, {})),
+        preprocess=parse_options(
+            PreprocessOptions, options.get("preprocess", {}), owner="section 'preprocess'"
+        ),
+        split=parse_options(SplitOptions, options.get("split", {}), owner="section 'split'"),
+        evaluation=evaluation,
+    )
+
+
+def _model_plan(info: PluginInfo, options: Mapping[str, Mapping[str, Any]]) -> ModelPlan:
+    values = dict(options.get(info.id, {}))
+    return ModelPlan(
+        info, parse_options(info.cls.Options, values, owner=f"model '{info.id}'"), info.id
+    )
+
+
+def execute(
+    config: RunConfig,
+    *,
+    out: Path,
+    resume: bool,
+    registry: Registry,
+    settings: Settings,
+    progress: Progress,
+    command: list[str] | None = None,
+) -> RunDirectory:
+    """Run the benchmark described by ``config`` into the run directory ``out``."""
+    plan = plan_run(config, registry)
+    device = resolve_device(config.device)
+    run_dir = RunDirectory.create(out, resume=resume)
+    resolved = plan.resolved()
+    write_json(
+        run_dir.path / "config.json",
+        {
+            "command": shlex.join(command) if command else None,
+            "recbench": recbench.__version__,
+            "config": resolved,
+        },
+    )
+    write_json(run_dir.path / "environment.json", describe_environment(registry, device))
+
+    data = prepare_dataset(
+        config.dataset, plan.dataset_options, plan.preprocess, registry, settings, progress
+    )
+    exclude_seen = _exclude_seen(plan.evaluation, data)
+    write_json(
+        run_dir.path / "dataset.json",
+        {
+            "name": data.name,
+            "id": data.dataset_id,
+            "key": data.key,
+            "statistics": data.statistics,
+            "preprocessing": data.preprocessing,
+            "exclude_seen": exclude_seen,
+        },
+    )
+    metrics = {m.info.id: m.info.cls(m.options) for m in plan.metrics}
+
+    for seed in config.seeds:
+        split = make_split(data.sequences, plan.split, seed)
+        unsupported = [p for p in plan.protocols if p not in split.protocols]
+        if unsupported:
+            raise ConfigError(
+                f"the {split.method} split does not support protocol {', '.join(unsupported)}",
+                where="--protocols",
+                hint=f"use {', '.join(split.protocols)} with this split",
+            )
+        test_queries = {p: build_queries(p, split.test) for p in plan.protocols}
+        valid_queries = (
+            build_queries(VALIDATION_PROTOCOL, split.valid) if len(split.valid) else None
+        )
+        if valid_queries is not None and len(valid_queries) == 0:
+            valid_queries = None
+        for model_plan in plan.models:
+            _run_model(
+                run_dir,
+                plan,
+                model_plan,
+                data,
+                split,
+                seed,
+                test_queries,
+                valid_queries,
+                metrics,
+                exclude_seen,
+                device,
+                progress,
+            )
+    return run_dir
+
+
+def _exclude_seen(options: EvaluationOptions, data: PreparedData) -> bool:
+    if options.exclude_seen == "auto":
+        return not bool(data.statistics.get("has_repeats", False))
+    return options.exclude_seen == "on"
+
+
+def cell_key(plan: RunPlan, model: ModelPlan, data: PreparedData, protocol: str, seed: int) -> str:
+    """Hash of everything that changes a cell's result."""
+    resolved = plan.resolved()
+    payload = {
+        "recbench": recbench.__version__,
+        "plugin_api": recbench.PLUGIN_API_VERSION,
+        "model": resolved["models"][model.label],
+        "model_distribution": [model.info.distribution, model.info.distribution_version],
+        "dataset": data.key,
+        "split": resolved["split"],
+        "eval": resolved["eval"],
+        "metrics": resolved["metrics"],
+        "cutoffs": resolved["cutoffs"],
+        "protocol": protocol,
+        "seed": seed,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
+        :20
+    ]
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _run_model(
+    run_dir: RunDirectory,
+    plan: RunPlan,
+    model_plan: ModelPlan,
+    data: PreparedData,
+    split: Split,
+    seed: int,
+    test_queries: Mapping[str, Queries],
+    valid_queries: Queries | None,
+    metrics: Mapping[str, Any],
+    exclude_seen: bool,
+    device: torch.device,
+    progress: Progress,
+) -> None:
+    label = model_plan.label
+    names = {p: cell_name(data.name, label, p, seed) for p in plan.protocols}
+    keys = {p: cell_key(plan, model_plan, data, p, seed) for p in plan.protocols}
+    pending = []
+    for protocol in plan.protocols:
+        existing = run_dir.read_cell(names[protocol])
+        if (
+            existing is not None
+            and existing.get("key") == keys[protocol]
+            and existing.get("status") == "ok"
+        ):
+            continue
+        pending.append(protocol)
+    if not pending:
+        progress.log(f"{label} (seed {seed}): finished earlier, skipped", style="dim")
+        return
+
+    item_counts = split.train.item_counts()
+    evaluation = plan.evaluation
+    batch_size = evaluation.batch_size or None
+    base = {
+        "model": model_plan.info.id,
+        "model_label": label,
+        "model_version": model_plan.info.version,
+        "model_options": as_dict(model_plan.options),
+        "model_distribution": model_plan.info.distribution,
+        "model_distribution_version": model_plan.info.distribution_version,
+        "dataset": data.name,
+        "dataset_key": data.key,
+        "seed": seed,
+        "split": {
+            **as_dict(plan.split),
+            "train_users": len(split.train),
+            "valid_users": len(split.valid),
+            "test_users": len(split.test),
+        },
+        "policies": {"exclude_seen": exclude_seen, "ties": evaluation.ties},
+        "cutoffs": list(plan.config.cutoffs),
+    }
+
+    def validate(model: Any) -> float:
+        assert valid_queries is not None
+        metric_id, _, k = evaluation.validation_metric.partition("@")
+        result = evaluate(
+            model,
+            valid_queries,
+            {metric_id: metrics[metric_id]} if metric_id in metrics else {},
+            cutoffs=(int(k),),
+            item_counts=item_counts,
+            device=device,
+            exclude_seen=exclude_seen,
+            ties=evaluation.ties,
+            progress=Progress.silent(),
+            batch_size=batch_size,
+        )
+        return result.summaries[evaluation.validation_metric].mean
+
+    ctx = FitContext(
+        n_items=data.sequences.n_items,
+        device=device,
+        seed=seed,
+        item_counts=item_counts,
+        progress=progress,
+        validate=validate
+        if valid_queries is not None and evaluation.validation_metric.partition("@")[0] in metrics
+        else None,
+        validation_metric=evaluation.validation_metric,
+    )
+    done: set[str] = set()
+    try:
+        _seed_everything(seed)
+        model = model_plan.info.cls(model_plan.options)
+        progress.log(f"Training {label} on {data.name} (seed {seed}, {len(split.train):,} users)")
+        started = time.perf_counter()
+        model.fit(split.train, valid_queries, ctx)
+        fit_seconds = time.perf_counter() - started
+        for protocol in pending:
+            result = evaluate(
+                model,
+                test_queries[protocol],
+                metrics,
+                cutoffs=plan.config.cutoffs,
+                item_counts=item_counts,
+                device=device,
+                exclude_seen=exclude_seen,
+                ties=evaluation.ties,
+                progress=progress,
+                batch_size=batch_size,
+                description=f"Evaluating {label} ({protocol}, seed {seed})",
+            )
+            run_dir.write_cell(
+                names[protocol],
+                _ok_cell(base, keys[protocol], protocol, result, fit_seconds),
+                result.per_query,
+            )
+            done.add(protocol)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        progress.log(f"{label} (seed {seed}) failed: {reason}", style="red")
+        for protocol in pending:
+            if protocol in done:
+                continue
+            failed = dict(
+                base,
+                key=keys[protocol],
+                protocol=protocol,
+                status="failed",
+                error=reason,
+                traceback=traceback.format_exc(limit=8),
+            )
+            run_dir.write_cell(names[protocol], failed, {})
+
+
+def _ok_cell(
+    base: Mapping[str, Any], key: str, protocol: str, result: EvaluationResult, fit_seconds: float
+) -> dict[str, Any]:
+    return dict(
+        base,
+        key=key,
+        protocol=protocol,
+        status="ok",
+        n_queries=result.n_queries,
+        n_users=result.n_users,
+        metrics={
+            name: {"mean": s.mean, "ci95": s.ci95, "n": s.n, "per_query": name in result.per_query}
+            for name, s in result.summaries.items()
+        },
+        timing={
+            "fit_seconds": fit_seconds,
+            "eval_seconds": result.seconds,
+            "queries_per_second": result.queries_per_second,
+        },
+    )

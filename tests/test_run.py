@@ -1,0 +1,258 @@
+"""End-to-end runs through the Python API and the command line."""
+
+from __future__ import annotations
+
+import json
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import recbench
+from recbench import cli, hookimpl
+from recbench.api import load_registry
+from recbench.contracts import FitContext
+from recbench.errors import ConfigError
+from recbench.interactions import Sequences
+from recbench.registry import discover
+from recbench.results import SCHEMA_VERSION, RunDirectory
+
+TINY = "synthetic:tiny"
+
+
+def run_tiny(settings, out: Path, **kwargs):
+    kwargs.setdefault("models", ["pop"])
+    return recbench.run(dataset=TINY, out=out, settings=settings, **kwargs)
+
+
+def test_pop_run_writes_cells_arrays_and_a_report(settings, tmp_path):
+    result = run_tiny(
+        settings, tmp_path / "run", protocols=["half-split", "iterative", "last-item"]
+    )
+    frame = result.to_dataframe()
+    assert set(frame["protocol"]) == {"half-split", "iterative", "last-item"}
+    assert (frame["status"] == "ok").all()
+    assert {"sps", "recall", "precision", "hit", "mrr", "ndcg"} <= set(frame["metric"])
+    run_dir = RunDirectory.open(result.path)
+    cells = list(run_dir.cells())
+    assert len(cells) == 3
+    for cell in cells:
+        assert cell["schema_version"] == SCHEMA_VERSION
+        assert (
+            cell["policies"] == {"exclude_seen": False, "ties": "pessimistic"}
+            or cell["policies"]["ties"] == "pessimistic"
+        )
+        arrays = run_dir.per_query(cell)
+        assert arrays["sps@10"].shape == (cell["n_queries"],)
+        assert arrays["sps@10"].mean() == pytest.approx(cell["metrics"]["sps@10"]["mean"])
+    config = json.loads((result.path / "config.json").read_text())
+    assert config["config"]["models"]["pop"]["id"] == "pop"
+    report = (result.path / "report.md").read_text()
+    for heading in (
+        "## Setup",
+        "## Dataset",
+        "## Protocol",
+        "## Results: half-split",
+        "## Results: iterative",
+        "## Timing",
+    ):
+        assert heading in report
+    assert "Ties: pessimistic" in report
+
+
+def test_report_is_reproducible_from_results_alone(settings, tmp_path):
+    result = run_tiny(settings, tmp_path / "run")
+    first = (result.path / "report.md").read_text()
+    (result.path / "report.md").unlink()
+    assert cli.main(["report", str(result.path)]) == 0
+    assert (result.path / "report.md").read_text() == first
+
+
+def test_resume_skips_finished_cells_and_refuses_without_flag(settings, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    run_tiny(settings, out)
+    with pytest.raises(ConfigError, match="already exists"):
+        run_tiny(settings, out)
+    from recbench_baselines.popularity import Popularity
+
+    def exploding_fit(self, train, valid, ctx):
+        raise AssertionError("a finished cell was recomputed")
+
+    monkeypatch.setattr(Popularity, "fit", exploding_fit)
+    result = run_tiny(settings, out, resume=True)
+    assert (result.to_dataframe()["status"] == "ok").all()
+
+
+def test_changed_options_make_resumed_cells_stale(settings, tmp_path):
+    out = tmp_path / "run"
+    run_tiny(settings, out)
+    key_before = {c["protocol"]: c["key"] for c in RunDirectory.open(out).cells()}
+    run_tiny(settings, out, resume=True, overrides=["split.test=0.3"])
+    cells = list(RunDirectory.open(out).cells())
+    assert all(c["key"] != key_before[c["protocol"]] for c in cells)
+    assert all(c["split"]["test"] == 0.3 for c in cells)
+
+
+class Exploding:
+    id = "exploding"
+    summary = "Raises during training"
+    version = "1"
+
+    @dataclass(frozen=True)
+    class Options:
+        pass
+
+    def __init__(self, options=None):
+        pass
+
+    max_length = None
+
+    def fit(self, train: Sequences, valid, ctx: FitContext) -> None:
+        raise FloatingPointError("loss became NaN at epoch 3")
+
+    def score(self, batch):
+        raise NotImplementedError
+
+
+def test_a_failing_model_is_marked_and_the_run_goes_on(settings, tmp_path):
+    registry = discover()
+
+    @hookimpl
+    def register_models(register):
+        register(Exploding)
+
+    registry.add_plugin(
+        "exploding", types.SimpleNamespace(register_models=register_models), "recbench-tests", "0"
+    )
+    result = run_tiny(settings, tmp_path / "run", models=["exploding", "pop"], registry=registry)
+    frame = result.to_dataframe()
+    assert set(frame[frame["status"] == "failed"]["model"]) == {"exploding"}
+    assert (frame[frame["model"] == "pop"]["status"] == "ok").all()
+    report = (result.path / "report.md").read_text()
+    assert "## Failures" in report and "loss became NaN at epoch 3" in report
+
+
+def test_pop_ranks_by_training_popularity():
+    from recbench_baselines.popularity import Popularity
+
+    from recbench.contracts import SequenceBatch
+
+    train = Sequences(
+        offsets=np.array([0, 3, 5, 6]),
+        items=np.array([1, 2, 3, 2, 3, 3]),
+        users=np.arange(3),
+        n_items=4,
+    )
+    model = Popularity()
+    ctx = FitContext(n_items=4, device=torch.device("cpu"), seed=0, item_counts=train.item_counts())
+    model.fit(train, None, ctx)
+    scores = model.score(
+        SequenceBatch(items=torch.tensor([[1], [4]]), lengths=torch.tensor([1, 1]))
+    )
+    assert scores.shape == (2, 5)
+    assert scores[0, 1:].argsort(descending=True).tolist() == [2, 1, 0, 3]  # items 3, 2, 1, 4
+
+
+# -- the command line --------------------------------------------------------------------
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = cli.main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def env(settings, monkeypatch):
+    monkeypatch.setenv("RECBENCH_DATA", str(settings.data_root))
+    monkeypatch.setenv("RECBENCH_CACHE", str(settings.cache_root))
+    monkeypatch.setenv("RECBENCH_OFFLINE", "1")
+    return settings
+
+
+def test_cli_run_then_report(env, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, stdout, _ = run_cli(
+        capsys, "run", "--models", "pop", "--dataset", TINY, "--out", str(out), "--quiet"
+    )
+    assert code == 0
+    assert "Report:" in stdout and (out / "report.md").is_file()
+    code, stdout, _ = run_cli(capsys, "report", str(out), "-o", "-")
+    assert code == 0 and stdout.startswith("# recbench report: synthetic:tiny")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--models", "popp"], "unknown model 'popp': did you mean 'pop'?"),
+        (["--models", "pop", "--protocols", "half"], "unknown protocol 'half'"),
+        (["--models", "pop", "-o", "pop.depth=3"], "unknown option 'depth' for model 'pop'"),
+        (["--models", "pop", "-o", "lstm.depth=3"], "options given for 'lstm'"),
+        (["--models", "pop", "-o", "split.test=9999"], "test"),
+        (["--models", "pop", "--seeds", "a,b"], "--seeds takes comma-separated integers"),
+        (
+            ["--models", "pop", "--device", "cuda:0"]
+            if not torch.cuda.is_available()
+            else ["--models", "pop", "--device", "tpu"],
+            "device",
+        ),
+    ],
+)
+def test_cli_user_errors_are_one_line_with_exit_code_2(env, tmp_path, capsys, args, message):
+    code, _, stderr = run_cli(
+        capsys, "run", "--dataset", TINY, "--out", str(tmp_path / "run"), "--quiet", *args
+    )
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("recbench: error: ")
+    assert message in lines[0]
+    assert "Traceback" not in stderr
+
+
+def test_cli_refuses_existing_run_dir_and_unwritable_out(env, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert (
+        run_cli(capsys, "run", "--models", "pop", "--dataset", TINY, "--out", str(out), "--quiet")[
+            0
+        ]
+        == 0
+    )
+    code, _, stderr = run_cli(
+        capsys, "run", "--models", "pop", "--dataset", TINY, "--out", str(out), "--quiet"
+    )
+    assert code == 2 and "already exists" in stderr and "--resume" in stderr
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code, _, stderr = run_cli(
+        capsys,
+        "run",
+        "--models",
+        "pop",
+        "--dataset",
+        TINY,
+        "--out",
+        str(blocker / "run"),
+        "--quiet",
+    )
+    assert code == 2 and "cannot write the run directory" in stderr
+
+
+def test_cli_list_shows_owner_and_version(env, capsys):
+    code, stdout, _ = run_cli(capsys, "list", "models")
+    assert code == 0
+    assert "pop" in stdout and f"recbench {recbench.__version__}" in stdout
+
+
+def test_disable_and_load_plugins_from_the_environment(env, monkeypatch):
+    from recbench.settings import Settings
+
+    monkeypatch.setenv("RECBENCH_DISABLE_PLUGINS", "someone-else, recbench")
+    assert load_registry(Settings.from_environ()).all("model") == []
+    monkeypatch.delenv("RECBENCH_DISABLE_PLUGINS")
+    monkeypatch.setenv("RECBENCH_LOAD_PLUGINS", "someone-else")
+    settings = Settings.from_environ()
+    assert settings.loaded_plugins == ("someone-else",)
+    assert load_registry(settings).get("model", "pop")  # recbench's own always load
