@@ -86,13 +86,10 @@ class RunDirectory:
 
     path: Path
 
-    @classmethod
-    def create(cls, path: Path, *, resume: bool) -> RunDirectory:
-        """Create (or, with ``resume``, reopen) a run directory.
-
-        An existing non-empty directory without ``resume`` is refused so that no finished
-        result is overwritten by accident.
-        """
+    @staticmethod
+    def check_available(path: Path, *, resume: bool) -> None:
+        """Refuse a path that is a file, or an existing non-empty directory without
+        ``resume`` (so that no finished result is overwritten by accident)."""
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise ConfigError("the output path exists and is not a directory", where=str(path))
@@ -102,6 +99,12 @@ class RunDirectory:
                 where=str(path),
                 hint="pass --resume to continue it, or choose another --out",
             )
+
+    @classmethod
+    def create(cls, path: Path, *, resume: bool) -> RunDirectory:
+        """Create (or, with ``resume``, reopen) a run directory."""
+        path = Path(path)
+        cls.check_available(path, resume=resume)
         try:
             (path / "cells").mkdir(parents=True, exist_ok=True)
             probe = path / ".write-test"

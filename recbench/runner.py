@@ -159,21 +159,20 @@ def execute(
     """Run the benchmark described by ``config`` into the run directory ``out``."""
     plan = plan_run(config, registry)
     device = resolve_device(config.device)
+    RunDirectory.check_available(out, resume=resume)
+    data = prepare_dataset(
+        config.dataset, plan.dataset_options, plan.preprocess, registry, settings, progress
+    )
     run_dir = RunDirectory.create(out, resume=resume)
-    resolved = plan.resolved()
     write_json(
         run_dir.path / "config.json",
         {
             "command": shlex.join(command) if command else None,
             "recbench": recbench.__version__,
-            "config": resolved,
+            "config": plan.resolved(),
         },
     )
     write_json(run_dir.path / "environment.json", describe_environment(registry, device))
-
-    data = prepare_dataset(
-        config.dataset, plan.dataset_options, plan.preprocess, registry, settings, progress
-    )
     exclude_seen = _exclude_seen(plan.evaluation, data)
     write_json(
         run_dir.path / "dataset.json",

@@ -188,6 +188,15 @@ def test_cli_run_then_report(env, tmp_path, capsys):
     ("args", "message"),
     [
         (["--models", "popp"], "unknown model 'popp': did you mean 'pop'?"),
+        (
+            ["--models", "pop", "--metrics", "recal"],
+            "unknown metric 'recal': did you mean 'recall'?",
+        ),
+        (["--models", "pop", "--cutoffs", "0"], "cutoffs must be positive integers"),
+        (
+            ["--models", "pop", "-o", "eval.ties=random"],
+            "option 'ties' of section 'eval' must be one of",
+        ),
         (["--models", "pop", "--protocols", "half"], "unknown protocol 'half'"),
         (["--models", "pop", "-o", "pop.depth=3"], "unknown option 'depth' for model 'pop'"),
         (["--models", "pop", "-o", "lstm.depth=3"], "options given for 'lstm'"),
@@ -256,3 +265,34 @@ def test_disable_and_load_plugins_from_the_environment(env, monkeypatch):
     settings = Settings.from_environ()
     assert settings.loaded_plugins == ("someone-else",)
     assert load_registry(settings).get("model", "pop")  # recbench's own always load
+
+
+@pytest.mark.parametrize(
+    ("dataset", "content", "message"),
+    [
+        ("ml-99k", None, "unknown dataset 'ml-99k'"),
+        ("file:{path}", "1,10,5,100\n2;11;4;101\n", "line 2"),
+        ("file:{path}", "", "empty"),
+        ("file:{path}", "a,10,5,100\nb,11,4,101\n", "line"),
+    ],
+)
+def test_cli_bad_datasets_are_one_line_errors(env, tmp_path, capsys, dataset, content, message):
+    path = tmp_path / "ratings.csv"
+    if content is not None:
+        path.write_text(content)
+    code, _, stderr = run_cli(
+        capsys,
+        "run",
+        "--models",
+        "pop",
+        "--dataset",
+        dataset.format(path=path),
+        "--out",
+        str(tmp_path / "run"),
+        "--quiet",
+    )
+    assert code == 2, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("recbench: error: ")
+    assert message in lines[0]
+    assert not (tmp_path / "run").exists()  # after fixing the data, no --resume is needed
