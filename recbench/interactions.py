@@ -53,6 +53,20 @@ class Sequences:
     timestamps: np.ndarray | None = None
     ratings: np.ndarray | None = None
 
+    @classmethod
+    def from_lists(cls, rows: list[list[int]], n_items: int) -> Sequences:
+        """Sequences from one list of item ids per user (users numbered 0, 1, ...).
+
+        Handy for tests and examples: ``Sequences.from_lists([[1, 2, 3], [2, 4]], 4)``.
+        """
+        lengths = [len(row) for row in rows]
+        return cls(
+            offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            items=np.array([item for row in rows for item in row], dtype=np.int64),
+            users=np.arange(len(rows), dtype=np.int64),
+            n_items=n_items,
+        )
+
     def __len__(self) -> int:
         return len(self.offsets) - 1
 

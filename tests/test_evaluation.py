@@ -23,16 +23,6 @@ CPU = torch.device("cpu")
 METRICS = {cls.id: cls() for cls in RANKING_METRICS}
 
 
-def sequences_of(rows: list[list[int]], n_items: int) -> Sequences:
-    lengths = [len(row) for row in rows]
-    return Sequences(
-        offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-        items=np.array([item for row in rows for item in row], dtype=np.int64),
-        users=np.arange(len(rows), dtype=np.int64),
-        n_items=n_items,
-    )
-
-
 class SuccessorOracle:
     """Scores ``last input item + 1`` highest: the true next item of counting sequences."""
 
@@ -76,7 +66,7 @@ def run(model, queries, cutoffs=(1, 5, 10), **options):
     )
 
 
-COUNTING = sequences_of([[1, 2, 3, 4, 5], [3, 4, 5, 6], [2, 3, 4]], n_items=8)
+COUNTING = Sequences.from_lists([[1, 2, 3, 4, 5], [3, 4, 5, 6], [2, 3, 4]], n_items=8)
 
 
 def test_an_oracle_finds_every_next_item_at_rank_one():
@@ -93,7 +83,7 @@ def test_an_oracle_finds_every_next_item_at_rank_one():
 
 def test_a_constant_model_ranks_the_target_after_every_tied_item():
     # last-item: input [1, 2, 3, 4] (excluded), target 5 tied with items 6..10
-    queries = build_queries("last-item", sequences_of([[1, 2, 3, 4, 5]], n_items=10))
+    queries = build_queries("last-item", Sequences.from_lists([[1, 2, 3, 4, 5]], n_items=10))
     result = run(ConstantModel(10), queries, cutoffs=(5, 6, 10))
     assert result.summaries["sps@5"].mean == 0.0
     assert result.summaries["sps@6"].mean == 1.0
@@ -121,7 +111,7 @@ class SeenLover:
 
 def test_exclusion_removes_the_whole_prefix_not_only_the_truncated_input():
     # input [1, 2, 3, 4, 5], the model sees [5]; target 6
-    queries = build_queries("last-item", sequences_of([[1, 2, 3, 4, 5, 6]], n_items=6))
+    queries = build_queries("last-item", Sequences.from_lists([[1, 2, 3, 4, 5, 6]], n_items=6))
     model = SeenLover()
     result = run(model, queries)
     assert model.widths == [1]
@@ -149,7 +139,7 @@ class RandomTable:
 def test_results_do_not_depend_on_the_batch_size():
     rng = np.random.default_rng(0)
     rows = [list(rng.permutation(40)[: rng.integers(2, 15)] + 1) for _ in range(30)]
-    queries = build_queries("iterative", sequences_of(rows, n_items=40))
+    queries = build_queries("iterative", Sequences.from_lists(rows, n_items=40))
     results = [run(RandomTable(40), queries, batch_size=size) for size in (1, 7, None)]
     for result in results[1:]:
         assert result.per_query.keys() == results[0].per_query.keys()
@@ -178,7 +168,7 @@ def test_result_holds_summaries_and_per_query_arrays():
 
 
 def test_no_queries_is_a_config_error():
-    queries = build_queries("iterative", sequences_of([[1], [2]], n_items=2))
+    queries = build_queries("iterative", Sequences.from_lists([[1], [2]], n_items=2))
     with pytest.raises(ConfigError, match="iterative protocol produced no queries"):
         run(ConstantModel(2), queries)
 

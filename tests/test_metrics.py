@@ -156,16 +156,6 @@ def test_every_metric_registers_through_the_plugin_contract():
         assert info.cls.__doc__ and info.cls.bounds[0] == 0.0
 
 
-def sequences_of(rows: list[list[int]], n_items: int) -> Sequences:
-    lengths = [len(row) for row in rows]
-    return Sequences(
-        offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-        items=np.array([item for row in rows for item in row], dtype=np.int64),
-        users=np.arange(len(rows), dtype=np.int64),
-        n_items=n_items,
-    )
-
-
 @settings(max_examples=80, deadline=None)
 @given(
     rows=st.lists(
@@ -178,7 +168,7 @@ def sequences_of(rows: list[list[int]], n_items: int) -> Sequences:
 )
 def test_metric_properties_on_random_rankings(rows, protocol, ties, exclude_seen, seed):
     n_items = 30
-    queries = build_queries(protocol, sequences_of(rows, n_items))
+    queries = build_queries(protocol, Sequences.from_lists(rows, n_items))
     generator = torch.Generator().manual_seed(seed)
     scores = torch.randint(0, 4, (len(queries), n_items + 1), generator=generator).float()
     ranking = rank(

@@ -12,19 +12,8 @@ from recbench.errors import ConfigError
 from recbench.interactions import Sequences
 from recbench.protocols import PROTOCOLS, build_queries, canonical_protocol
 
-
-def sequences_of(rows: list[list[int]], n_items: int) -> Sequences:
-    lengths = [len(row) for row in rows]
-    return Sequences(
-        offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-        items=np.array([item for row in rows for item in row], dtype=np.int64),
-        users=np.arange(len(rows), dtype=np.int64),
-        n_items=n_items,
-    )
-
-
 # user 0 has 5 items, user 1 has 2, user 2 has 1 (no query), user 3 has none (no query)
-SEQUENCES = sequences_of([[1, 2, 3, 4, 5], [6, 7], [8], []], n_items=8)
+SEQUENCES = Sequences.from_lists([[1, 2, 3, 4, 5], [6, 7], [8], []], n_items=8)
 
 
 def test_half_split_input_is_the_first_half_and_targets_the_rest():
@@ -110,7 +99,7 @@ def test_distinct_counts_without_repeats_are_the_plain_counts():
 
 
 def test_distinct_counts_count_a_repeated_item_once():
-    sequences = sequences_of([[1, 2, 1, 3, 2], [5, 5, 5]], n_items=5)
+    sequences = Sequences.from_lists([[1, 2, 1, 3, 2], [5, 5, 5]], n_items=5)
     half = build_queries("half-split", sequences)
     # [1, 2 | 1, 3, 2] -> targets {1, 3, 2}; [5 | 5, 5] -> {5}
     assert [c.tolist() for c in half.distinct_counts] == [[3, 1], [3, 1]]
@@ -127,7 +116,7 @@ def test_distinct_counts_count_a_repeated_item_once():
     st.sampled_from(PROTOCOLS),
 )
 def test_queries_match_the_definitions(rows, protocol):
-    queries = build_queries(protocol, sequences_of(rows, n_items=6))
+    queries = build_queries(protocol, Sequences.from_lists(rows, n_items=6))
     expected = []
     for row, sequence in enumerate(rows):
         n = len(sequence)

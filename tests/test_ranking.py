@@ -16,23 +16,13 @@ from recbench.ranking import TIE_POLICIES, Ranking, rank
 INF = float("inf")
 
 
-def sequences_of(rows: list[list[int]], n_items: int) -> Sequences:
-    lengths = [len(row) for row in rows]
-    return Sequences(
-        offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-        items=np.array([item for row in rows for item in row], dtype=np.int64),
-        users=np.arange(len(rows), dtype=np.int64),
-        n_items=n_items,
-    )
-
-
 def rank_all(scores, queries: Queries, k: int, *, exclude_seen=True, ties="pessimistic"):
     scores = torch.as_tensor(scores, dtype=torch.float32)
     return rank(scores, queries, np.arange(len(queries)), k, exclude_seen=exclude_seen, ties=ties)
 
 
 # One user [1, 2, 3, 4] and six items; last-item: input [1, 2, 3], target 4.
-LAST_ITEM = build_queries("last-item", sequences_of([[1, 2, 3, 4]], n_items=6))
+LAST_ITEM = build_queries("last-item", Sequences.from_lists([[1, 2, 3, 4]], n_items=6))
 #             pad  1    2    3    4    5    6
 LAST_SCORES = [[9.0, 0.5, 0.9, 0.1, 0.7, 0.7, 0.2]]
 
@@ -78,7 +68,7 @@ def test_an_item_scored_minus_infinity_is_not_recommended():
 
 def test_pessimistic_ties_order_non_targets_then_remaining_then_targets_then_next():
     # Input [1, 2], next 3, remaining {3, 4, 5}; every item scores the same.
-    queries = build_queries("iterative", sequences_of([[1, 2, 3, 4, 5]], n_items=8))
+    queries = build_queries("iterative", Sequences.from_lists([[1, 2, 3, 4, 5]], n_items=8))
     index = np.array([1])  # p = 2
     scores = torch.zeros(1, 9)
     ranking = rank(scores, queries, index, 6, exclude_seen=True, ties="pessimistic")
@@ -98,7 +88,7 @@ def test_pessimistic_ties_order_non_targets_then_remaining_then_targets_then_nex
 
 def test_half_split_targets_tie_after_non_targets():
     # Input [1, 2], targets {3, 4, 5}, next 3.
-    queries = build_queries("half-split", sequences_of([[1, 2, 3, 4, 5]], n_items=8))
+    queries = build_queries("half-split", Sequences.from_lists([[1, 2, 3, 4, 5]], n_items=8))
     ranking = rank_all(torch.zeros(1, 9), queries, 6)
     assert ranking.is_target[0].tolist() == [False] * 3 + [True] * 3
     assert ranking.is_next[0].tolist() == [False] * 5 + [True]
@@ -129,7 +119,7 @@ def test_scores_are_compared_at_float32_precision():
 
 def test_a_repeated_seen_target_is_excluded_but_still_counted():
     # [1, 2, 1, 3]: p = 2 has input [1, 2], next item 1 (seen), remaining {1, 3}
-    queries = build_queries("iterative", sequences_of([[1, 2, 1, 3]], n_items=4))
+    queries = build_queries("iterative", Sequences.from_lists([[1, 2, 1, 3]], n_items=4))
     index = np.array([1])
     scores = torch.tensor([[0.0, 5.0, 4.0, 3.0, 2.0]])
     ranking = rank(scores, queries, index, 3, exclude_seen=True, ties="pessimistic")
@@ -171,7 +161,7 @@ def test_unknown_tie_policy_is_a_config_error():
 
 
 def test_concat_and_to():
-    queries = build_queries("iterative", sequences_of([[1, 2, 3, 4, 5]], n_items=8))
+    queries = build_queries("iterative", Sequences.from_lists([[1, 2, 3, 4, 5]], n_items=8))
     scores = torch.arange(9, dtype=torch.float32).repeat(4, 1)
     whole = rank(scores, queries, np.arange(4), 3, exclude_seen=True)
     parts = [
@@ -230,7 +220,7 @@ def reference_ranking(scores, queries: Queries, k: int, exclude_seen: bool, ties
     data=st.data(),
 )
 def test_batched_rank_matches_a_per_query_reference(rows, protocol, ties, exclude_seen, k, data):
-    queries = build_queries(protocol, sequences_of(rows, n_items=7))
+    queries = build_queries(protocol, Sequences.from_lists(rows, n_items=7))
     if len(queries) == 0:
         return
     # Few distinct values, so ties are common; -inf means "never recommend".
@@ -270,7 +260,7 @@ def test_batched_rank_matches_a_per_query_reference(rows, protocol, ties, exclud
 def test_rank_on_cuda_matches_the_cpu(ties):
     rng = np.random.default_rng(0)
     rows = [list(rng.permutation(300)[: rng.integers(2, 40)] + 1) for _ in range(50)]
-    queries = build_queries("iterative", sequences_of(rows, n_items=300))
+    queries = build_queries("iterative", Sequences.from_lists(rows, n_items=300))
     index = np.arange(len(queries))
     scores = torch.randint(0, 20, (len(queries), 301)).float()
     on_cpu = rank(scores, queries, index, 20, exclude_seen=True, ties=ties)
