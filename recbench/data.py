@@ -117,13 +117,23 @@ def prepare_dataset(
         sequences, item_ids, statistics = cached
         progress.log(f"Using cached {name} ({statistics['events']:,} events)")
     else:
-        progress.log(f"Preparing {name}")
-        interactions = dataset.load(context)
-        sequences, item_ids = preprocess(interactions, preprocessing, dataset=name)
-        statistics = dataset_statistics(sequences, raw_events=len(interactions))
-        del interactions
-        key = cache_key()  # loading may have downloaded the files the fingerprint describes
-        _write_cache(cache_dir, key, sequences, item_ids, statistics, name, as_dict(preprocessing))
+        with progress.task(f"Preparing {name}: reading", total=4) as bar:
+            interactions = dataset.load(context)
+            bar.update(description=f"Preparing {name}: filtering and ordering")
+            bar.advance()
+            sequences, item_ids = preprocess(interactions, preprocessing, dataset=name)
+            bar.update(description=f"Preparing {name}: statistics")
+            bar.advance()
+            statistics = dataset_statistics(sequences, raw_events=len(interactions))
+            del interactions
+            bar.update(description=f"Preparing {name}: caching")
+            bar.advance()
+            key = cache_key()  # loading may have downloaded the files the fingerprint describes
+            _write_cache(
+                cache_dir, key, sequences, item_ids, statistics, name, as_dict(preprocessing)
+            )
+            bar.advance()
+        progress.log(f"Prepared {name} ({statistics['events']:,} events)")
     return PreparedData(
         name=name,
         dataset_id=dataset_id,
