@@ -1,7 +1,8 @@
 """Progress bars for long work (downloads, parsing, training, evaluation).
 
 Library code receives a :class:`Progress` and never talks to the terminal itself; the CLI
-decides whether bars are shown (``--quiet`` hides them).
+decides whether bars are shown (``--quiet`` hides them). Tasks may nest (a download inside
+a dataset preparation, an evaluation inside a training epoch): they share one live display.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     MofNCompleteColumn,
+    ProgressColumn,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
@@ -22,6 +24,23 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.progress import Progress as RichProgress
+from rich.progress import Task as RichTask
+from rich.text import Text
+
+
+class _AmountColumn(ProgressColumn):
+    """``12/340`` for counted work, ``1.2/4.9 MB  3.1 MB/s`` for bytes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._count = MofNCompleteColumn()
+        self._bytes = DownloadColumn()
+        self._speed = TransferSpeedColumn()
+
+    def render(self, task: RichTask) -> Text:
+        if task.fields.get("bytes"):
+            return Text.assemble(self._bytes.render(task), " ", self._speed.render(task))
+        return self._count.render(task)
 
 
 class Task:
@@ -53,6 +72,8 @@ class Progress:
     def __init__(self, *, quiet: bool = False, console: Console | None = None):
         self.quiet = quiet
         self.console = console or Console(stderr=True)
+        self._live: RichProgress | None = None
+        self._open_tasks = 0
 
     @classmethod
     def silent(cls) -> Progress:
@@ -62,28 +83,33 @@ class Progress:
     def task(
         self, description: str, total: float | None = None, *, bytes: bool = False
     ) -> Iterator[Task]:
+        """A bar for one piece of work; ``bytes`` shows sizes and speed instead of counts."""
         if self.quiet:
             yield Task(None, None)
             return
-        if bytes:
-            columns: tuple[Any, ...] = (
+        if self._live is None:
+            self._live = RichProgress(
                 TextColumn("{task.description}"),
                 BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                TimeRemainingColumn(),
-            )
-        else:
-            columns = (
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
+                _AmountColumn(),
                 TaskProgressColumn(),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
+                console=self.console,
+                transient=True,
             )
-        with RichProgress(*columns, console=self.console, transient=True) as bar:
-            yield Task(bar, bar.add_task(description, total=total))
+            self._live.start()
+        live = self._live
+        task_id = live.add_task(description, total=total, bytes=bytes)
+        self._open_tasks += 1
+        try:
+            yield Task(live, task_id)
+        finally:
+            live.remove_task(task_id)
+            self._open_tasks -= 1
+            if self._open_tasks == 0:
+                live.stop()
+                self._live = None
 
     def log(self, message: str, *, style: str | None = None) -> None:
         """A one-line status message, printed as plain text (hidden when quiet)."""
