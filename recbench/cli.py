@@ -1,4 +1,4 @@
-"""The ``recbench`` command line: ``run``, ``report``, ``list`` and plugin commands.
+"""The ``recbench`` command line: ``run``, ``report``, ``list``, ``plugins`` and plugin commands.
 
 User mistakes print one line (``recbench: error: ...``) and exit with status 2.
 """
@@ -13,6 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from recbench import plugins_command
 from recbench.errors import ConfigError, RecbenchError
 from recbench.registry import Registry
 
@@ -103,6 +104,7 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
 
     listing = sub.add_parser("list", help="list registered models, losses, datasets and metrics")
     listing.add_argument("kind", nargs="?", choices=sorted(KIND_OF_LIST), help="only this kind")
+    plugins_command.add_parser(sub)
     if registry is not None:
         registry.add_commands(sub)
     return parser
@@ -139,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _report(args, console)
         if args.command == "list":
             return _list(args, registry, console)
+        if args.command == "plugins":
+            return plugins_command.run(args, registry, console)
         handler = getattr(args, "handler", None)
         if handler is None:
             parser.print_help()
@@ -242,7 +246,7 @@ def _list(args: argparse.Namespace, registry, console: Console) -> int:
     for kind in kinds:
         table = Table(title=f"{kind}s", title_justify="left")
         for column in ("id", "aliases", "summary", "from"):
-            table.add_column(column)
+            table.add_column(column, no_wrap=column in ("id", "from"))
         for info in sorted(registry.all(kind), key=lambda info: info.id):
             table.add_row(
                 info.id,

@@ -7,9 +7,13 @@ ids, naming both owners. Example::
 
     from recbench import hookimpl
 
+    RECBENCH_PLUGIN_API = 1  # the plugin API this module is written for (optional)
+
     @hookimpl
     def register_models(register):
         register(MyModel)
+
+``docs/plugins.md`` documents every hook and contract.
 """
 
 from __future__ import annotations
@@ -19,8 +23,17 @@ from typing import Any
 
 import pluggy
 
-#: Version of the plugin API described here; enters every result's cache key.
+#: Version of the plugin API described here (these hooks and the contracts of
+#: :mod:`recbench.contracts`); enters every result's cache key. It goes up only when a
+#: change would break existing plugins (a hook or a contract method changes its
+#: signature or meaning); additions keep it.
 PLUGIN_API_VERSION = 1
+
+#: The module attribute in which a plugin declares the plugin API it is written for: an
+#: integer, or a tuple of the integers it supports (``RECBENCH_PLUGIN_API = 1``). A plugin
+#: declaring none is assumed to be compatible; one declaring another version is refused
+#: with a message naming both versions, before any of its hooks is called.
+PLUGIN_API_ATTRIBUTE = "RECBENCH_PLUGIN_API"
 
 hookspec = pluggy.HookspecMarker("recbench")
 hookimpl = pluggy.HookimplMarker("recbench")

@@ -6,6 +6,12 @@ is loaded on its own, so one that fails to import is reported (distribution and 
 and skipped while the others keep working. Hooks are then called one implementation at a
 time with a ``register`` callback that validates each object against its contract,
 records the owning distribution and rejects duplicate ids naming both owners.
+
+A plugin module may declare the plugin API it is written for
+(``RECBENCH_PLUGIN_API = 1``, see :data:`recbench.hookspecs.PLUGIN_API_ATTRIBUTE`); one
+written for another API is refused before any of its hooks is called. The registry also
+records, per plugin, the hooks it implements, what it registered and the commands it
+added, for ``recbench plugins``.
 """
 
 from __future__ import annotations
@@ -31,6 +37,10 @@ _HOOK_OF_KIND = {
     "dataset": "register_datasets",
     "metric": "register_metrics",
 }
+
+
+#: The hooks a plugin may implement (every hookspec of :mod:`recbench.hookspecs`).
+HOOK_NAMES: tuple[str, ...] = (*_HOOK_OF_KIND.values(), "register_commands")
 
 
 def normalize_distribution(name: str) -> str:
@@ -74,6 +84,68 @@ class PluginFailure:
         return f"plugin '{self.plugin}' from {self.distribution} was skipped: {self.reason}"
 
 
+@dataclass(frozen=True)
+class PluginRecord:
+    """One plugin (an entry point) as ``recbench plugins`` shows it.
+
+    ``loaded`` is false for a plugin that was skipped as a whole; ``registered`` maps a
+    kind to the ids it registered; ``errors`` holds why it (or one of its hooks) was
+    skipped; ``plugin_api`` is what it declared (``None``: nothing).
+    """
+
+    name: str
+    distribution: str
+    distribution_version: str
+    loaded: bool
+    plugin_api: Any
+    hooks: tuple[str, ...]
+    registered: dict[str, tuple[str, ...]]
+    commands: tuple[str, ...]
+    errors: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        api = self.plugin_api
+        return {
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.distribution_version,
+            "loaded": self.loaded,
+            "plugin_api": list(api) if isinstance(api, (tuple, list)) else api,
+            "hooks": list(self.hooks),
+            "registered": {kind: list(ids) for kind, ids in self.registered.items()},
+            "commands": list(self.commands),
+            "errors": list(self.errors),
+        }
+
+
+def plugin_api_problem(plugin: Any) -> str | None:
+    """Why ``plugin`` cannot be loaded by this recbench's plugin API, or ``None``.
+
+    A plugin declares the API it is written for in ``RECBENCH_PLUGIN_API`` (an integer,
+    or a tuple of integers it supports); one that declares nothing is assumed compatible.
+    """
+    from recbench import __version__
+
+    declared = getattr(plugin, hookspecs.PLUGIN_API_ATTRIBUTE, None)
+    if declared is None:
+        return None
+    versions = declared if isinstance(declared, (tuple, list)) else (declared,)
+    if not versions or not all(isinstance(v, int) and not isinstance(v, bool) for v in versions):
+        return (
+            f"{hookspecs.PLUGIN_API_ATTRIBUTE} must be an integer (or a tuple of integers), "
+            f"got {declared!r}"
+        )
+    if hookspecs.PLUGIN_API_VERSION in versions:
+        return None
+    needs = " or ".join(str(v) for v in versions)
+    return (
+        f"it is written for recbench plugin API {needs}, but this recbench ({__version__}) "
+        f"provides plugin API {hookspecs.PLUGIN_API_VERSION}: install a release of the "
+        f"plugin written for API {hookspecs.PLUGIN_API_VERSION}, or a recbench that provides "
+        f"API {needs}"
+    )
+
+
 @dataclass
 class _Source:
     name: str
@@ -93,16 +165,25 @@ class Registry:
     failures: list[PluginFailure] = field(default_factory=list)
     distributions: dict[str, tuple[str, str]] = field(default_factory=dict)  # plugin -> (dist, ver)
     manager: pluggy.PluginManager = field(default_factory=lambda: _new_manager())
+    plugin_apis: dict[str, Any] = field(default_factory=dict)  # plugin -> RECBENCH_PLUGIN_API
+    commands: dict[str, list[str]] = field(default_factory=dict)  # plugin -> commands it added
+    # distribution -> version, for every distribution tried (loaded or not)
+    distribution_versions: dict[str, str] = field(default_factory=dict)
 
     # -- loading -----------------------------------------------------------------------
     def add_plugin(self, name: str, plugin: Any, distribution: str, version: str) -> bool:
         """Register one plugin object (a module with hook implementations) and call its
         ``register_*`` hooks. Returns False (and records why) when it is skipped."""
+        self.distribution_versions[distribution] = version
         if self.manager.has_plugin(name):
             owner = self.distributions[name][0]
             self.failures.append(
                 PluginFailure(distribution, name, f"the plugin name is already used by {owner}")
             )
+            return False
+        problem = plugin_api_problem(plugin)
+        if problem is not None:
+            self.failures.append(PluginFailure(distribution, name, problem))
             return False
         try:
             self.manager.register(plugin, name=name)
@@ -113,6 +194,7 @@ class Registry:
             self.failures.append(PluginFailure(distribution, name, _reason(exc)))
             return False
         self.distributions[name] = (distribution, version)
+        self.plugin_apis[name] = getattr(plugin, hookspecs.PLUGIN_API_ATTRIBUTE, None)
         for kind, hook_name in _HOOK_OF_KIND.items():
             hook = getattr(self.manager.hook, hook_name)
             for impl in hook.get_hookimpls():
@@ -125,7 +207,7 @@ class Registry:
         added: list[PluginInfo] = []
 
         def register(obj: type) -> None:
-            info = self._validate(kind, obj, impl.plugin_name, distribution, version)
+            info = validate_class(kind, obj, impl.plugin_name, distribution, version)
             self._insert(info)
             added.append(info)
 
@@ -135,34 +217,6 @@ class Registry:
             for info in added:  # roll back what this hook registered before it failed
                 self._remove(info)
             self.failures.append(PluginFailure(distribution, impl.plugin_name, _reason(exc)))
-
-    def _validate(
-        self, kind: str, obj: Any, plugin: str, distribution: str, version: str
-    ) -> PluginInfo:
-        what = f"{kind} {getattr(obj, 'id', obj)!r} from {distribution}"
-        if not isinstance(obj, type):
-            raise PluginError(f"{what}: register() takes a class, got {type(obj).__name__}")
-        object_id = getattr(obj, "id", None)
-        if not isinstance(object_id, str) or not _ID_PATTERN.match(object_id):
-            raise PluginError(f"{what}: 'id' must be a lower-case string like 'my-model'")
-        for attr in ("summary", "version"):
-            value = getattr(obj, attr, None)
-            if not isinstance(value, str) or not value or "\n" in value:
-                raise PluginError(f"{what}: '{attr}' must be a one-line string")
-        options = getattr(obj, "Options", None)
-        if not (isinstance(options, type) and dataclasses.is_dataclass(options)):
-            raise PluginError(f"{what}: 'Options' must be a dataclass (with defaults)")
-        try:
-            options()
-        except TypeError as exc:
-            raise PluginError(f"{what}: every option needs a default ({exc})") from None
-        for method in REQUIRED_METHODS[kind]:
-            if not callable(getattr(obj, method, None)):
-                raise PluginError(f"{what}: missing method '{method}'")
-        for attr in REQUIRED_ATTRIBUTES[kind]:
-            if not hasattr(obj, attr):
-                raise PluginError(f"{what}: missing attribute '{attr}'")
-        return PluginInfo(kind, object_id, obj, plugin, distribution, version)
 
     def _insert(self, info: PluginInfo) -> None:
         for name in (info.id, *info.aliases):
@@ -202,10 +256,96 @@ class Registry:
         """Let plugins add sub-commands to the CLI's argparse sub-parsers."""
         for impl in self.manager.hook.register_commands.get_hookimpls():
             distribution = self.distributions.get(impl.plugin_name, ("?", ""))[0]
+            before = set(getattr(cli, "choices", None) or ())
             try:
                 impl.function(cli=cli)
             except Exception as exc:
                 self.failures.append(PluginFailure(distribution, impl.plugin_name, _reason(exc)))
+            added = [c for c in getattr(cli, "choices", None) or () if c not in before]
+            self.commands[impl.plugin_name] = added
+
+    # -- what each plugin did ----------------------------------------------------------
+    def hooks_of(self, name: str) -> tuple[str, ...]:
+        """The recbench hooks that the plugin ``name`` implements, sorted."""
+        plugin = self.manager.get_plugin(name)
+        if plugin is None:
+            return ()
+        callers = self.manager.get_hookcallers(plugin) or []
+        return tuple(sorted(caller.name for caller in callers))
+
+    def registered_by(self, name: str) -> dict[str, tuple[str, ...]]:
+        """Kind -> the ids that the plugin ``name`` registered (kinds with none left out)."""
+        found: dict[str, tuple[str, ...]] = {}
+        for kind in KINDS:
+            ids = tuple(info.id for info in self.plugins[kind].values() if info.plugin == name)
+            if ids:
+                found[kind] = ids
+        return found
+
+    def records(self) -> list[PluginRecord]:
+        """Every plugin that was loaded or tried, recbench's own first, then by
+        distribution and name; plugins that failed to load have no hooks."""
+        keys: dict[tuple[str, str], str] = {}  # (distribution, plugin) -> version
+        for name, (distribution, version) in self.distributions.items():
+            keys[(distribution, name)] = version
+        errors: dict[tuple[str, str], list[str]] = {}
+        for failure in self.failures:
+            key = (failure.distribution, failure.plugin)
+            keys.setdefault(key, self.distribution_versions.get(failure.distribution, ""))
+            errors.setdefault(key, []).append(failure.reason)
+        records = []
+        for (distribution, name), version in keys.items():
+            loaded = self.distributions.get(name, (None, ""))[0] == distribution
+            records.append(
+                PluginRecord(
+                    name=name,
+                    distribution=distribution,
+                    distribution_version=version,
+                    loaded=loaded,
+                    plugin_api=self.plugin_apis.get(name) if loaded else None,
+                    hooks=self.hooks_of(name) if loaded else (),
+                    registered=self.registered_by(name) if loaded else {},
+                    commands=tuple(self.commands.get(name, ())) if loaded else (),
+                    errors=tuple(errors.get((distribution, name), ())),
+                )
+            )
+        return sorted(records, key=lambda r: (r.distribution != "recbench", r.distribution, r.name))
+
+
+def validate_class(
+    kind: str, obj: Any, plugin: str = "", distribution: str = "", version: str = ""
+) -> PluginInfo:
+    """Check ``obj`` against the metadata and methods that a ``kind`` plugin must have.
+
+    Raises
+    ------
+    PluginError
+        Saying what is missing or wrong.
+    """
+    what = f"{kind} {getattr(obj, 'id', obj)!r}" + (f" from {distribution}" if distribution else "")
+    if not isinstance(obj, type):
+        raise PluginError(f"{what}: register() takes a class, got {type(obj).__name__}")
+    object_id = getattr(obj, "id", None)
+    if not isinstance(object_id, str) or not _ID_PATTERN.match(object_id):
+        raise PluginError(f"{what}: 'id' must be a lower-case string like 'my-model'")
+    for attr in ("summary", "version"):
+        value = getattr(obj, attr, None)
+        if not isinstance(value, str) or not value or "\n" in value:
+            raise PluginError(f"{what}: '{attr}' must be a one-line string")
+    options = getattr(obj, "Options", None)
+    if not (isinstance(options, type) and dataclasses.is_dataclass(options)):
+        raise PluginError(f"{what}: 'Options' must be a dataclass (with defaults)")
+    try:
+        options()
+    except TypeError as exc:
+        raise PluginError(f"{what}: every option needs a default ({exc})") from None
+    for method in REQUIRED_METHODS[kind]:
+        if not callable(getattr(obj, method, None)):
+            raise PluginError(f"{what}: missing method '{method}'")
+    for attr in REQUIRED_ATTRIBUTES[kind]:
+        if not hasattr(obj, attr):
+            raise PluginError(f"{what}: missing attribute '{attr}'")
+    return PluginInfo(kind, object_id, obj, plugin, distribution, version)
 
 
 def _new_manager() -> pluggy.PluginManager:
@@ -256,6 +396,7 @@ def discover(
             allowed is not None and source.distribution not in allowed
         ):
             continue
+        registry.distribution_versions[source.distribution] = source.version
         try:
             plugin = source.load()
         except Exception as exc:

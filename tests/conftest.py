@@ -10,6 +10,9 @@ import pytest
 
 from recbench.settings import Settings
 
+# tests/fixtures holds data and an example plugin with its own tests, not tests of ours.
+collect_ignore = ["fixtures"]
+
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:

@@ -190,3 +190,64 @@ def test_missing_builtins_fail_fast(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(registry_module, "_entry_point_sources", lambda: [])
     with pytest.raises(PluginError, match="built-in plugins were not found"):
         discover()
+
+
+# -- plugin API versions -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "declared", ["", "RECBENCH_PLUGIN_API = 1", "RECBENCH_PLUGIN_API = (1, 2)"]
+)
+def test_a_plugin_for_this_api_or_declaring_none_is_loaded(install, declared):
+    source = declared + "\n" + MODEL_SOURCE.format(cls="Fits", model_id="fits")
+    install("recbench-fits", "recbench_fits", source)
+    registry = discover()
+    assert registry.get("model", "fits").distribution == "recbench-fits"
+    assert registry.failures == []
+
+
+def test_a_plugin_for_another_api_is_refused_before_its_hooks_run(install):
+    source = "RECBENCH_PLUGIN_API = 2\n" + MODEL_SOURCE.format(cls="Future", model_id="future")
+    source = source.replace("register(Future)", "raise AssertionError('hook called')")
+    install("recbench-future", "recbench_future", source, "3.0")
+    registry = discover()
+    with pytest.raises(ConfigError):
+        registry.get("model", "future")
+    [failure] = registry.failures
+    assert failure.one_line() == (
+        "plugin 'recbench_future' from recbench-future was skipped: it is written for recbench "
+        "plugin API 2, but this recbench (0.1.0) provides plugin API 1: install a release of "
+        "the plugin written for API 1, or a recbench that provides API 2"
+    )
+    assert not registry.manager.has_plugin("recbench_future")
+
+
+def test_a_malformed_api_declaration_is_refused(install):
+    source = "RECBENCH_PLUGIN_API = '1'\n" + MODEL_SOURCE.format(cls="Odd", model_id="odd")
+    install("recbench-odd", "recbench_odd", source)
+    [failure] = discover().failures
+    assert "RECBENCH_PLUGIN_API must be an integer (or a tuple of integers), got '1'" in (
+        failure.reason
+    )
+
+
+# -- what each plugin did ------------------------------------------------------------------
+
+
+def test_records_say_which_hooks_each_plugin_implements_and_what_it_registered(install):
+    install(
+        "recbench-extra", "recbench_extra", MODEL_SOURCE.format(cls="E", model_id="extra"), "4.2"
+    )
+    install("recbench-broken", "recbench_broken", "raise ImportError('needs libfoo')\n", "0.9")
+    registry = discover()
+    records = {r.name: r for r in registry.records()}
+    assert registry.records()[0].distribution == "recbench"  # recbench's own first
+    extra = records["recbench_extra"]
+    assert (extra.distribution, extra.distribution_version) == ("recbench-extra", "4.2")
+    assert extra.hooks == ("register_models",)
+    assert extra.registered == {"model": ("extra",)}
+    assert extra.loaded and extra.errors == ()
+    broken = records["recbench_broken"]
+    assert (broken.distribution_version, broken.hooks, broken.loaded) == ("0.9", (), False)
+    assert "needs libfoo" in broken.errors[0]
+    assert records["recbench_datasets"].registered["dataset"][0] == "ml-100k"

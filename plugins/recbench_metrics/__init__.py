@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from recbench import hookimpl
 
+#: The plugin API these hooks are written for (see recbench.hookspecs).
+RECBENCH_PLUGIN_API = 1
+
 
 @hookimpl
 def register_metrics(register):

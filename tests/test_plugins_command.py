@@ -1,0 +1,158 @@
+"""``recbench plugins``: installed distributions, their hooks and what they registered."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from recbench import cli
+
+THIRD_PARTY = """
+from dataclasses import dataclass
+from recbench import hookimpl
+
+RECBENCH_PLUGIN_API = {api}
+
+class Widget:
+    id = "{model_id}"
+    summary = "A model from a third-party distribution"
+    version = "1"
+
+    @dataclass(frozen=True)
+    class Options:
+        pass
+
+    def __init__(self, options=None):
+        pass
+
+    max_length = 1
+
+    def fit(self, train, valid, ctx):
+        pass
+
+    def score(self, batch):
+        raise NotImplementedError
+
+@hookimpl
+def register_models(register):
+    register(Widget)
+
+@hookimpl
+def register_commands(cli):
+    command = cli.add_parser("{model_id}-info", help="about the widget")
+    command.set_defaults(handler=lambda args: print("a widget") or 0)
+"""
+
+
+@pytest.fixture
+def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Install a fake distribution (a dist-info with a ``recbench`` entry point)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    created: list[str] = []
+
+    def _install(dist: str, module: str, version: str = "2.5", api: int = 1, model_id="widget"):
+        info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+        (info / "entry_points.txt").write_text(f"[recbench]\n{module} = {module}\n")
+        source = THIRD_PARTY.format(api=api, model_id=model_id)
+        (site / f"{module}.py").write_text(textwrap.dedent(source))
+        created.append(module)
+
+    yield _install
+    for module in created:
+        sys.modules.pop(module, None)
+
+
+def plugins(capsys, *args: str) -> tuple[int, str, str]:
+    code = cli.main(["plugins", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_builtins_are_hidden_unless_all(capsys):
+    code, out, _ = plugins(capsys)
+    assert code == 0
+    assert "No third-party plugins are installed" in out
+    code, out, _ = plugins(capsys, "--all")
+    assert code == 0
+    assert "recbench 0.1.0" in out
+    assert "  recbench_baselines" in out and "    model: pop" in out
+    assert "hooks: register_datasets" in out and "synthetic" in out
+
+
+def test_a_third_party_distribution_with_its_hooks_and_registrations(install, capsys):
+    install("recbench-widgets", "recbench_widgets")
+    code, out, _ = plugins(capsys)
+    assert code == 0
+    assert out.splitlines() == [
+        "recbench-widgets 2.5",
+        "  recbench_widgets (plugin API 1)",
+        "    hooks: register_commands, register_models",
+        "    model: widget",
+        "    command: widget-info",
+    ]
+    # The command it added works.
+    assert cli.main(["widget-info"]) == 0
+    assert "a widget" in capsys.readouterr().out
+
+
+def test_json_lists_every_plugin(install, capsys):
+    install("recbench-widgets", "recbench_widgets")
+    code, out, _ = plugins(capsys, "--json")
+    assert code == 0
+    assert json.loads(out) == [
+        {
+            "name": "recbench_widgets",
+            "distribution": "recbench-widgets",
+            "version": "2.5",
+            "loaded": True,
+            "plugin_api": 1,
+            "hooks": ["register_commands", "register_models"],
+            "registered": {"model": ["widget"]},
+            "commands": ["widget-info"],
+            "errors": [],
+        }
+    ]
+    _, out, _ = plugins(capsys, "--json", "--all")
+    by_name = {entry["name"]: entry for entry in json.loads(out)}
+    assert by_name["recbench_baselines"]["distribution"] == "recbench"
+    assert "pop" in by_name["recbench_baselines"]["registered"]["model"]
+    assert "ml-100k" in by_name["recbench_datasets"]["registered"]["dataset"]
+
+
+def test_hook_filter(install, capsys):
+    install("recbench-widgets", "recbench_widgets")
+    _, out, _ = plugins(capsys, "--all", "--json", "--hook", "register_metrics")
+    assert [entry["name"] for entry in json.loads(out)] == ["recbench_metrics"]
+    _, out, _ = plugins(capsys, "--json", "--hook", "register_commands")
+    assert [entry["name"] for entry in json.loads(out)] == ["recbench_widgets"]
+    code, out, _ = plugins(capsys, "--hook", "register_datasets")
+    assert code == 0 and "No installed plugin implements register_datasets" in out
+
+
+def test_unknown_hook_is_a_one_line_error(capsys):
+    code, _, err = plugins(capsys, "--hook", "register_model")
+    assert code == 2
+    assert err.strip().startswith("recbench: error: unknown hook 'register_model'")
+    assert "did you mean 'register_models'" in err
+
+
+def test_a_refused_plugin_is_shown_with_the_reason(install, capsys):
+    install("recbench-old", "recbench_old", version="0.3", api=0, model_id="old")
+    code, out, err = plugins(capsys, "--json")
+    assert code == 0
+    [entry] = json.loads(out)
+    assert (entry["distribution"], entry["version"], entry["loaded"]) == (
+        "recbench-old",
+        "0.3",
+        False,
+    )
+    assert "written for recbench plugin API 0" in entry["errors"][0]
+    assert "plugin 'recbench_old' from recbench-old was skipped" in err

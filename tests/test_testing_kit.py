@@ -1,0 +1,519 @@
+"""The conformance kit (recbench.testing): its pytest plugin and fixtures, the example
+third-party plugin, and deliberately broken plugins that it must reject with a message
+saying what is wrong."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import recbench.testing
+from recbench.interactions import Interactions
+from recbench.registry import Registry, discover
+from recbench.testing import ConformanceError, assert_conforms
+
+EXAMPLE = Path(__file__).parent / "fixtures" / "recbench-example-plugin"
+
+
+# -- the pytest plugin and its fixtures ------------------------------------------------
+
+
+def test_the_kit_is_a_pytest_plugin_through_its_entry_point(pytestconfig):
+    assert pytestconfig.pluginmanager.get_plugin("recbench") is recbench.testing
+
+
+def test_importing_the_kit_loads_neither_torch_nor_plugins():
+    code = "import sys, recbench.testing; print(sorted({'torch', 'numpy', 'recbench_datasets'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_tiny_data_fixture(recbench_tiny_data):
+    data = recbench_tiny_data
+    assert data is recbench.testing.tiny_data()  # cached
+    assert data.n_items == 60 and len(data.train) > len(data.test) > len(data.valid) > 0
+    assert data.item_counts.shape == (61,) and data.item_counts[0] == 0
+    assert len(data.queries("last-item")) == len(data.test)
+    context = data.fit_context()
+    assert context.n_items == 60 and context.validate is not None
+
+
+def test_registry_fixtures_are_fresh(recbench_registry, recbench_plugin_manager):
+    assert isinstance(recbench_registry, Registry)
+    assert recbench_plugin_manager is recbench_registry.manager
+    assert recbench_plugin_manager.get_plugins() == set()
+    assert recbench_registry.all("model") == []
+
+
+def test_installed_registry_and_data_context_fixtures(
+    recbench_installed_registry, recbench_data_context
+):
+    assert recbench_installed_registry.get("model", "pop").distribution == "recbench"
+    assert recbench_data_context.offline
+    assert not recbench_data_context.data_root.exists()
+
+
+# -- the example third-party plugin, without installing it -----------------------------
+
+
+@pytest.fixture
+def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Install a fake distribution: a dist-info with a ``recbench`` entry point, and the
+    module's source (written out, or an existing folder put on ``sys.path``)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    created: list[str] = []
+
+    def _install(
+        dist: str, module: str, source: str | None = None, version: str = "1.0", path=None
+    ):
+        info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+        (info / "entry_points.txt").write_text(f"[recbench]\n{module} = {module}\n")
+        if source is not None:
+            (site / f"{module}.py").write_text(textwrap.dedent(source))
+        if path is not None:
+            monkeypatch.syspath_prepend(str(path))
+        created.append(module)
+        return importlib.import_module(module)
+
+    yield _install
+    for name in list(sys.modules):
+        if name.partition(".")[0] in created:
+            del sys.modules[name]
+
+
+@pytest.fixture
+def example(install):
+    return install(
+        "recbench-example-plugin", "recbench_example_plugin", version="0.1.0", path=EXAMPLE / "src"
+    )
+
+
+def test_the_example_plugin_conforms(example):
+    info = discover().get("model", "example")
+    assert (info.distribution, info.distribution_version) == ("recbench-example-plugin", "0.1.0")
+    assert_conforms(example)
+
+
+# -- broken models ---------------------------------------------------------------------
+
+
+def test_a_model_that_treats_padding_as_an_item_is_rejected(example):
+    from recbench_example_plugin.model import MarkovChain
+
+    class SumOfRows(MarkovChain):
+        """Sums the rows of every input column, padding's included."""
+
+        @property
+        def max_length(self):
+            return 5
+
+        def score(self, batch):
+            return self._table[batch.items].sum(dim=1)
+
+    with pytest.raises(ConformanceError, match=r"padding changes the scores.*mask it"):
+        assert_conforms(SumOfRows)
+
+
+def test_a_model_with_the_wrong_score_shape_is_rejected(example):
+    from recbench_example_plugin.model import MarkovChain
+
+    class NoPaddingColumn(MarkovChain):
+        def score(self, batch):
+            return super().score(batch)[:, 1:]
+
+    with pytest.raises(
+        ConformanceError,
+        match=r"model 'example' .* score\(\) returned shape \[16, 60\].*\[batch, n_items \+ 1\]",
+    ):
+        assert_conforms(NoPaddingColumn)
+
+
+def test_a_model_with_integer_scores_is_rejected(example):
+    from recbench_example_plugin.model import MarkovChain
+
+    class Counts(MarkovChain):
+        def score(self, batch):
+            return (super().score(batch).clamp(min=0) * 100).long()
+
+    with pytest.raises(ConformanceError, match=r"torch\.int64 scores: they must be floating-point"):
+        assert_conforms(Counts)
+
+
+def test_a_model_scoring_on_another_device_is_rejected(example):
+    from recbench_example_plugin.model import MarkovChain
+
+    class Elsewhere(MarkovChain):
+        def score(self, batch):
+            return torch.empty(batch.items.shape[0], self._table.shape[1], device="meta")
+
+    with pytest.raises(
+        ConformanceError, match="returned scores on meta, the model was trained on cpu"
+    ):
+        assert_conforms(Elsewhere)
+
+
+def test_a_model_that_does_not_beat_popularity_is_rejected_unless_it_opts_out():
+    class LeastPopular:
+        id = "least-popular"
+        summary = "The least popular items first"
+        version = "1"
+        max_length = 1
+
+        @dataclass(frozen=True)
+        class Options:
+            pass
+
+        def __init__(self, options=None):
+            pass
+
+        def fit(self, train, valid, ctx):
+            self._scores = -torch.as_tensor(ctx.item_counts, dtype=torch.float32)
+
+        def score(self, batch):
+            return self._scores.expand(batch.items.shape[0], -1)
+
+    with pytest.raises(ConformanceError, match=r"does not beat popularity.*mrr@10 0\.\d+ against"):
+        assert_conforms(LeastPopular)
+    assert_conforms(LeastPopular, learns=False)
+
+
+def test_a_cell_that_does_not_match_the_model_is_rejected(example):
+    from recbench_example_plugin.model import MarkovCell, MarkovChain
+
+    class Shuffled(MarkovChain):
+        def cell(self):
+            return MarkovCell(self._table.roll(1, dims=1))
+
+    with pytest.raises(ConformanceError, match=r"cell\(\) does not match score\(\)"):
+        assert_conforms(Shuffled)
+
+
+def test_a_cell_may_differ_by_a_constant_per_row_and_carry_state(example):
+    from recbench_example_plugin.model import MarkovChain
+
+    class CountingCell(torch.nn.Module):
+        """Returns log-probability-like scores (a shift per row) and a step counter."""
+
+        def __init__(self, table):
+            super().__init__()
+            self.register_buffer("table", table)
+
+        def initial_state(self, batch_size):
+            return (torch.zeros(batch_size),)
+
+        def forward(self, item_ids, steps):
+            return self.table[item_ids][:, 1:] - 3.0 * (steps + 1).unsqueeze(1), steps + 1
+
+    class Shifted(MarkovChain):
+        def cell(self):
+            return CountingCell(self._table)
+
+    assert_conforms(Shifted)
+
+
+def test_an_option_the_command_line_cannot_set_is_rejected(example):
+    from recbench_example_plugin.model import MarkovChain
+
+    class Listy(MarkovChain):
+        @dataclass(frozen=True)
+        class Options:
+            smoothing: float = 0.1
+            weights: list[int] = field(default_factory=list)
+
+    with pytest.raises(ConformanceError, match=r"option 'weights' has type list\[int\]"):
+        assert_conforms(Listy)
+
+
+def test_missing_metadata_is_rejected():
+    class Anonymous:
+        id = "anonymous"
+        version = "1"
+
+        @dataclass(frozen=True)
+        class Options:
+            pass
+
+        def fit(self, train, valid, ctx): ...
+        def score(self, batch): ...
+
+    with pytest.raises(ConformanceError, match="'summary' must be a one-line string"):
+        assert_conforms(Anonymous)
+
+
+def test_an_unrecognisable_class_asks_for_its_kind():
+    class Nothing:
+        pass
+
+    with pytest.raises(ConformanceError, match="cannot tell which kind of plugin"):
+        assert_conforms(Nothing)
+
+
+# -- losses ----------------------------------------------------------------------------
+
+
+class BPR:
+    """Bayesian personalised ranking, averaged over the unmasked positions."""
+
+    id = "test-bpr"
+    summary = "BPR for the kit's tests"
+    version = "1"
+
+    @dataclass(frozen=True)
+    class Options:
+        pass
+
+    def __init__(self, options=None):
+        self.options = options
+
+    def __call__(self, positive, negative, mask=None):
+        per_position = -F.logsigmoid(positive.unsqueeze(-1) - negative).mean(dim=-1)
+        if mask is None:
+            return per_position.mean()
+        weights = mask.to(per_position.dtype)
+        return (per_position * weights).sum() / weights.sum()
+
+
+def test_a_good_loss_conforms():
+    assert_conforms(BPR)
+
+
+def test_a_loss_with_the_wrong_signature_is_rejected():
+    class CrossEntropy(BPR):
+        def __call__(self, scores, targets):
+            return F.cross_entropy(scores, targets)
+
+    with pytest.raises(
+        ConformanceError,
+        match=r"loss 'test-bpr' .* __call__\(scores, targets\) does not have the shared loss "
+        r"signature \(positive, negative, mask=None\)",
+    ):
+        assert_conforms(CrossEntropy, kind="loss")
+
+
+def test_a_loss_that_does_not_reduce_is_rejected():
+    class PerPosition(BPR):
+        def __call__(self, positive, negative, mask=None):
+            return -F.logsigmoid(positive.unsqueeze(-1) - negative).mean(dim=-1)
+
+    with pytest.raises(ConformanceError, match=r"returned shape \[32\].*reduce to a scalar"):
+        assert_conforms(PerPosition)
+
+
+def test_a_loss_that_ignores_the_mask_is_rejected():
+    class Unmasked(BPR):
+        def __call__(self, positive, negative, mask=None):
+            return super().__call__(positive, negative, None)
+
+    with pytest.raises(ConformanceError, match="masked-out positions get a gradient"):
+        assert_conforms(Unmasked)
+
+
+def test_a_loss_whose_gradient_points_the_wrong_way_is_rejected():
+    class Backwards(BPR):
+        def __call__(self, positive, negative, mask=None):
+            return -super().__call__(positive, negative, mask)
+
+    with pytest.raises(
+        ConformanceError, match="raising the positive scores does not lower the loss"
+    ):
+        assert_conforms(Backwards)
+
+
+def test_a_detached_loss_is_rejected():
+    class Detached(BPR):
+        def __call__(self, positive, negative, mask=None):
+            return super().__call__(positive, negative, mask).detach()
+
+    with pytest.raises(ConformanceError, match="does not require grad"):
+        assert_conforms(Detached)
+
+
+# -- metrics ---------------------------------------------------------------------------
+
+
+class Hits:
+    id = "test-hits"
+    summary = "whether the next item is in the top k"
+    version = "1"
+    per_query = True
+    higher_is_better = True
+    bounds = (0.0, 1.0)
+
+    @dataclass(frozen=True)
+    class Options:
+        pass
+
+    def __init__(self, options=None):
+        self.options = options
+
+    def __call__(self, ranking, k, ctx):
+        return ranking.is_next[:, :k].any(dim=1).to(torch.float64)
+
+
+def test_a_good_metric_conforms():
+    assert_conforms(Hits)
+
+
+def test_a_metric_out_of_its_bounds_is_rejected():
+    class Doubled(Hits):
+        def __call__(self, ranking, k, ctx):
+            return 2 * super().__call__(ranking, k, ctx)
+
+    with pytest.raises(
+        ConformanceError,
+        match=r"metric 'test-hits' .* returned 2\.0 for query \d+ \(random ranking, half-split "
+        r"protocol, k=1\), outside its documented bounds \[0\.0, 1\.0\]",
+    ):
+        assert_conforms(Doubled)
+
+
+def test_a_metric_that_does_not_return_one_value_per_query_is_rejected():
+    class Mean(Hits):
+        def __call__(self, ranking, k, ctx):
+            return super().__call__(ranking, k, ctx).mean()
+
+    with pytest.raises(
+        ConformanceError, match=r"returned shape \[\] for \d+ queries.*one value per query"
+    ):
+        assert_conforms(Mean)
+
+
+def test_a_metric_with_bad_bounds_is_rejected():
+    class Upside(Hits):
+        bounds = (1.0, 0.0)
+
+    with pytest.raises(ConformanceError, match="'bounds' must be"):
+        assert_conforms(Upside)
+
+
+# -- datasets --------------------------------------------------------------------------
+
+
+class Events:
+    id = "test-events"
+    summary = "a few generated events"
+    version = "1"
+    argument_option = None
+
+    @dataclass(frozen=True)
+    class Options:
+        n_users: int = 20
+
+    def __init__(self, options):
+        self.options = options
+
+    def fingerprint(self, ctx):
+        return f"generated:{self.options.n_users}"
+
+    def load(self, ctx):
+        users = np.repeat(np.arange(self.options.n_users), 5)
+        items = (users * 3 + np.tile(np.arange(5), self.options.n_users)) % 17 + 1
+        return Interactions(user=users, item=items, timestamp=np.arange(len(users)))
+
+
+def test_a_good_dataset_conforms():
+    assert_conforms(Events, options={"n_users": 10})
+
+
+def test_a_dataset_with_non_integer_ids_is_rejected():
+    class FloatItems(Events):
+        def load(self, ctx):
+            loaded = super().load(ctx)
+            return Interactions(user=loaded.user, item=loaded.item.astype(float))
+
+    with pytest.raises(ConformanceError, match="the 'item' ids must be integers, got float64"):
+        assert_conforms(FloatItems)
+
+
+def test_a_dataset_without_a_checksum_is_rejected():
+    class NoFingerprint(Events):
+        def fingerprint(self, ctx):
+            return ""
+
+    with pytest.raises(ConformanceError, match=r"fingerprint\(\) returned ''"):
+        assert_conforms(NoFingerprint)
+
+
+def test_a_dataset_whose_files_are_missing_offline_is_skipped():
+    from recbench.errors import DataError
+
+    class Remote(Events):
+        def load(self, ctx):
+            raise DataError("events.csv is not there and downloads are off")
+
+    with pytest.raises(pytest.skip.Exception, match="downloads are off"):
+        assert_conforms(Remote)
+    with pytest.raises(ConformanceError, match="load\\(\\) raised DataError"):
+        assert_conforms(Remote, skip_missing_data=False)
+
+
+# -- plugin modules --------------------------------------------------------------------
+
+MODULE = """
+from dataclasses import dataclass
+from recbench import hookimpl
+{api}
+
+class Copy:
+    id = "{model_id}"
+    summary = "A model from a third-party distribution"
+    version = "1"
+
+    @dataclass(frozen=True)
+    class Options:
+        pass
+
+    def __init__(self, options=None):
+        pass
+
+    max_length = 1
+
+    def fit(self, train, valid, ctx):
+        pass
+
+    def score(self, batch):
+        raise NotImplementedError
+
+@hookimpl
+def register_models(register):
+    register(Copy)
+"""
+
+
+def test_a_plugin_with_a_duplicate_id_is_rejected_naming_both_owners(install):
+    module = install("recbench-copycat", "recbench_copycat", MODULE.format(api="", model_id="pop"))
+    with pytest.raises(
+        ConformanceError,
+        match=r"recbench_copycat does not load cleanly: .*duplicate model id 'pop': registered "
+        r"by recbench and again by recbench-copycat",
+    ):
+        assert_conforms(module)
+
+
+def test_a_plugin_for_another_plugin_api_is_rejected(install):
+    source = MODULE.format(api="RECBENCH_PLUGIN_API = 2", model_id="future")
+    module = install("recbench-future", "recbench_future", source, version="3.0")
+    with pytest.raises(
+        ConformanceError,
+        match=r"written for recbench plugin API 2, but this recbench .* provides plugin API 1",
+    ):
+        assert_conforms(module)
+
+
+def test_a_module_without_hooks_is_rejected(install):
+    module = install("recbench-empty", "recbench_empty", "RECBENCH_PLUGIN_API = 1\n")
+    with pytest.raises(ConformanceError, match="implements no recbench hook"):
+        assert_conforms(module)
