@@ -10,6 +10,14 @@ Three methods, chosen by :class:`SplitOptions`:
     become test users, the next latest validation users, and training holds the users
     whose last event is before both cuts. Every training event therefore happens before
     every cut: nothing from the future leaks into training.
+
+    With ``test_days`` the cuts are placed in time instead, as in session-based
+    evaluation (Hidasi et al. 2016; Ludewig & Jannach 2018): the sequences (sessions)
+    whose last event lies within ``test_days`` days of the last event of the data are the
+    test set, those ending in the ``valid_days`` days before that the validation set. In
+    the held-out sets, events of items that never occur in training are removed and
+    sequences left with fewer than 2 events are dropped (a model cannot recommend an item
+    it never saw, and such a sequence gives no query).
 ``leave-last-out``
     Every user stays in training without their last two items; ``valid`` holds the
     sequences without their last item and ``test`` the full sequences, so that the
@@ -53,11 +61,18 @@ class SplitOptions:
         of their last event) fall after them; users tied at a cut all go to the later
         set. ``leave-last-out`` ignores ``test`` (every user with at least 3 items is
         tested) and reads ``valid`` only to tell whether there is a validation set.
+    test_days, valid_days:
+        Only for ``temporal``: when ``test_days > 0`` the test set is the sequences whose
+        last event is at most ``test_days`` days (of 86,400 s) before the data's last
+        event, and the validation set those ending in the ``valid_days`` days before
+        that (0: no validation set); ``valid`` and ``test`` are then ignored.
     """
 
     method: SplitMethod = "users"
     valid: float = 0.1
     test: float = 0.1
+    test_days: float = 0.0
+    valid_days: float = 0.0
 
     def __post_init__(self) -> None:
         if self.method not in SPLIT_METHODS:
@@ -74,6 +89,25 @@ class SplitOptions:
                     where=f"split option '{name}'",
                     hint="use a fraction of users such as 0.1, or a number of users such as 500",
                 )
+        for name in ("test_days", "valid_days"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(
+                    f"split option {name}={getattr(self, name)} is negative",
+                    where=f"split option '{name}'",
+                    hint="use a number of days such as 1",
+                )
+        if (self.test_days > 0 or self.valid_days > 0) and self.method != "temporal":
+            raise ConfigError(
+                f"test_days and valid_days apply to the temporal split, not '{self.method}'",
+                where="split option 'method'",
+                hint="set split.method=temporal, or leave test_days and valid_days at 0",
+            )
+        if self.valid_days > 0 and self.test_days == 0:
+            raise ConfigError(
+                "valid_days needs test_days",
+                where="split option 'test_days'",
+                hint="set split.test_days as well, e.g. split.test_days=1",
+            )
 
 
 @dataclass(frozen=True)
@@ -114,6 +148,8 @@ def make_split(sequences: Sequences, options: SplitOptions, seed: int) -> Split:
     if options.method == "users":
         return _split_users(sequences, options, seed)
     if options.method == "temporal":
+        if options.test_days > 0:
+            return _split_days(sequences, options)
         return _split_temporal(sequences, options)
     return _split_leave_last_out(sequences, options)
 
@@ -203,6 +239,76 @@ def _split_temporal(sequences: Sequences, options: SplitOptions) -> Split:
         test=sequences.select(np.flatnonzero(is_test)),
         protocols=PROTOCOLS,
     )
+
+
+SECONDS_PER_DAY = 86_400
+
+
+def _split_days(sequences: Sequences, options: SplitOptions) -> Split:
+    """Session-based temporal split: see :class:`SplitOptions` (``test_days``)."""
+    if sequences.timestamps is None:
+        raise ConfigError(
+            "the temporal split needs timestamps, and this dataset has none",
+            where="split option 'method'",
+            hint="choose the 'users' or 'leave-last-out' split",
+        )
+    with_events = np.flatnonzero(sequences.lengths > 0)
+    last_time = np.full(len(sequences), np.iinfo(np.int64).min, dtype=np.int64)
+    last_time[with_events] = sequences.timestamps[sequences.offsets[with_events + 1] - 1]
+    newest = int(last_time[with_events].max()) if len(with_events) else 0
+    test_cut = newest - options.test_days * SECONDS_PER_DAY
+    valid_cut = test_cut - options.valid_days * SECONDS_PER_DAY
+    is_test = last_time >= test_cut
+    is_valid = (
+        ~is_test & (last_time >= valid_cut) if options.valid_days > 0 else np.zeros_like(is_test)
+    )
+    train = sequences.select(np.flatnonzero(~is_test & ~is_valid))
+    if train.n_events == 0:
+        raise ConfigError(
+            f"the temporal split with test_days={options.test_days:g} and "
+            f"valid_days={options.valid_days:g} leaves the training set empty",
+            where="split options",
+            hint="lower test_days or valid_days (the held-out sets are the sequences ending "
+            "in the last test_days + valid_days days of the data)",
+        )
+    known = train.item_counts() > 0
+    valid = _known_items_only(sequences.select(np.flatnonzero(is_valid)), known)
+    test = _known_items_only(sequences.select(np.flatnonzero(is_test)), known)
+    if len(test) == 0:
+        raise ConfigError(
+            f"the temporal split with test_days={options.test_days:g} leaves the test set "
+            "empty (no sequence of 2 or more events of items seen in training ends then)",
+            where="split options",
+            hint="raise test_days",
+        )
+    if options.valid_days > 0 and len(valid) == 0:
+        raise ConfigError(
+            f"the temporal split with valid_days={options.valid_days:g} leaves the "
+            "validation set empty",
+            where="split options",
+            hint="raise valid_days, or set valid_days=0 for no validation set",
+        )
+    return Split(method="temporal", train=train, valid=valid, test=test, protocols=PROTOCOLS)
+
+
+def _known_items_only(sequences: Sequences, known: np.ndarray) -> Sequences:
+    """``sequences`` without the events of items not ``known``, and without the rows left
+    with fewer than 2 events."""
+    events = np.arange(sequences.offsets[0], sequences.offsets[-1])
+    keep = known[sequences.items[events]]
+    row = np.repeat(np.arange(len(sequences)), sequences.lengths)
+    kept_per_row = np.bincount(row[keep], minlength=len(sequences))
+    offsets = np.zeros(len(sequences) + 1, dtype=np.int64)
+    np.cumsum(kept_per_row, out=offsets[1:])
+    filtered = Sequences(
+        offsets=offsets,
+        items=sequences.items[events[keep]],
+        users=sequences.users,
+        n_items=sequences.n_items,
+        timestamps=None if sequences.timestamps is None else sequences.timestamps[events[keep]],
+        ratings=None if sequences.ratings is None else sequences.ratings[events[keep]],
+    )
+    return filtered.select(np.flatnonzero(kept_per_row >= 2))
 
 
 def _latest_users(last_time: np.ndarray, count: int) -> np.ndarray:

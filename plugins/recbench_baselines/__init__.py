@@ -1,12 +1,25 @@
-"""Non-neural baselines: popularity (and, later, neighbourhood and rule methods)."""
+"""Non-neural baselines: popularity, item-kNN, session-kNN (SKNN, V-SKNN), sequential
+rules and a first-order Markov chain."""
 
 from __future__ import annotations
 
 from recbench import hookimpl
 
+#: The plugin API these hooks are written for (see recbench.hookspecs).
+RECBENCH_PLUGIN_API = 1
+
 
 @hookimpl
 def register_models(register):
+    from recbench_baselines.itemknn import ItemKNN
+    from recbench_baselines.markov import Markov
     from recbench_baselines.popularity import Popularity
+    from recbench_baselines.sknn import SKNN, VSKNN
+    from recbench_baselines.sr import SequentialRules
 
     register(Popularity)
+    register(ItemKNN)
+    register(SKNN)
+    register(VSKNN)
+    register(SequentialRules)
+    register(Markov)

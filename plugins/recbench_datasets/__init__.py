@@ -1,17 +1,24 @@
-"""Datasets: MovieLens (100K, 1M, 10M, 20M, 25M), generic files, synthetic sequences."""
+"""Datasets: MovieLens (100K, 1M, 10M, 20M, 25M), session click logs (YOOCHOOSE,
+DIGINETICA, RetailRocket), generic files, synthetic sequences."""
 
 from __future__ import annotations
 
 from recbench import hookimpl
+
+#: The plugin API these hooks are written for (see recbench.hookspecs).
+RECBENCH_PLUGIN_API = 1
 
 
 @hookimpl
 def register_datasets(register):
     from recbench_datasets.file import FileDataset
     from recbench_datasets.movielens import MOVIELENS_DATASETS
+    from recbench_datasets.sessions import SESSION_DATASETS
     from recbench_datasets.synthetic import SyntheticDataset
 
     for dataset in MOVIELENS_DATASETS:
+        register(dataset)
+    for dataset in SESSION_DATASETS:
         register(dataset)
     register(FileDataset)
     register(SyntheticDataset)
