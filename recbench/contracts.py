@@ -34,6 +34,7 @@ from recbench.progress import Progress
 if TYPE_CHECKING:
     from recbench.protocols import Queries
     from recbench.ranking import Ranking
+    from recbench.registry import Registry
 
 KINDS = ("model", "loss", "dataset", "metric")
 
@@ -73,7 +74,10 @@ class FitContext:
 
     ``validate(model)`` evaluates the model on the validation queries and returns the
     model-selection metric (higher is better); it is ``None`` when there is no validation
-    set. The test set is never reachable from here.
+    set. The test set is never reachable from here. ``registry`` is the run's plugin
+    registry (models look up losses there; ``None``: the installed plugins).
+    ``checkpoint_dir`` is where a model may keep checkpoints (weights only); ``None``:
+    keep them in memory.
     """
 
     n_items: int
@@ -83,6 +87,8 @@ class FitContext:
     progress: Progress = field(default_factory=Progress.silent)
     validate: Callable[[Any], float] | None = None
     validation_metric: str = ""
+    registry: Registry | None = None
+    checkpoint_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -167,7 +173,15 @@ class Metric(Protocol):
 
 @runtime_checkable
 class Loss(Protocol):
-    """A training loss: ``loss(positive [..], negative [.., N], mask [..] | None) -> []``."""
+    """A training loss: ``loss(positive [..], negative [.., N], mask [..] | None) -> []``.
+
+    ``positive`` holds the score of the item that came next for each prediction,
+    ``negative`` the scores of ``N`` items that did not; ``mask`` (bool or float weights)
+    selects the predictions that count, and the result is their weighted mean. An
+    optional class attribute ``candidates`` says what the trainer passes as ``negative``:
+    ``"sampled"`` (the default: sampled negatives) or ``"all"`` (the scores of every item,
+    ``N = n_items``, the positive's own column included -- for a full softmax).
+    """
 
     id: ClassVar[str]
     summary: ClassVar[str]

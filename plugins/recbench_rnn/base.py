@@ -1,0 +1,134 @@
+"""What the recurrent models share: the model class the runner sees, the network
+interface the trainer sees, and one-step scoring cells for export."""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from recbench.contracts import FitContext, SequenceBatch
+from recbench.interactions import Sequences
+from recbench.training import (
+    TrainingHistory,
+    TrainingOptions,
+    fit_network,
+    last_positions,
+    linear_scores,
+    start_aligned,
+)
+
+if TYPE_CHECKING:
+    from recbench.protocols import Queries
+
+State = tuple[Tensor, ...]
+
+
+class RecurrentNetwork(nn.Module):
+    """A network the trainer can train (:class:`recbench.training.SequenceNetwork`).
+
+    Subclasses define ``encode``, ``step``, ``initial_state``, ``output_weights`` and
+    ``cell``; scores are dot products with the item output vectors plus an item bias.
+    """
+
+    n_items: int
+
+    def output_weights(self) -> tuple[Tensor, Tensor]:
+        """The item output matrix ``[n_items + 1, D]`` and bias ``[n_items + 1]``."""
+        raise NotImplementedError
+
+    def encode(self, items: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def step(self, items: Tensor, state: State) -> tuple[Tensor, State]:
+        raise NotImplementedError
+
+    def initial_state(self, batch_size: int) -> State:
+        raise NotImplementedError
+
+    def cell(self) -> ScoringCell:
+        raise NotImplementedError
+
+    def score(self, hidden: Tensor, candidates: Tensor | None) -> Tensor:
+        weight, bias = self.output_weights()
+        return linear_scores(hidden, candidates, weight, bias)
+
+
+class ScoringCell(nn.Module):
+    """One step of a trained model, for export and latency measurements.
+
+    ``forward(item_ids [B], *state) -> (scores [B, n_items + 1], *new_state)``: column
+    ``j`` of the scores is item id ``j`` (column 0, padding, is never a
+    recommendation), as in :meth:`RecurrentModel.score`. :meth:`initial_state` gives
+    the state before the first item. The cell is a frozen snapshot of the weights at
+    the time :meth:`RecurrentModel.cell` was called, and keeps the item matrix as a
+    contiguous ``[D, n_items + 1]`` copy (the fast layout for a batch-1 product).
+    """
+
+    state_names: ClassVar[tuple[str, ...]] = ()
+    item_matrix: Tensor
+    item_bias: Tensor
+
+    def __init__(self, network: RecurrentNetwork):
+        super().__init__()
+        self.network = copy.deepcopy(network).eval()
+        self.network.requires_grad_(False)
+        weight, bias = self.network.output_weights()
+        self.register_buffer("item_matrix", weight.detach().t().contiguous())
+        self.register_buffer("item_bias", bias.detach().clone())
+
+    def scores(self, hidden: Tensor) -> Tensor:
+        return torch.addmm(self.item_bias, hidden, self.item_matrix)
+
+    def initial_state(self, batch_size: int) -> State:
+        return self.network.initial_state(batch_size)
+
+
+class RecurrentModel:
+    """A next-item model around a :class:`RecurrentNetwork`, trained by
+    :func:`recbench.training.fit_network`. Subclasses set the metadata and
+    :meth:`build_network`."""
+
+    id: ClassVar[str]
+    summary: ClassVar[str]
+    version: ClassVar[str]
+    Options: ClassVar[type[TrainingOptions]]
+
+    def __init__(self, options: Any = None):
+        self.options: Any = options if options is not None else self.Options()
+        self.network: RecurrentNetwork | None = None
+        self.history: TrainingHistory | None = None
+
+    @property
+    def max_length(self) -> int | None:
+        return int(self.options.max_length)
+
+    def build_network(self, n_items: int) -> RecurrentNetwork:
+        raise NotImplementedError
+
+    def fit(self, train: Sequences, valid: Queries | None, ctx: FitContext) -> None:
+        torch.manual_seed(ctx.seed)
+        self.network = self.build_network(train.n_items).to(ctx.device)
+        self.history = fit_network(self, self.network, train, ctx, self.options, name=self.id)
+
+    def _trained(self) -> RecurrentNetwork:
+        if self.network is None:
+            raise RuntimeError(f"{type(self).__name__}: score() or cell() called before fit()")
+        return self.network
+
+    def score(self, batch: SequenceBatch) -> Tensor:
+        network = self._trained()
+        hidden = network.encode(start_aligned(batch.items, batch.lengths))
+        last = last_positions(hidden, batch.lengths)
+        return network.score(last.unsqueeze(0), None).squeeze(0)
+
+    def cell(self) -> ScoringCell:
+        """The one-step module (see :class:`ScoringCell`)."""
+        return self._trained().cell()
+
+
+def uniform_(tensor: Tensor, bound: float) -> Tensor:
+    with torch.no_grad():
+        return tensor.uniform_(-bound, bound)

@@ -1,0 +1,133 @@
+"""LSTM over item embeddings, in the style of Spotlight's sequence models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from recbench.interactions import PADDING_ITEM
+from recbench.training import TrainingOptions
+from recbench_rnn.base import RecurrentModel, RecurrentNetwork, ScoringCell, State
+
+
+@dataclass(frozen=True)
+class LSTMOptions(TrainingOptions):
+    """Options of ``lstm``: the trainer's (:class:`recbench.training.TrainingOptions`),
+    plus the embedding size (also the LSTM's hidden size) and dropout rates on the input
+    embeddings and on the LSTM's output."""
+
+    embedding_dim: int = 120
+    dropout_embedding: float = 0.0
+    dropout_hidden: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.embedding_dim < 1:
+            raise ValueError("embedding_dim must be at least 1")
+        for name in ("dropout_embedding", "dropout_hidden"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1)")
+
+
+class LSTMNetwork(RecurrentNetwork):
+    """Item embeddings -> one LSTM layer -> ``h_t``; ``score = ⟨h_t, e_item⟩ + b_item``.
+
+    The input and output embeddings are the same matrix ``e`` (Spotlight's choice):
+    an item is read and predicted through one vector. Embeddings start from
+    ``N(0, 1 / D)``, biases from 0; the LSTM is PyTorch's fused ``nn.LSTM``.
+    """
+
+    def __init__(self, n_items: int, dim: int, dropout_embedding: float, dropout_hidden: float):
+        super().__init__()
+        self.n_items = n_items
+        self.items = nn.Embedding(n_items + 1, dim, padding_idx=PADDING_ITEM)
+        with torch.no_grad():
+            self.items.weight.normal_(0.0, 1.0 / dim)
+            self.items.weight[PADDING_ITEM].zero_()
+        self.item_bias = nn.Parameter(torch.zeros(n_items + 1))
+        self.lstm = nn.LSTM(dim, dim, batch_first=True)
+        self.dropout_embedding = nn.Dropout(dropout_embedding)
+        self.dropout_hidden = nn.Dropout(dropout_hidden)
+
+    def output_weights(self) -> tuple[Tensor, Tensor]:
+        return self.items.weight, self.item_bias
+
+    def encode(self, items: Tensor) -> Tensor:
+        hidden, _ = self.lstm(self.dropout_embedding(self.items(items)))
+        return self.dropout_hidden(hidden)
+
+    def initial_state(self, batch_size: int) -> State:
+        zeros = self.items.weight.new_zeros(batch_size, self.lstm.hidden_size)
+        return zeros, zeros.clone()
+
+    def step(self, items: Tensor, state: State) -> tuple[Tensor, State]:
+        h, c = state
+        x = self.dropout_embedding(self.items(items)).unsqueeze(1)
+        out, (h, c) = self.lstm(x, (h.unsqueeze(0), c.unsqueeze(0)))
+        return self.dropout_hidden(out.squeeze(1)), (h.squeeze(0), c.squeeze(0))
+
+    def cell(self) -> LSTMCell:
+        return LSTMCell(self)
+
+
+class LSTMCell(ScoringCell):
+    """One ``lstm`` step: ``(item_ids [B], h [B, D], c [B, D]) -> (scores, h, c)``,
+    an ``nn.LSTMCell`` holding the trained LSTM's weights."""
+
+    state_names = ("h", "c")
+    embedding: nn.Embedding
+
+    def __init__(self, network: LSTMNetwork):
+        super().__init__(network)
+        lstm = network.lstm
+        self.step_cell = nn.LSTMCell(lstm.input_size, lstm.hidden_size)
+        with torch.no_grad():
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(self.step_cell, name).copy_(getattr(lstm, f"{name}_l0"))
+        self.step_cell.requires_grad_(False)
+        self.embedding = network_items(self.network)
+        del self.network.lstm  # the cell's copy replaces it
+
+    def initial_state(self, batch_size: int) -> State:
+        zeros = self.item_matrix.new_zeros(batch_size, self.step_cell.hidden_size)
+        return zeros, zeros.clone()
+
+    def forward(self, item_ids: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        h, c = self.step_cell(self.embedding(item_ids), (h, c))
+        return self.scores(h), h, c
+
+
+def network_items(network: nn.Module) -> nn.Embedding:
+    items = network.items
+    assert isinstance(items, nn.Embedding)
+    return items
+
+
+class LSTMModel(RecurrentModel):
+    """LSTM sequence model (Spotlight's ``lstm`` representation).
+
+    Item embeddings feed one LSTM layer; the hidden state ``h_t`` after reading an item
+    is the user representation, and an item's score is ``⟨h_t, e_item⟩ + b_item``. The
+    **input and output embeddings are shared** (one matrix ``e``), as in Spotlight.
+    Defaults are the mLSTM article's tuned values for MovieLens 1M (adaptive hinge loss,
+    Adam, learning rate 1.5e-2, batch 224, embedding 120, L2 6e-6, up to 40 epochs),
+    with early stopping on the validation users.
+
+    References
+    ----------
+    Hochreiter, Schmidhuber. Long short-term memory. Neural Computation 9(8), 1997.
+    Kula. Spotlight: deep recommender models in PyTorch (2017).
+    Wilhelm. Multiplicative LSTM for sequence-based recommenders (2018, the LSTM
+    baseline of its experiments).
+    """
+
+    id = "lstm"
+    summary = "LSTM over shared item embeddings (Spotlight-style), dot-product scores"
+    version = "1"
+    Options = LSTMOptions
+
+    def build_network(self, n_items: int) -> LSTMNetwork:
+        o = self.options
+        return LSTMNetwork(n_items, o.embedding_dim, o.dropout_embedding, o.dropout_hidden)

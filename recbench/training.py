@@ -1,0 +1,808 @@
+"""Shared training of next-item sequence models.
+
+The trainer knows no concrete model, loss or dataset. A model hands it a
+:class:`SequenceNetwork` (a ``torch.nn.Module`` that encodes item sequences and scores
+candidate items) and its :class:`TrainingOptions`; :func:`fit_network` does the rest:
+
+Mini-batches
+    ``batching="padded"`` (default): every training sequence is cut into windows of at
+    most ``max_length + 1`` items, counted from its end (so the most recent items form
+    one window; consecutive windows share one item, so every transition is trained once
+    per epoch; ``windows="last"`` keeps only the most recent window). A batch holds
+    ``batch_size`` windows, **start-aligned** (real items first, padding 0 after them),
+    of similar lengths when ``sort_by_length`` is on. Input position ``t`` predicts item
+    ``t + 1``; positions whose target is padding are dropped before scoring.
+
+    ``batching="session-parallel"``: GRU4Rec's scheme (Hidasi et al., 2016). Each of
+    ``batch_size`` lanes reads one sequence item by item; a lane whose sequence ends
+    takes the next one and its state is reset; every step is one update, and the state
+    is carried over (detached) to the next step. Needs a network with ``step``.
+
+Negatives
+    For each prediction the loss sees the positive's score and the scores of negatives
+    (:mod:`recbench_losses.losses` describes the signature). Sampled negatives come from
+    :class:`recbench.sampling.NegativeSampler` (uniform or popularity^alpha, never the
+    padding item, optionally never the positive): ``negatives`` per prediction, or
+    ``negatives`` shared by the whole mini-batch with ``shared_negatives``. With
+    ``in_batch_negatives`` the targets of the other sequences at the same step join them
+    (GRU4Rec's mini-batch negatives; a padding slot is replaced by a popularity sample).
+    A loss whose ``candidates`` is ``"all"`` (``cce``) gets every item's score instead.
+
+Optimisation
+    Adam or Adagrad with L2 (weight decay), optional gradient-norm clipping, optional
+    bfloat16 autocast on CUDA (the loss is computed in float32), optional
+    ``torch.compile`` of the encoder (off by default: a cold compile costs minutes).
+
+Model selection
+    After every ``validate_every`` epochs, ``ctx.validate(model)`` scores the validation
+    users (never the test set). The best weights are kept -- in memory, or as
+    ``best.pt`` (weights only, read back with ``weights_only=True``) in
+    ``ctx.checkpoint_dir`` -- and restored at the end; training stops after
+    ``patience`` validations without improvement. Without validation every epoch runs
+    and the final weights are kept (and written to ``best.pt`` when there is a
+    checkpoint directory).
+
+Failures
+    A loss that becomes NaN or infinite raises :class:`TrainingDiverged`; the runner
+    marks the model's cells failed and goes on with the next model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from recbench.contracts import FitContext
+from recbench.errors import ConfigError
+from recbench.interactions import PADDING_ITEM, Sequences
+from recbench.options import parse_options
+from recbench.sampling import NegativeSampler
+
+if TYPE_CHECKING:
+    from recbench.registry import Registry
+
+#: Windows sorted together (in multiples of the batch size) when ``sort_by_length``:
+#: enough to make batches of similar lengths, few enough to keep batches random.
+SORT_CHUNK_BATCHES = 50
+#: Scores held at once by a loss over every item (``cce``), by device type: on a CPU a
+#: block that fits the cache (and no fresh, page-faulting allocation) is several times
+#: faster than the whole ``[predictions, items]`` matrix; a GPU wants large blocks.
+SCORE_BLOCK = {"cpu": 1 << 20, "cuda": 1 << 27}
+#: On CUDA the loss is checked for NaN every this many batches (a check synchronises).
+CUDA_CHECK_EVERY = 16
+
+
+class TrainingDiverged(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    """Options of the shared trainer; a model's ``Options`` inherit them.
+
+    Parameters
+    ----------
+    epochs:
+        The most passes over the training sequences.
+    batch_size:
+        Windows per mini-batch (lanes, for session-parallel batching).
+    learning_rate, optimizer, l2:
+        The optimiser (``adam`` or ``adagrad``), its step size and L2 weight decay.
+    clip_norm:
+        Clip the gradient's global norm to this value (0: no clipping).
+    max_length:
+        The longest input the model reads, in training and evaluation.
+    windows:
+        ``all``: cut every sequence into windows; ``last``: only its most recent
+        ``max_length + 1`` items.
+    loss, loss_options:
+        A registered loss id (``recbench list losses``) and its options as
+        ``key=value[,key=value]``, e.g. ``score_regularization=0.5``.
+    negatives:
+        Sampled negatives per prediction (or per mini-batch with ``shared_negatives``).
+    sampling, sampling_alpha:
+        ``uniform``, or ``popularity`` with probability ∝ count^alpha.
+    shared_negatives:
+        One set of ``negatives`` samples for the whole mini-batch (GRU4Rec's extra
+        samples) instead of one set per prediction.
+    in_batch_negatives:
+        Add the other sequences' targets at the same step as negatives.
+    exclude_positive:
+        Never sample the positive as a negative (per-prediction sampling only).
+    batching:
+        ``padded`` windows or GRU4Rec's ``session-parallel`` lanes.
+    sort_by_length:
+        Batch windows of similar lengths together (less padding).
+    validate_every, patience:
+        Validate every n epochs; stop after ``patience`` validations without
+        improvement (0: never stop early).
+    bf16:
+        bfloat16 autocast on CUDA (ignored on the CPU).
+    compile:
+        ``torch.compile`` the encoder (a cold compile takes minutes on a CPU).
+    """
+
+    epochs: int = 40
+    batch_size: int = 224
+    learning_rate: float = 1.5e-2
+    optimizer: Literal["adam", "adagrad"] = "adam"
+    l2: float = 6e-6
+    clip_norm: float = 0.0
+    max_length: int = 200
+    windows: Literal["all", "last"] = "all"
+    loss: str = "adaptive_hinge"
+    loss_options: str = ""
+    negatives: int = 5
+    sampling: Literal["uniform", "popularity"] = "uniform"
+    sampling_alpha: float = 0.75
+    shared_negatives: bool = False
+    in_batch_negatives: bool = False
+    exclude_positive: bool = True
+    batching: Literal["padded", "session-parallel"] = "padded"
+    sort_by_length: bool = True
+    validate_every: int = 1
+    patience: int = 5
+    bf16: bool = False
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "max_length", "validate_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        for name in ("negatives", "patience"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+        for name in ("learning_rate",):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
+        for name in ("l2", "clip_norm", "sampling_alpha"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+
+
+class SequenceNetwork(Protocol):
+    """What the trainer needs of a model's ``torch.nn.Module``.
+
+    ``encode`` reads start-aligned item ids ``[B, T]`` (real items first, padding 0
+    after them) and returns ``[B, T, D]``: at ``t``, the representation of the sequence
+    up to and including item ``t``. It must not let padding change the representation
+    at real positions (a causal recurrence over start-aligned rows does not).
+
+    ``score(hidden, candidates)`` scores candidate items: ``hidden`` is ``[G, R, D]``
+    (``G`` groups of ``R`` representations), ``candidates`` int64 ``[G, N]`` (the items
+    each group's representations are scored against) and the result ``[G, R, N]``; with
+    ``candidates=None`` every id is scored, ``[G, R, n_items + 1]`` (column 0 is padding).
+
+    ``step(items, state)`` (optional, for session-parallel batching and one-step cells)
+    reads one item per row, ``items`` ``[B]``, and returns ``(hidden [B, D], state)``;
+    ``initial_state(batch_size)`` is the state before the first item (a tuple of
+    ``[B, ...]`` tensors).
+    """
+
+    def encode(self, items: Tensor) -> Tensor: ...
+
+    def score(self, hidden: Tensor, candidates: Tensor | None) -> Tensor: ...
+
+    def parameters(self) -> Iterator[torch.nn.Parameter]: ...
+
+    def train(self, mode: bool = True) -> Any: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state_dict: Any) -> Any: ...
+
+
+@dataclass
+class EpochRecord:
+    """One epoch: mean training loss per prediction, validation metric (None when not
+    validated), wall time, predictions trained on."""
+
+    epoch: int
+    loss: float
+    metric: float | None
+    seconds: float
+    predictions: int
+
+    @property
+    def predictions_per_second(self) -> float:
+        return self.predictions / self.seconds if self.seconds > 0 else float("inf")
+
+
+@dataclass
+class TrainingHistory:
+    """What happened during :func:`fit_network`."""
+
+    epochs: list[EpochRecord] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_metric: float | None = None
+    stopped_early: bool = False
+    seconds: float = 0.0
+
+
+# -- scoring helpers shared by models ---------------------------------------------------
+
+
+def linear_scores(
+    hidden: Tensor, candidates: Tensor | None, weight: Tensor, bias: Tensor | None
+) -> Tensor:
+    """Dot-product scores ``⟨h, w_item⟩ + b_item`` in the :class:`SequenceNetwork`
+    ``score`` layout.
+
+    ``weight`` is the item matrix ``[n_items + 1, D]``, ``bias`` ``[n_items + 1]`` (or
+    None); ``hidden`` ``[G, R, D]``; ``candidates`` ``[G, N]`` or None (every item).
+    """
+    if candidates is None:
+        scores = torch.matmul(hidden, weight.t())
+        return scores if bias is None else scores + bias
+    if hidden.shape[1] == 1:  # one representation per group: a gathered dot product
+        return _GatheredDot.apply(hidden.squeeze(1), weight, bias, candidates).unsqueeze(1)
+    vectors = weight[candidates].to(hidden.dtype)  # [G, N, D]; bf16 under autocast
+    scores = torch.matmul(hidden, vectors.transpose(1, 2))
+    return scores if bias is None else scores + bias[candidates].unsqueeze(1)
+
+
+#: Elements of the gathered ``[rows, N, D]`` item vectors that :class:`_GatheredDot`
+#: holds at once: on a CPU a block that stays in the cache (and clear of fresh,
+#: page-faulting allocations) is several times faster; a GPU wants large blocks.
+GATHER_BLOCK = {"cpu": 1 << 18, "cuda": 1 << 24}
+
+
+class _GatheredDot(torch.autograd.Function):
+    """``scores[m, n] = ⟨hidden[m], weight[candidates[m, n]]⟩ + bias[candidates[m, n]]``
+    computed block by block, so the ``[M, N, D]`` gathered vectors (and their gradient)
+    never exist in full."""
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
+    def forward(
+        ctx: Any, hidden: Tensor, weight: Tensor, bias: Tensor | None, candidates: Tensor
+    ) -> Tensor:
+        rows = _gather_rows(hidden, candidates)
+        out = hidden.new_empty(candidates.shape)
+        for start in range(0, len(candidates), rows):
+            block = slice(start, start + rows)
+            vectors = weight[candidates[block]]  # [rows, N, D]
+            torch.sum(vectors * hidden[block].unsqueeze(1), dim=2, out=out[block])
+        if bias is not None:
+            out += bias[candidates]
+        ctx.has_bias = bias is not None
+        ctx.save_for_backward(hidden, weight, candidates)
+        return out
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        hidden, weight, candidates = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_hidden = torch.empty_like(hidden)
+        grad_weight = torch.zeros_like(weight)
+        rows = _gather_rows(hidden, candidates)
+        for start in range(0, len(candidates), rows):
+            block = slice(start, start + rows)
+            items, block_grad = candidates[block], grad[block]
+            torch.sum(block_grad.unsqueeze(2) * weight[items], dim=1, out=grad_hidden[block])
+            contribution = block_grad.unsqueeze(2) * hidden[block].unsqueeze(1)
+            grad_weight.index_add_(0, items.reshape(-1), contribution.reshape(-1, weight.shape[1]))
+        grad_bias = None
+        if ctx.has_bias:
+            grad_bias = grad.new_zeros(weight.shape[0])
+            grad_bias.index_add_(0, candidates.reshape(-1), grad.reshape(-1))
+        return grad_hidden, grad_weight, grad_bias, None
+
+
+def _gather_rows(hidden: Tensor, candidates: Tensor) -> int:
+    block = GATHER_BLOCK.get(hidden.device.type, GATHER_BLOCK["cuda"])
+    return max(1, block // max(1, candidates.shape[1] * hidden.shape[1]))
+
+
+def start_aligned(items: Tensor, lengths: Tensor) -> Tensor:
+    """Left-padded rows (:class:`recbench.contracts.SequenceBatch`) moved to the start:
+    row ``b`` holds its ``lengths[b]`` items first, then padding."""
+    width = items.shape[1]
+    columns = torch.arange(width, device=items.device)
+    source = (columns.unsqueeze(0) + (width - lengths).unsqueeze(1)).clamp_(max=width - 1)
+    aligned = items.gather(1, source)
+    return aligned.masked_fill(columns.unsqueeze(0) >= lengths.unsqueeze(1), PADDING_ITEM)
+
+
+def last_positions(hidden: Tensor, lengths: Tensor) -> Tensor:
+    """``hidden[b, lengths[b] - 1]`` for every row: ``[B, T, D]`` -> ``[B, D]``."""
+    rows = torch.arange(hidden.shape[0], device=hidden.device)
+    return hidden[rows, lengths - 1]
+
+
+# -- training data ---------------------------------------------------------------------
+
+
+def training_windows(
+    sequences: Sequences, max_length: int, which: str = "all"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Windows of at most ``max_length + 1`` items, as (start event, length) arrays.
+
+    Windows are cut from the end of each sequence; consecutive windows of a sequence
+    share one item, so each transition ``s[i] -> s[i + 1]`` is in exactly one window.
+    Sequences with fewer than 2 items give none. ``which="last"`` keeps only the most
+    recent window of each sequence.
+    """
+    lengths = sequences.lengths.astype(np.int64)
+    starts = sequences.offsets[:-1].astype(np.int64)
+    keep = lengths >= 2
+    lengths, starts = lengths[keep], starts[keep]
+    transitions = lengths - 1
+    # ceil(transitions / max_length) windows, or one
+    counts = np.ones_like(transitions) if which == "last" else -(-transitions // max_length)
+    row = np.repeat(np.arange(len(lengths)), counts)
+    # k-th window from the end of its sequence (k = 0 is the most recent)
+    k = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    end = lengths[row] - k * max_length  # exclusive, relative to the sequence start
+    begin = np.maximum(end - max_length - 1, 0)
+    return starts[row] + begin, end - begin
+
+
+def epoch_batches(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator, sort_by_length: bool
+) -> list[np.ndarray]:
+    """A random partition of window indices into mini-batches (similar lengths together
+    when ``sort_by_length``), in random order."""
+    order = rng.permutation(len(lengths))
+    if sort_by_length:
+        chunk = batch_size * SORT_CHUNK_BATCHES
+        order = np.concatenate(
+            [
+                part[np.argsort(-lengths[part], kind="stable")]
+                for part in np.split(order, range(chunk, len(order), chunk))
+            ]
+        )
+    batches = np.split(order, range(batch_size, len(order), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def gather_windows(items: Tensor, starts: Tensor, lengths: Tensor) -> Tensor:
+    """Start-aligned ``[B, max(lengths)]`` item ids of the windows ``(starts, lengths)``
+    from the flat event array ``items`` (all on one device)."""
+    width = int(lengths.max())
+    columns = torch.arange(width, device=items.device)
+    inside = columns.unsqueeze(0) < lengths.unsqueeze(1)
+    source = torch.where(inside, starts.unsqueeze(1) + columns.unsqueeze(0), 0)
+    return torch.where(inside, items[source], PADDING_ITEM)
+
+
+@dataclass
+class _Lanes:
+    """Session-parallel mini-batches over whole sequences (see the module docstring)."""
+
+    sequences: Sequences
+    batch_size: int
+    rng: np.random.Generator
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]:
+        """Yields ``(inputs, targets, reset, keep)``: item ids ``[B]``, which lanes start
+        a new sequence (their state must be zeroed), and which lanes of the previous
+        step are still open (``None``: all)."""
+        offsets, items = self.sequences.offsets, self.sequences.items
+        lengths = self.sequences.lengths
+        queue = self.rng.permutation(np.flatnonzero(lengths >= 2))
+        n_lanes = min(self.batch_size, len(queue))
+        lane_row = queue[:n_lanes].copy()
+        lane_pos = np.zeros(n_lanes, dtype=np.int64)
+        next_in_queue = n_lanes
+        reset = np.ones(n_lanes, dtype=bool)
+        keep: np.ndarray | None = None
+        while len(lane_row):
+            event = offsets[lane_row] + lane_pos
+            yield items[event], items[event + 1], reset, keep
+            lane_pos += 1
+            finished = np.flatnonzero(lane_pos + 1 >= lengths[lane_row])
+            reset = np.zeros(len(lane_row), dtype=bool)
+            keep = None
+            if len(finished):
+                refill = finished[: max(0, min(len(finished), len(queue) - next_in_queue))]
+                lane_row[refill] = queue[next_in_queue : next_in_queue + len(refill)]
+                lane_pos[refill] = 0
+                next_in_queue += len(refill)
+                reset[refill] = True
+                closed = finished[len(refill) :]
+                if len(closed):
+                    open_lanes = np.ones(len(lane_row), dtype=bool)
+                    open_lanes[closed] = False
+                    keep = np.flatnonzero(open_lanes)
+                    lane_row, lane_pos, reset = lane_row[keep], lane_pos[keep], reset[keep]
+
+
+# -- losses and optimisers --------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _default_registry() -> Registry:
+    from recbench.registry import discover
+
+    return discover()
+
+
+def parse_key_values(text: str, *, where: str) -> dict[str, str]:
+    """``"a=1,b=x"`` -> ``{"a": "1", "b": "x"}`` (empty text: no values)."""
+    values: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(
+                f"cannot read '{part}'", where=where, hint="write KEY=VALUE[,KEY=VALUE]"
+            )
+        values[key.strip()] = value.strip()
+    return values
+
+
+def make_loss(name: str, options: str = "", registry: Registry | None = None) -> Any:
+    """The loss registered as ``name``, built with ``options`` (``key=value,...``)."""
+    registry = registry if registry is not None else _default_registry()
+    info = registry.get("loss", name)
+    values = parse_key_values(options, where="option loss_options")
+    return info.cls(parse_options(info.cls.Options, values, owner=f"loss '{info.id}'"))
+
+
+def make_optimizer(parameters: Any, options: TrainingOptions) -> torch.optim.Optimizer:
+    if options.optimizer == "adagrad":
+        return torch.optim.Adagrad(parameters, lr=options.learning_rate, weight_decay=options.l2)
+    return torch.optim.Adam(parameters, lr=options.learning_rate, weight_decay=options.l2)
+
+
+# -- the trainer --------------------------------------------------------------------------
+
+
+class _BestWeights:
+    """The best weights so far: in memory, or as ``best.pt`` in a directory."""
+
+    def __init__(self, directory: Path | None):
+        self.directory = directory
+        self._state: dict[str, Tensor] | None = None
+
+    @property
+    def path(self) -> Path | None:
+        return None if self.directory is None else self.directory / "best.pt"
+
+    def save(self, network: SequenceNetwork) -> None:
+        state = {k: v.detach().clone() for k, v in network.state_dict().items()}
+        if self.directory is None:
+            self._state = state
+            return
+        assert self.path is not None
+        self.directory.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".pt.partial")
+        torch.save(state, partial)
+        os.replace(partial, self.path)
+
+    def restore(self, network: SequenceNetwork, device: torch.device) -> None:
+        if self.path is not None:
+            state = torch.load(self.path, map_location=device, weights_only=True)
+        else:
+            assert self._state is not None
+            state = self._state
+        network.load_state_dict(state)
+
+
+class _Trainer:
+    def __init__(
+        self,
+        model: Any,
+        network: SequenceNetwork,
+        train: Sequences,
+        ctx: FitContext,
+        options: TrainingOptions,
+        name: str,
+    ):
+        self.model = model
+        self.network = network
+        self.train = train
+        self.ctx = ctx
+        self.options = options
+        self.name = name
+        self.device = torch.device(ctx.device)
+        self.loss = make_loss(options.loss, options.loss_options, ctx.registry)
+        self.all_candidates = getattr(self.loss, "candidates", "sampled") == "all"
+        self.sampler = NegativeSampler(
+            train.n_items,
+            options.sampling,
+            item_counts=np.asarray(ctx.item_counts),
+            alpha=options.sampling_alpha,
+            device=self.device,
+            seed=ctx.seed,
+        )
+        self.rng = np.random.default_rng(ctx.seed)
+        self.optimizer = make_optimizer(network.parameters(), options)
+        self.use_bf16 = options.bf16 and self.device.type == "cuda"
+        self.check_every = CUDA_CHECK_EVERY if self.device.type == "cuda" else 1
+        self.encode: Callable[[Tensor], Tensor] = network.encode
+        if options.compile:
+            self.encode = torch.compile(network.encode)
+        if options.batching == "session-parallel" and not hasattr(network, "step"):
+            raise ConfigError(
+                f"{name} cannot train with session-parallel batching (its network has no step)",
+                hint="use batching=padded",
+            )
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.use_bf16:
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # -- scores of one batch ---------------------------------------------------------
+    def predictions(self, hidden: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """(positive [M], negative [M, N]) scores of the real positions of a batch.
+
+        ``hidden`` ``[B, T, D]``, ``targets`` ``[B, T]`` (0 where there is nothing to
+        predict).
+        """
+        network, options = self.network, self.options
+        valid = targets != PADDING_ITEM
+        flat_hidden = hidden[valid]
+        flat_targets = targets[valid]
+        if self.all_candidates:
+            everything = network.score(flat_hidden.unsqueeze(0), None).squeeze(0)
+            return everything.gather(1, flat_targets.unsqueeze(1)).squeeze(1), everything[:, 1:]
+        batch, steps = targets.shape
+        negatives: list[Tensor] = []
+        positive: Tensor | None = None
+        if options.in_batch_negatives and batch > 1:
+            pool = targets.t()
+            pool = torch.where(pool == PADDING_ITEM, self.sampler.sample(tuple(pool.shape)), pool)
+            scores = network.score(hidden.transpose(0, 1), pool)  # [T, B, B]
+            positive = scores.diagonal(dim1=1, dim2=2).t()[valid]
+            off_diagonal = (
+                scores.reshape(steps, batch * batch)[:, 1:]
+                .reshape(steps, batch - 1, batch + 1)[:, :, :-1]
+                .reshape(steps, batch, batch - 1)
+            )
+            negatives.append(off_diagonal.transpose(0, 1)[valid])
+        if options.negatives > 0:
+            count = len(flat_targets)
+            if options.shared_negatives:
+                sampled = self.sampler.sample((1, options.negatives))
+                negatives.append(network.score(flat_hidden.unsqueeze(0), sampled).squeeze(0))
+            else:
+                exclude = flat_targets if options.exclude_positive else None
+                sampled = self.sampler.sample((count, options.negatives), exclude)
+                if positive is None:
+                    sampled = torch.cat((flat_targets.unsqueeze(1), sampled), dim=1)
+                scores = network.score(flat_hidden.unsqueeze(1), sampled).squeeze(1)
+                if positive is None:
+                    positive, scores = scores[:, 0], scores[:, 1:]
+                negatives.append(scores)
+        if not negatives:
+            raise ConfigError(
+                f"{self.name} has no negatives to train with",
+                hint="set negatives > 0 or in_batch_negatives=true with batch_size > 1",
+            )
+        if positive is None:
+            positive = network.score(flat_hidden.unsqueeze(1), flat_targets.unsqueeze(1))
+            positive = positive.reshape(-1)
+        negative = negatives[0] if len(negatives) == 1 else torch.cat(negatives, dim=1)
+        return positive, negative
+
+    def update(self, hidden: Tensor, targets: Tensor) -> tuple[Tensor, int]:
+        """One optimiser step on the loss of ``hidden`` against ``targets``; returns the
+        loss (detached) and the number of predictions."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.all_candidates:
+            loss, count = self.all_candidates_backward(hidden, targets)
+        else:
+            with self.autocast():
+                positive, negative = self.predictions(hidden, targets)
+            loss = self.loss(positive.float(), negative.float())
+            loss.backward()
+            loss, count = loss.detach(), len(positive)
+        if self.options.clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.options.clip_norm)
+        self.optimizer.step()
+        return loss, count
+
+    def all_candidates_backward(self, hidden: Tensor, targets: Tensor) -> tuple[Tensor, int]:
+        """Loss and gradients of a loss over every item's score (``cce``), a block of
+        predictions at a time: the ``[M, n_items]`` score matrix never exists in full,
+        only blocks of about :data:`SCORE_BLOCK` scores. The loss is a mean over
+        predictions, so block losses weighted by their share of ``M`` add up to it; the
+        gradient reaches the encoder once, through the (detached) representations."""
+        valid = targets != PADDING_ITEM
+        flat_hidden, flat_targets = hidden[valid], targets[valid]
+        count = len(flat_targets)
+        detached = flat_hidden.detach().requires_grad_()
+        block = SCORE_BLOCK.get(self.device.type, SCORE_BLOCK["cuda"])
+        rows = max(1, block // (self.train.n_items + 1))
+        total = torch.zeros((), device=self.device)
+        for start in range(0, count, rows):
+            part = slice(start, start + rows)
+            with self.autocast():
+                scores = self.network.score(detached[part].unsqueeze(0), None).squeeze(0)
+            positive = scores.gather(1, flat_targets[part].unsqueeze(1)).squeeze(1)
+            loss = self.loss(positive.float(), scores[:, 1:].float()) * (len(positive) / count)
+            loss.backward()
+            total += loss.detach()
+        flat_hidden.backward(detached.grad)
+        return total, count
+
+    # -- epochs ----------------------------------------------------------------------
+    def padded_epoch(self, bar: Any, epoch: int) -> tuple[float, int]:
+        lengths = self.windows[1]
+        total = torch.zeros((), device=self.device, dtype=torch.float64)
+        predictions = 0
+        batches = epoch_batches(
+            lengths, self.options.batch_size, self.rng, self.options.sort_by_length
+        )
+        for number, batch in enumerate(batches, 1):
+            index = torch.as_tensor(batch, device=self.device)
+            window = gather_windows(
+                self.items, self.window_starts[index], self.window_lengths[index]
+            )
+            with self.autocast():
+                hidden = self.encode(window[:, :-1])
+            loss, count = self.update(hidden, window[:, 1:])
+            total += loss * count
+            predictions += count
+            if number % self.check_every == 0 or number == len(batches):
+                self.check_finite(total, epoch, number)
+            bar.advance(1)
+        return float(total) / max(predictions, 1), predictions
+
+    def session_parallel_epoch(self, bar: Any, epoch: int) -> tuple[float, int]:
+        network: Any = self.network
+        total = torch.zeros((), device=self.device, dtype=torch.float64)
+        predictions = 0
+        state: tuple[Tensor, ...] = network.initial_state(
+            min(self.options.batch_size, len(self.train))
+        )
+        for number, (inputs, targets, reset, keep) in enumerate(
+            _Lanes(self.train, self.options.batch_size, self.rng), 1
+        ):
+            if keep is not None:
+                index = torch.as_tensor(keep, device=self.device)
+                state = tuple(s[index] for s in state)
+            if reset.any():
+                zero = torch.as_tensor(reset, device=self.device).unsqueeze(1)
+                state = tuple(s.masked_fill(zero, 0.0) for s in state)
+            items = torch.as_tensor(inputs, dtype=torch.int64, device=self.device)
+            target = torch.as_tensor(targets, dtype=torch.int64, device=self.device)
+            with self.autocast():
+                hidden, state = network.step(items, state)
+            loss, count = self.update(hidden.unsqueeze(1), target.unsqueeze(1))
+            state = tuple(s.detach() for s in state)
+            total += loss * count
+            predictions += count
+            if number % self.check_every == 0:
+                self.check_finite(total, epoch, number)
+            bar.advance(count)
+        self.check_finite(total, epoch, None)
+        return float(total) / max(predictions, 1), predictions
+
+    def check_finite(self, total: Tensor, epoch: int, batch: int | None) -> None:
+        value = float(total)
+        if not math.isfinite(value):
+            where = f"epoch {epoch}" + (f", batch {batch}" if batch is not None else "")
+            raise TrainingDiverged(
+                f"{self.name}: the training loss became {value} in {where}; "
+                "lower the learning rate or set clip_norm"
+            )
+
+    def run(self) -> TrainingHistory:
+        options, ctx, progress = self.options, self.ctx, self.ctx.progress
+        started = time.perf_counter()
+        history = TrainingHistory()
+        self.items = torch.as_tensor(self.train.items, dtype=torch.int64, device=self.device)
+        self.windows = training_windows(self.train, options.max_length, options.windows)
+        self.window_starts = torch.as_tensor(self.windows[0], device=self.device)
+        self.window_lengths = torch.as_tensor(self.windows[1], device=self.device)
+        if options.batching == "padded" and len(self.windows[0]) == 0:
+            raise ConfigError(
+                f"{self.name}: no training sequence has 2 or more items",
+                hint="use a larger training set",
+            )
+        best = _BestWeights(ctx.checkpoint_dir)
+        metric_name = ctx.validation_metric or "validation metric"
+        if options.bf16 and not self.use_bf16:
+            progress.log(f"{self.name}: bf16 autocast is for CUDA only; training in float32")
+        failed_validations = 0
+        for epoch in range(1, options.epochs + 1):
+            self.network.train()
+            epoch_started = time.perf_counter()
+            if options.batching == "padded":
+                total_steps = -(-len(self.windows[0]) // options.batch_size)
+            else:
+                total_steps = int(np.maximum(self.train.lengths - 1, 0).sum())
+            with progress.task(
+                f"Training {self.name}: epoch {epoch}/{options.epochs}", total=total_steps
+            ) as bar:
+                if options.batching == "padded":
+                    loss, predictions = self.padded_epoch(bar, epoch)
+                else:
+                    loss, predictions = self.session_parallel_epoch(bar, epoch)
+            seconds = time.perf_counter() - epoch_started
+            metric: float | None = None
+            improved = False
+            if ctx.validate is not None and (
+                epoch % options.validate_every == 0 or epoch == options.epochs
+            ):
+                self.network.train(False)
+                metric = float(ctx.validate(self.model))
+                if math.isfinite(metric) and (
+                    history.best_metric is None or metric > history.best_metric
+                ):
+                    history.best_metric, history.best_epoch = metric, epoch
+                    best.save(self.network)
+                    failed_validations, improved = 0, True
+                else:
+                    failed_validations += 1
+            record = EpochRecord(epoch, loss, metric, seconds, predictions)
+            history.epochs.append(record)
+            shown = "" if metric is None else f", {metric_name} {metric:.4f}"
+            progress.log(
+                f"{self.name} epoch {epoch}/{options.epochs}: loss {loss:.4f}{shown}"
+                f"{' (best)' if improved else ''}, {seconds:.1f} s, "
+                f"{record.predictions_per_second:,.0f} predictions/s"
+            )
+            if options.patience and failed_validations >= options.patience:
+                history.stopped_early = True
+                progress.log(
+                    f"{self.name}: stopping early, no improvement of {metric_name} in "
+                    f"{options.patience} validations (best {history.best_metric:.4f} "
+                    f"at epoch {history.best_epoch})"
+                )
+                break
+        if history.best_epoch is not None:
+            best.restore(self.network, self.device)
+        elif ctx.checkpoint_dir is not None:  # not validated: keep the final weights
+            best.save(self.network)
+        self.network.train(False)
+        history.seconds = time.perf_counter() - started
+        return history
+
+
+def fit_network(
+    model: Any,
+    network: SequenceNetwork,
+    train: Sequences,
+    ctx: FitContext,
+    options: TrainingOptions,
+    *,
+    name: str,
+) -> TrainingHistory:
+    """Train ``network`` (already on ``ctx.device``) on ``train``.
+
+    Parameters
+    ----------
+    model:
+        The model object that ``ctx.validate`` evaluates (its ``score`` must use
+        ``network``).
+    network:
+        The :class:`SequenceNetwork` to train, in place.
+    train:
+        The training sequences.
+    ctx:
+        Device, seed, item counts, progress and the validation callback.
+    options:
+        The trainer's options (usually the model's own ``Options``).
+    name:
+        The model's name in messages.
+
+    Returns
+    -------
+    TrainingHistory
+        Per-epoch loss, validation metric and timing; the network is left in eval mode
+        with the best validated weights (the last ones without validation).
+
+    Raises
+    ------
+    TrainingDiverged
+        When the loss becomes NaN or infinite.
+    ConfigError
+        For an unknown loss, bad loss options, or options that leave nothing to train.
+    """
+    return _Trainer(model, network, train, ctx, options, name).run()

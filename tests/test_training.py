@@ -1,0 +1,425 @@
+"""The shared trainer: windows, batches, lanes, negatives, early stopping, failures."""
+
+from __future__ import annotations
+
+import itertools
+import types
+from collections import Counter
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from recbench import hookimpl
+from recbench.contracts import FitContext
+from recbench.errors import ConfigError
+from recbench.interactions import Sequences
+from recbench.registry import discover
+from recbench.sampling import NegativeSampler
+from recbench.training import (
+    TrainingDiverged,
+    TrainingOptions,
+    _Lanes,
+    _Trainer,
+    epoch_batches,
+    fit_network,
+    gather_windows,
+    last_positions,
+    linear_scores,
+    make_loss,
+    start_aligned,
+    training_windows,
+)
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one thread is faster, and immune to a busy second core."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def random_sequences(seed: int = 0, n_users: int = 30, n_items: int = 20) -> Sequences:
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(0, 25, n_users)
+    items = rng.integers(1, n_items + 1, int(lengths.sum()))
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    return Sequences(offsets=offsets, items=items, users=np.arange(n_users), n_items=n_items)
+
+
+def transitions_of(sequences: Sequences) -> Counter:
+    pairs: Counter = Counter()
+    for row in range(len(sequences)):
+        s = sequences.offsets[row]
+        for e in range(s, sequences.offsets[row + 1] - 1):
+            pairs[(e, e + 1)] += 1
+    return pairs
+
+
+class LastItemNetwork(nn.Module):
+    """A first-order model: the representation after item t is an embedding of item t."""
+
+    def __init__(self, n_items: int, dim: int = 8):
+        super().__init__()
+        self.n_items = n_items
+        self.inputs = nn.Embedding(n_items + 1, dim)
+        self.outputs = nn.Embedding(n_items + 1, dim)
+        self.bias = nn.Parameter(torch.zeros(n_items + 1))
+
+    def encode(self, items):
+        return self.inputs(items)
+
+    def score(self, hidden, candidates):
+        return linear_scores(hidden, candidates, self.outputs.weight, self.bias)
+
+    def initial_state(self, batch_size):
+        return (torch.zeros(batch_size, 1),)
+
+    def step(self, items, state):
+        return self.inputs(items), state
+
+
+@dataclass
+class Holder:
+    """What ctx.validate receives: a model around the network."""
+
+    network: nn.Module
+
+
+def context(sequences: Sequences, **kwargs) -> FitContext:
+    return FitContext(
+        n_items=sequences.n_items,
+        device=CPU,
+        seed=0,
+        item_counts=sequences.item_counts(),
+        **kwargs,
+    )
+
+
+# -- windows, batches, lanes -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("max_length", [1, 3, 7, 50])
+def test_windows_hold_every_transition_exactly_once(max_length):
+    sequences = random_sequences()
+    starts, lengths = training_windows(sequences, max_length)
+    assert lengths.min() >= 2 and lengths.max() <= max_length + 1
+    pairs: Counter = Counter()
+    for start, length in zip(starts, lengths, strict=True):
+        for e in range(start, start + length - 1):
+            pairs[(e, e + 1)] += 1
+    assert pairs == transitions_of(sequences)
+
+
+def test_last_window_is_the_most_recent_items():
+    sequences = random_sequences()
+    starts, lengths = training_windows(sequences, 5, "last")
+    long_enough = np.flatnonzero(sequences.lengths >= 2)
+    assert len(starts) == len(long_enough)
+    assert (starts + lengths == sequences.offsets[long_enough + 1]).all()
+    assert (lengths == np.minimum(sequences.lengths[long_enough], 6)).all()
+
+
+def test_epoch_batches_partition_the_windows_by_similar_length():
+    lengths = np.random.default_rng(1).integers(2, 200, 1000)
+    batches = epoch_batches(lengths, 32, np.random.default_rng(0), sort_by_length=True)
+    together = np.concatenate(batches)
+    assert sorted(together) == list(range(1000))
+    assert max(len(b) for b in batches) == 32
+    spread = np.mean([np.ptp(lengths[b]) for b in batches if len(b) == 32])
+    unsorted = epoch_batches(lengths, 32, np.random.default_rng(0), sort_by_length=False)
+    assert spread < 0.5 * np.mean([np.ptp(lengths[b]) for b in unsorted if len(b) == 32])
+
+
+def test_gather_windows_and_start_aligned_rows():
+    items = torch.arange(100, 120)
+    window = gather_windows(items, torch.tensor([0, 5, 17]), torch.tensor([3, 1, 2]))
+    assert window.tolist() == [[100, 101, 102], [105, 0, 0], [117, 118, 0]]
+    left_padded = torch.tensor([[0, 0, 7, 8], [1, 2, 3, 4], [0, 0, 0, 9]])
+    lengths = torch.tensor([2, 4, 1])
+    assert start_aligned(left_padded, lengths).tolist() == [
+        [7, 8, 0, 0],
+        [1, 2, 3, 4],
+        [9, 0, 0, 0],
+    ]
+    hidden = torch.arange(3 * 4).reshape(3, 4, 1)
+    assert last_positions(hidden, lengths).flatten().tolist() == [1, 7, 8]
+
+
+def test_session_parallel_lanes_read_every_transition_once_and_reset_new_sequences():
+    sequences = random_sequences(n_users=12)
+    lanes = _Lanes(sequences, batch_size=4, rng=np.random.default_rng(0))
+    seen: Counter = Counter()
+    previous_target: np.ndarray | None = None
+    for inputs, targets, reset, keep in lanes:
+        assert len(inputs) == len(targets) == len(reset) <= 4
+        if previous_target is not None:
+            carried = previous_target if keep is None else previous_target[keep]
+            # a continuing lane reads the item it predicted at the previous step
+            assert (inputs[~reset] == carried[~reset]).all()
+        for a, b in zip(inputs, targets, strict=True):
+            seen[(int(a), int(b))] += 1
+        previous_target = targets
+    expected: Counter = Counter()
+    for row in range(len(sequences)):
+        s = sequences.sequence(row)
+        for a, b in itertools.pairwise(s):
+            expected[(int(a), int(b))] += 1
+    assert seen == expected
+
+
+# -- scoring and negatives -----------------------------------------------------------------
+
+
+def test_linear_scores_in_every_layout():
+    torch.manual_seed(0)
+    weight, bias = torch.randn(11, 4), torch.randn(11)
+    hidden = torch.randn(3, 5, 4)
+    full = hidden @ weight.t() + bias
+    assert torch.allclose(linear_scores(hidden, None, weight, bias), full, atol=1e-6)
+    candidates = torch.randint(0, 11, (3, 6))
+    grouped = linear_scores(hidden, candidates, weight, bias)
+    assert torch.allclose(grouped, full.gather(2, candidates[:, None, :].expand(3, 5, 6)))
+    one = linear_scores(hidden[:, :1], candidates, weight, bias)
+    assert torch.allclose(one, grouped[:, :1], atol=1e-6)
+
+
+def test_gathered_scores_have_exact_gradients_in_blocks(monkeypatch):
+    import recbench.training as training
+
+    monkeypatch.setitem(training.GATHER_BLOCK, "cpu", 7)  # blocks of one or two rows
+    torch.manual_seed(0)
+    hidden = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(9, 3, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(9, dtype=torch.float64, requires_grad=True)
+    candidates = torch.tensor([[1, 1, 4], [0, 8, 2], [3, 3, 3], [5, 6, 7], [8, 1, 0]])
+
+    def scores(h, w, b):
+        return linear_scores(h.unsqueeze(1), candidates, w, b).squeeze(1)
+
+    expected = (hidden.unsqueeze(1) * weight[candidates]).sum(-1) + bias[candidates]
+    assert torch.allclose(scores(hidden, weight, bias), expected)
+    assert torch.autograd.gradcheck(scores, (hidden, weight, bias))
+
+
+def test_scores_accept_bf16_representations_under_autocast():
+    torch.manual_seed(0)
+    weight, bias = torch.randn(11, 4), torch.randn(11)
+    hidden = torch.randn(6, 4)
+    candidates = torch.randint(0, 11, (6, 3))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        one = linear_scores(hidden.bfloat16().unsqueeze(1), candidates, weight, bias)
+        many = linear_scores(hidden.bfloat16().unsqueeze(0), candidates[:1], weight, bias)
+    exact = linear_scores(hidden.unsqueeze(1), candidates, weight, bias)
+    assert torch.allclose(one.float(), exact, atol=0.1)
+    assert many.shape == (1, 6, 3)
+
+
+def test_in_batch_negatives_are_the_other_rows_targets_at_the_same_step():
+    sequences = random_sequences()
+    network = LastItemNetwork(sequences.n_items)
+    options = TrainingOptions(loss="bpr", in_batch_negatives=True, negatives=2)
+    trainer = _Trainer(Holder(network), network, sequences, context(sequences), options, "test")
+    targets = torch.tensor([[3, 4, 0], [5, 6, 7], [8, 0, 0]])
+    hidden = torch.randn(3, 3, 8)
+    positive, negative = trainer.predictions(hidden, targets)
+    full = network.score(hidden.reshape(1, 9, 8), None).reshape(3, 3, -1)
+    valid = (targets != 0).nonzero().tolist()
+    assert len(positive) == len(valid) and negative.shape == (len(valid), 2 + 2)
+    for k, (b, t) in enumerate(valid):
+        assert positive[k].item() == pytest.approx(full[b, t, targets[b, t]].item(), abs=1e-5)
+        others = [targets[o, t].item() for o in range(3) if o != b]
+        for j, item in enumerate(others):
+            if item != 0:  # a padding slot holds a sampled item instead
+                assert negative[k, j].item() == pytest.approx(full[b, t, item].item(), abs=1e-5)
+
+
+def test_cce_receives_every_item_score():
+    sequences = random_sequences()
+    network = LastItemNetwork(sequences.n_items)
+    options = TrainingOptions(loss="cce")
+    trainer = _Trainer(Holder(network), network, sequences, context(sequences), options, "test")
+    targets = torch.tensor([[3, 4, 0]])
+    positive, negative = trainer.predictions(torch.randn(1, 3, 8), targets)
+    assert negative.shape == (2, sequences.n_items)
+    assert torch.equal(negative[torch.arange(2), targets[0, :2] - 1], positive)
+
+
+def test_cce_in_blocks_gives_the_gradient_of_the_whole_loss(monkeypatch):
+    import recbench.training as training
+
+    sequences = random_sequences()
+    gradients = []
+    for block in (10**9, 3 * (sequences.n_items + 1)):  # one block; blocks of 3 rows
+        monkeypatch.setitem(training.SCORE_BLOCK, "cpu", block)
+        torch.manual_seed(0)
+        network = LastItemNetwork(sequences.n_items)
+        options = TrainingOptions(loss="cce")
+        trainer = _Trainer(Holder(network), network, sequences, context(sequences), options, "t")
+        window = torch.tensor([[3, 4, 5, 0], [5, 6, 7, 8], [8, 9, 0, 0]])
+        loss, count = trainer.all_candidates_backward(network.encode(window[:, :-1]), window[:, 1:])
+        gradients.append((loss, count, [p.grad.clone() for p in network.parameters()]))
+    (loss1, count1, grads1), (loss2, count2, grads2) = gradients
+    assert count1 == count2 == 6 and loss1.item() == pytest.approx(loss2.item(), rel=1e-6)
+    for a, b in zip(grads1, grads2, strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_sampler_never_draws_padding_and_excludes_the_positive():
+    counts = np.array([0, 100, 0, 10, 1, 50], dtype=np.int64)
+    exclude = torch.tensor([1, 3, 5, 1])
+    for distribution in ("uniform", "popularity"):
+        sampler = NegativeSampler(5, distribution, item_counts=counts, alpha=1.0, seed=3)
+        draws = sampler.sample((4, 5000), exclude)
+        assert draws.min() >= 1 and draws.max() <= 5
+        assert not (draws == exclude[:, None]).any()
+    popular = NegativeSampler(5, "popularity", item_counts=counts, alpha=1.0, seed=3)
+    draws = popular.sample((200_000,))
+    share = torch.bincount(draws, minlength=6).double() / len(draws)
+    expected = torch.tensor(counts / counts.sum())
+    assert torch.allclose(share, expected, atol=0.005)
+    assert share[2] == 0  # no training event: never a negative
+    flat = NegativeSampler(5, "popularity", item_counts=counts, alpha=0.0, seed=3)
+    share0 = torch.bincount(flat.sample((100_000,)), minlength=6).double() / 100_000
+    assert torch.allclose(
+        share0[[1, 3, 4, 5]], torch.full((4,), 0.25, dtype=torch.float64), atol=0.01
+    )
+    again = NegativeSampler(5, "popularity", item_counts=counts, alpha=1.0, seed=3)
+    assert torch.equal(again.sample((200_000,)), draws)
+
+
+# -- the training loop -----------------------------------------------------------------
+
+
+def test_early_stopping_restores_the_best_weights_from_a_weights_only_checkpoint(tmp_path):
+    sequences = random_sequences()
+    network = LastItemNetwork(sequences.n_items)
+    metrics = iter([0.1, 0.3, 0.2, 0.25, 0.1, 0.9])
+    snapshots: list[dict] = []
+
+    def validate(model):
+        snapshots.append({k: v.clone() for k, v in model.network.state_dict().items()})
+        assert not model.network.training
+        return next(metrics)
+
+    ctx = context(sequences, validate=validate, checkpoint_dir=tmp_path / "ckpt")
+    options = TrainingOptions(epochs=6, patience=3, batch_size=8, loss="bpr")
+    history = fit_network(Holder(network), network, sequences, ctx, options, name="test")
+    assert [e.metric for e in history.epochs] == [0.1, 0.3, 0.2, 0.25, 0.1]
+    assert history.stopped_early and history.best_epoch == 2 and history.best_metric == 0.3
+    for key, value in network.state_dict().items():
+        assert torch.equal(value, snapshots[1][key])
+    saved = torch.load(tmp_path / "ckpt" / "best.pt", weights_only=True)
+    assert set(saved) == set(network.state_dict())
+    assert not network.training
+
+
+def test_without_validation_every_epoch_runs_and_the_last_weights_stay():
+    sequences = random_sequences()
+    network = LastItemNetwork(sequences.n_items)
+    options = TrainingOptions(epochs=3, batch_size=8, loss="bpr", patience=1)
+    history = fit_network(
+        Holder(network), network, sequences, context(sequences), options, name="t"
+    )
+    assert len(history.epochs) == 3 and history.best_epoch is None
+    assert all(e.metric is None and e.predictions > 0 for e in history.epochs)
+    assert history.epochs[-1].loss < history.epochs[0].loss
+
+
+def test_session_parallel_epoch_trains_on_every_transition():
+    sequences = random_sequences()
+    network = LastItemNetwork(sequences.n_items)
+    options = TrainingOptions(
+        epochs=2,
+        batch_size=4,
+        loss="bpr_max",
+        batching="session-parallel",
+        in_batch_negatives=True,
+        shared_negatives=True,
+        negatives=3,
+    )
+    history = fit_network(
+        Holder(network), network, sequences, context(sequences), options, name="t"
+    )
+    assert history.epochs[0].predictions == sum(transitions_of(sequences).values())
+
+
+class NaNLoss:
+    id = "nan_loss"
+    summary = "Always NaN"
+    version = "1"
+    candidates = "sampled"
+
+    @dataclass(frozen=True)
+    class Options:
+        pass
+
+    def __init__(self, options=None):
+        pass
+
+    def __call__(self, positive, negative, mask=None):
+        return (positive.sum() + negative.sum()) * float("nan")
+
+
+def registry_with_nan_loss():
+    registry = discover()
+
+    @hookimpl
+    def register_losses(register):
+        register(NaNLoss)
+
+    registry.add_plugin(
+        "nan-loss", types.SimpleNamespace(register_losses=register_losses), "recbench-tests", "0"
+    )
+    return registry
+
+
+def test_a_nan_loss_stops_training_with_a_clear_message():
+    sequences = random_sequences()
+    network = LastItemNetwork(sequences.n_items)
+    ctx = context(sequences, registry=registry_with_nan_loss())
+    options = TrainingOptions(epochs=2, batch_size=8, loss="nan_loss")
+    with pytest.raises(TrainingDiverged, match="the training loss became nan in epoch 1, batch 1"):
+        fit_network(Holder(network), network, sequences, ctx, options, name="test")
+
+
+def test_a_diverging_model_is_marked_failed_and_the_run_goes_on(settings, tmp_path):
+    import recbench
+
+    result = recbench.run(
+        models=["lstm", "pop"],
+        dataset="synthetic:tiny",
+        out=tmp_path / "run",
+        settings=settings,
+        registry=registry_with_nan_loss(),
+        overrides=["lstm.loss=nan_loss", "lstm.embedding_dim=8", "export.enabled=false"],
+        protocols=["last-item"],
+    )
+    frame = result.to_dataframe()
+    assert set(frame[frame["status"] == "failed"]["model"]) == {"lstm"}
+    assert (frame[frame["model"] == "pop"]["status"] == "ok").all()
+    assert "the training loss became nan" in (result.path / "report.md").read_text()
+
+
+def test_unknown_loss_and_bad_loss_options_are_config_errors():
+    with pytest.raises(ConfigError, match="did you mean 'bpr_max'"):
+        make_loss("bprmax")
+    with pytest.raises(ConfigError, match="unknown option 'lambda' for loss 'bpr_max'"):
+        make_loss("bpr_max", "lambda=2")
+    with pytest.raises(ConfigError, match="cannot read"):
+        make_loss("bpr_max", "score_regularization")
+    loss = make_loss("bpr_max", "score_regularization=0.25")
+    assert loss.options.score_regularization == 0.25
+
+
+def test_invalid_trainer_options_are_rejected():
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainingOptions(batch_size=0)
+    with pytest.raises(ValueError, match="learning_rate"):
+        replace(TrainingOptions(), learning_rate=0.0)
