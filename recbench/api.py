@@ -19,7 +19,7 @@ from typing import Any
 from recbench.config import DEFAULT_CUTOFFS, DEFAULT_PROTOCOLS, RunConfig
 from recbench.progress import Progress
 from recbench.registry import Registry, discover
-from recbench.results import RunDirectory, write_atomic
+from recbench.results import RunDirectory, read_json, write_atomic
 from recbench.settings import Settings
 
 
@@ -125,7 +125,6 @@ def run(
     settings:
         Data and cache locations; default read from the environment.
     """
-    from recbench.report import render
     from recbench.runner import execute
 
     settings = settings or Settings.from_environ()
@@ -151,8 +150,96 @@ def run(
         command=command,
     )
     if report:
-        write_atomic(run_dir.path / "report.md", render(run_dir).encode())
+        write_report(run_dir)
     return RunResult(run_dir.path)
+
+
+def write_report(run_dir: RunDirectory) -> None:
+    """Write ``report.md`` (and the accuracy-vs-latency plot it shows, when matplotlib
+    is installed) into ``run_dir``."""
+    from recbench.latency_report import write_accuracy_latency_plot
+    from recbench.report import render
+
+    write_accuracy_latency_plot(run_dir)
+    write_atomic(run_dir.path / "report.md", render(run_dir).encode())
+
+
+def export(
+    path: str | Path,
+    *,
+    models: Sequence[str] = (),
+    force: bool = False,
+    overrides: Iterable[str] = (),
+    quiet: bool = True,
+    settings: Settings | None = None,
+    registry: Registry | None = None,
+) -> RunResult:
+    """Export and time the trained models of an existing run directory.
+
+    The models (``models``: labels of the run; empty: every model of the run) are
+    trained again with the run's stored configuration and seeds -- the run keeps no
+    model objects -- then exported to ONNX and timed (:mod:`recbench.latency`); nothing
+    is evaluated again and the run's configuration and results are kept. Without
+    ``force`` only models without a latency record are done; models named in
+    ``models`` are always redone. ``overrides`` set ``export.*`` options, e.g.
+    ``"export.repeats=2000"``. The report is rewritten.
+    """
+    from recbench.runner import execute
+
+    run_dir = RunDirectory.open(Path(path))
+    stored = read_json(run_dir.path / "config.json")
+    config = stored_run_config(stored["config"]).with_overrides(overrides)
+    known = set(config.models)
+    unknown = [m for m in models if m not in known]
+    if unknown:
+        from recbench.errors import ConfigError, close_matches
+
+        raise ConfigError(
+            f"model '{unknown[0]}' is not part of this run",
+            where="--models",
+            hint=close_matches(unknown[0], known),
+        )
+    settings = settings or Settings.from_environ()
+    registry = registry or load_registry(settings)
+    run_dir = execute(
+        config,
+        out=run_dir.path,
+        resume=True,
+        registry=registry,
+        settings=settings,
+        progress=Progress(quiet=quiet),
+        export_only=tuple(models),
+        force_export=force or bool(models),
+    )
+    write_report(run_dir)
+    return RunResult(run_dir.path)
+
+
+def stored_run_config(resolved: Mapping[str, Any]) -> RunConfig:
+    """The :class:`RunConfig` of a run from its stored, fully resolved configuration
+    (``config.json``'s ``config``)."""
+    options: dict[str, dict[str, Any]] = {}
+    for label, model in resolved["models"].items():
+        options[label] = dict(model.get("options", {}))
+    dataset = resolved["dataset"]
+    if dataset.get("options"):
+        options[dataset["name"].partition(":")[0]] = dict(dataset["options"])
+    for metric_id, metric in resolved.get("metrics", {}).items():
+        if metric.get("options"):
+            options[metric_id] = dict(metric["options"])
+    for section in ("preprocess", "split", "eval", "export"):
+        if resolved.get(section):
+            options[section] = dict(resolved[section])
+    return RunConfig(
+        models=tuple(resolved["models"]),
+        dataset=dataset["name"],
+        protocols=tuple(resolved["protocols"]),
+        seeds=tuple(resolved["seeds"]),
+        metrics=tuple(resolved.get("metrics", {})),
+        cutoffs=tuple(resolved["cutoffs"]),
+        options=options,
+        device=resolved.get("device", "auto"),
+    )
 
 
 def load_results(path: str | Path) -> RunResult:

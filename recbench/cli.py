@@ -1,4 +1,5 @@
-"""The ``recbench`` command line: ``run``, ``report``, ``list``, ``plugins`` and plugin commands.
+"""The ``recbench`` command line: ``run``, ``export``, ``report``, ``list``, ``plugins`` and
+plugin commands.
 
 User mistakes print one line (``recbench: error: ...``) and exit with status 2.
 """
@@ -95,6 +96,36 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
         help="continue an existing run directory, skipping finished cells",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument(
+        "--no-export",
+        action="store_true",
+        help="skip the ONNX export and latency measurement of the trained models",
+    )
+
+    export = sub.add_parser(
+        "export",
+        help="export the trained models of a run to ONNX and measure their latency",
+        description="Train the run's models again with its stored configuration and seeds "
+        "(a run keeps no model objects), export each neural model's one-step cell to ONNX, "
+        "check parity with torch and time every runtime; nothing is evaluated again. "
+        "Without --models, only models without a latency record are done.",
+    )
+    export.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    export.add_argument(
+        "--models", type=_csv, default=None, help="only these models of the run (always redone)"
+    )
+    export.add_argument(
+        "--force", action="store_true", help="redo models that already have a latency record"
+    )
+    export.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        default=[],
+        metavar="export.KEY=VALUE",
+        help="an export option, e.g. -o export.repeats=2000 -o export.threads=1,2 (repeatable)",
+    )
+    export.add_argument("--quiet", action="store_true", help="no progress bars")
 
     report = sub.add_parser("report", help="render the markdown report of a run directory")
     report.add_argument("run_dir", type=Path, metavar="RUN_DIR")
@@ -139,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args, settings, registry, argv, console)
         if args.command == "report":
             return _report(args, console)
+        if args.command == "export":
+            return _export(args, settings, registry, console)
         if args.command == "list":
             return _list(args, registry, console)
         if args.command == "plugins":
@@ -183,7 +216,7 @@ def _run(args: argparse.Namespace, settings, registry, argv: list[str], console:
         metrics=pick(args.metrics, "metrics", ()),
         cutoffs=pick(args.cutoffs, "cutoffs", DEFAULT_CUTOFFS),
         options=file.get("options", {}),
-        overrides=args.option,
+        overrides=[*args.option, *(["export.enabled=false"] if args.no_export else [])],
         device=pick(args.device, "device", "auto"),
         out=out,
         resume=args.resume,
@@ -223,11 +256,37 @@ def _print_summary(result, console: Console) -> None:
         console.print(f"[red]failed:[/red] {model} ({protocol}) — see the report", highlight=False)
 
 
+def _export(args: argparse.Namespace, settings, registry, console: Console) -> int:
+    from recbench.api import export
+
+    for option in args.option:
+        if not option.strip().startswith("export."):
+            raise ConfigError(
+                f"'{option}' is not an export option",
+                where="recbench export -o",
+                hint="write export.KEY=VALUE, e.g. -o export.repeats=2000",
+            )
+    result = export(
+        args.run_dir,
+        models=args.models or (),
+        force=args.force,
+        overrides=args.option,
+        quiet=args.quiet,
+        settings=settings,
+        registry=registry,
+    )
+    console.print(f"Report: {result.path / 'report.md'}", highlight=False)
+    return 0
+
+
 def _report(args: argparse.Namespace, console: Console) -> int:
+    from recbench.latency_report import write_accuracy_latency_plot
     from recbench.report import render
     from recbench.results import RunDirectory, write_atomic
 
     run_dir = RunDirectory.open(args.run_dir)
+    if args.output != "-":
+        write_accuracy_latency_plot(run_dir)
     text = render(run_dir)
     if args.output == "-":
         sys.stdout.write(text)

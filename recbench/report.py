@@ -2,7 +2,9 @@
 
 The report states what was measured and how: environment, dataset statistics, split,
 protocols, seen-item exclusion and tie policies, then one table per protocol and cutoff
-(mean ± 95% confidence half-width, best per column in bold) and a timing table.
+(mean ± 95% confidence half-width, best per column in bold), a timing table, and the
+serving latency of every model with an accuracy-vs-latency view
+(:mod:`recbench.latency_report`).
 """
 
 from __future__ import annotations
@@ -204,6 +206,10 @@ def render(run_dir: RunDirectory) -> str:
             timing_rows.append([label, protocol, f"{fit:.2f}", f"{ev:.2f}", f"{qps:,.0f}"])
     lines += [_table(timing_rows, ["model", "protocol", "fit s", "evaluation s", "queries/s"]), ""]
     lines += ["Times are means over seeds; fit time is shared by the protocols of a seed.", ""]
+
+    from recbench.latency_report import latency_section
+
+    lines += latency_section(run_dir, config, model_order, protocols, ok)
 
     if failed:
         lines += ["## Failures", ""]

@@ -14,8 +14,8 @@ import random
 import shlex
 import time
 import traceback
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +23,14 @@ import numpy as np
 import torch
 
 import recbench
+from recbench import latency
 from recbench.config import CORE_SECTIONS, EvaluationOptions, RunConfig, check_sections
 from recbench.contracts import FitContext
 from recbench.data import PreparedData, prepare_dataset
 from recbench.environment import describe_environment, resolve_device
 from recbench.errors import ConfigError
 from recbench.evaluation import EvaluationResult, evaluate
+from recbench.export import ExportOptions
 from recbench.options import as_dict, parse_options
 from recbench.preprocess import PreprocessOptions
 from recbench.progress import Progress
@@ -66,6 +68,7 @@ class RunPlan:
     preprocess: PreprocessOptions
     split: SplitOptions
     evaluation: EvaluationOptions
+    export: ExportOptions = field(default_factory=ExportOptions)
 
     def resolved(self) -> dict[str, Any]:
         """The fully resolved configuration, as stored with the results."""
@@ -90,6 +93,7 @@ class RunPlan:
             "preprocess": as_dict(self.preprocess),
             "split": as_dict(self.split),
             "eval": as_dict(self.evaluation),
+            "export": as_dict(self.export),
             "device": self.config.device,
         }
 
@@ -122,7 +126,8 @@ def plan_run(config: RunConfig, registry: Registry) -> RunPlan:
             where="-o eval.validation_metric",
             hint="write it as METRIC@K, e.g. mrr@20",
         )
-    known_sections = {*CORE_SECTIONS, *(m.label for m in models), *(m.info.id for m in models)}
+    known_sections = {*CORE_SECTIONS, "export", *(m.label for m in models)}
+    known_sections |= {m.info.id for m in models}
     known_sections |= {dataset_info.id, dataset_id} | {m.info.id for m in metrics}
     check_sections(options, known_sections)
     return RunPlan(
@@ -136,6 +141,7 @@ def plan_run(config: RunConfig, registry: Registry) -> RunPlan:
         ),
         split=parse_options(SplitOptions, options.get("split", {}), owner="section 'split'"),
         evaluation=evaluation,
+        export=parse_options(ExportOptions, options.get("export", {}), owner="section 'export'"),
     )
 
 
@@ -155,36 +161,49 @@ def execute(
     settings: Settings,
     progress: Progress,
     command: list[str] | None = None,
+    export_only: Collection[str] | None = None,
+    force_export: bool = False,
 ) -> RunDirectory:
-    """Run the benchmark described by ``config`` into the run directory ``out``."""
+    """Run the benchmark described by ``config`` into the run directory ``out``.
+
+    After its evaluation each model is exported and timed (:mod:`recbench.latency`)
+    unless ``export.enabled`` is off; a model whose latency record exists is not redone
+    unless ``force_export``. With ``export_only`` (model labels; empty: all) nothing is
+    evaluated and the run's files are kept: the models whose record is missing (or all,
+    with ``force_export``) are trained again with the run's configuration and seeds,
+    then exported and timed (``recbench export``).
+    """
     plan = plan_run(config, registry)
+    if export_only is not None:
+        plan = replace(plan, export=replace(plan.export, enabled=True))
     device = resolve_device(config.device)
     RunDirectory.check_available(out, resume=resume)
     data = prepare_dataset(
         config.dataset, plan.dataset_options, plan.preprocess, registry, settings, progress
     )
-    run_dir = RunDirectory.create(out, resume=resume)
-    write_json(
-        run_dir.path / "config.json",
-        {
-            "command": shlex.join(command) if command else None,
-            "recbench": recbench.__version__,
-            "config": plan.resolved(),
-        },
-    )
-    write_json(run_dir.path / "environment.json", describe_environment(registry, device))
+    run_dir = RunDirectory.create(out, resume=resume or export_only is not None)
     exclude_seen = _exclude_seen(plan.evaluation, data)
-    write_json(
-        run_dir.path / "dataset.json",
-        {
-            "name": data.name,
-            "id": data.dataset_id,
-            "key": data.key,
-            "statistics": data.statistics,
-            "preprocessing": data.preprocessing,
-            "exclude_seen": exclude_seen,
-        },
-    )
+    if export_only is None:  # an export keeps the record of the run it exports
+        write_json(
+            run_dir.path / "config.json",
+            {
+                "command": shlex.join(command) if command else None,
+                "recbench": recbench.__version__,
+                "config": plan.resolved(),
+            },
+        )
+        write_json(run_dir.path / "environment.json", describe_environment(registry, device))
+        write_json(
+            run_dir.path / "dataset.json",
+            {
+                "name": data.name,
+                "id": data.dataset_id,
+                "key": data.key,
+                "statistics": data.statistics,
+                "preprocessing": data.preprocessing,
+                "exclude_seen": exclude_seen,
+            },
+        )
     metrics = {m.info.id: m.info.cls(m.options) for m in plan.metrics}
 
     for seed in config.seeds:
@@ -203,6 +222,8 @@ def execute(
         if valid_queries is not None and len(valid_queries) == 0:
             valid_queries = None
         for model_plan in plan.models:
+            if export_only and model_plan.label not in export_only:
+                continue
             _run_model(
                 run_dir,
                 plan,
@@ -216,6 +237,9 @@ def execute(
                 exclude_seen,
                 device,
                 progress,
+                registry,
+                export_only=export_only is not None,
+                force_export=force_export,
             )
     return run_dir
 
@@ -266,6 +290,10 @@ def _run_model(
     exclude_seen: bool,
     device: torch.device,
     progress: Progress,
+    registry: Registry | None = None,
+    *,
+    export_only: bool = False,
+    force_export: bool = False,
 ) -> None:
     label = model_plan.label
     names = {p: cell_name(data.name, label, p, seed) for p in plan.protocols}
@@ -273,14 +301,17 @@ def _run_model(
     pending = []
     for protocol in plan.protocols:
         existing = run_dir.read_cell(names[protocol])
-        if (
+        if export_only or (
             existing is not None
             and existing.get("key") == keys[protocol]
             and existing.get("status") == "ok"
         ):
             continue
         pending.append(protocol)
-    if not pending:
+    export = plan.export.enabled and (
+        force_export or not latency.record_path(run_dir.path, label, seed).is_file()
+    )
+    if not pending and not export:
         progress.log(f"{label} (seed {seed}): finished earlier, skipped", style="dim")
         return
 
@@ -334,6 +365,8 @@ def _run_model(
         if valid_queries is not None and evaluation.validation_metric.partition("@")[0] in metrics
         else None,
         validation_metric=evaluation.validation_metric,
+        registry=registry,
+        checkpoint_dir=run_dir.path / "checkpoints" / cell_name(data.name, label, "fit", seed),
     )
     done: set[str] = set()
     try:
@@ -380,6 +413,22 @@ def _run_model(
                 traceback=traceback.format_exc(limit=8),
             )
             run_dir.write_cell(names[protocol], failed, {})
+    else:
+        if export:
+            latency.benchmark_model(
+                model,
+                run_path=run_dir.path,
+                label=label,
+                model_id=model_plan.info.id,
+                dataset=data.name,
+                seed=seed,
+                queries=test_queries[plan.protocols[0]],
+                n_items=data.sequences.n_items,
+                top_k=plan.export.top_k or max(plan.config.cutoffs),
+                options=plan.export,
+                device=device,
+                progress=progress,
+            )
 
 
 def _ok_cell(
