@@ -30,8 +30,10 @@ the caches give), prints the floor ``bytes / bandwidth`` at each thread count an
 runtime's distance to it (``p50 / floor``). Targets: the fastest runtime's batch-1 step
 within 2× of the DRAM floor, and ``p99 / p50 ≤ 2``.
 
-``os.getloadavg()`` is recorded before and after every measurement: on a shared machine
-compare numbers only within one run.
+``os.getloadavg()`` is recorded before and after every measurement, and the share of the
+machine's CPU time that other processes used during it ("others' CPU", the worst round;
+:class:`recbench.latency.MachineLoad`): on a shared machine compare numbers only within
+one run, and distrust rows where others took much of the CPU.
 """
 
 from __future__ import annotations
@@ -164,6 +166,7 @@ def matmul_rate(threads: int) -> float:
 
 def measure(call_for_batch, args: argparse.Namespace, threads: int) -> dict[str, Any]:
     before = latency.load_average()
+    machine = latency.MachineLoad()
     with latency.torch_threads(threads):
         one = latency.time_calls(
             call_for_batch(1),
@@ -184,7 +187,13 @@ def measure(call_for_batch, args: argparse.Namespace, threads: int) -> dict[str,
         "batch": many.as_dict(),
         "qps": LARGE_BATCH / (many.p50_ms * 1e-3),
         "load_average": [before, latency.load_average()],
+        "other_cpu_share": machine.other_share(),
     }
+
+
+def busy(share: float | None) -> str:
+    """The share of CPU time other processes used (the worst round), as text."""
+    return "?" if share is None else f"{share:.0%}"
 
 
 def median_of(rounds: list[dict[str, Any]], key: str) -> float:
@@ -328,6 +337,14 @@ def main() -> int:
                             "floor_ms": floors[(name, t)],
                             "parity_max_abs_diff": result.parity.max_abs_diff_scores,
                             "load_average": [r["load_average"] for r in rounds],
+                            "other_cpu_share": max(
+                                (
+                                    r["other_cpu_share"]
+                                    for r in rounds
+                                    if r["other_cpu_share"] is not None
+                                ),
+                                default=None,
+                            ),
                             "rounds": rounds,
                         }
                     )
@@ -338,15 +355,15 @@ def main() -> int:
     print()
     print(
         "| catalogue | model | runtime | threads | p50 ms | p95 ms | p99 ms | p99/p50 "
-        "| × floor | queries/s @256 |"
+        "| × floor | queries/s @256 | others' CPU |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['catalogue']} | {r['model']} | {r['runtime']} | {r['threads']} "
             f"| {r['p50_ms']:.3f} | {r['p95_ms']:.3f} | {r['p99_ms']:.3f} "
             f"| {r['p99_ms'] / r['p50_ms']:.2f} | {r['p50_ms'] / r['floor_ms']:.1f} "
-            f"| {r['qps']:,.0f} |"
+            f"| {r['qps']:,.0f} | {busy(r['other_cpu_share'])} |"
         )
     print()
     print("## Targets: the fastest runtime of each (catalogue, model)")
