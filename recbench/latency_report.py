@@ -16,23 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tabulate import tabulate
 
-from recbench.report import escape
+from recbench.report import escape, markdown_table
 from recbench.results import RunDirectory, read_json, write_atomic
 
 PLOT_FILE = "latency/accuracy-latency.png"
 #: Above this share of CPU time used by other processes, the report warns.
 BUSY_SHARE = 0.1
-
-
-def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
-    return tabulate(
-        [[escape(c) for c in row] for row in rows],
-        headers=[escape(h) for h in headers],
-        tablefmt="github",
-        disable_numparse=True,
-    )
 
 
 RUNTIME_NAMES = {
@@ -211,7 +201,7 @@ def latency_section(
         f"queries/s @{batch}",
         "parity",
     ]
-    lines += [_table(table, headers), ""]
+    lines += [markdown_table(table, headers), ""]
     skipped = [
         f"- {r['model_label']} (seed {r['seed']}): {RUNTIME_NAMES.get(s['runtime'], s['runtime'])} "
         f"on {s['device']} not timed: {escape(s['reason'])}"
@@ -244,7 +234,7 @@ def latency_section(
             "fastest step p50 ms",
             f"fastest step queries/s @{batch}",
         ]
-        lines += [_table(table, headers), ""]
+        lines += [markdown_table(table, headers), ""]
         lines += [
             "The fastest step is the lowest batch-1 p50 among the runtimes that passed parity; "
             "its throughput is the highest among them.",

@@ -47,7 +47,8 @@ def escape(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
-def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+def markdown_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    """A GitHub-flavoured markdown table with escaped cells."""
     return tabulate(
         [[escape(c) for c in row] for row in rows],
         headers=[escape(h) for h in headers],
@@ -147,7 +148,7 @@ def render(run_dir: RunDirectory) -> str:
             ),
         )
         rows = [[key.replace("_", " "), _format_stat(stats[key])] for key in ordered]
-        lines += [_table(rows, ["statistic", "value"]), ""]
+        lines += [markdown_table(rows, ["statistic", "value"]), ""]
         prep = ", ".join(f"{k}={v}" for k, v in dataset.get("preprocessing", {}).items())
         lines += [f"Preprocessing: {escape(prep)}.", ""]
 
@@ -204,7 +205,10 @@ def render(run_dir: RunDirectory) -> str:
             ev = np.mean([g["timing"]["eval_seconds"] for g in group])
             qps = np.mean([g["timing"]["queries_per_second"] for g in group])
             timing_rows.append([label, protocol, f"{fit:.2f}", f"{ev:.2f}", f"{qps:,.0f}"])
-    lines += [_table(timing_rows, ["model", "protocol", "fit s", "evaluation s", "queries/s"]), ""]
+    lines += [
+        markdown_table(timing_rows, ["model", "protocol", "fit s", "evaluation s", "queries/s"]),
+        "",
+    ]
     lines += ["Times are means over seeds; fit time is shared by the protocols of a seed.", ""]
 
     from recbench.latency_report import latency_section
@@ -214,7 +218,7 @@ def render(run_dir: RunDirectory) -> str:
     if failed:
         lines += ["## Failures", ""]
         rows = [[c["model_label"], c["protocol"], c["seed"], c.get("error", "")] for c in failed]
-        lines += [_table(rows, ["model", "protocol", "seed", "reason"]), ""]
+        lines += [markdown_table(rows, ["model", "protocol", "seed", "reason"]), ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -270,7 +274,7 @@ def _metric_table(
         f"{n} {'↑' if meta.get(n.partition('@')[0], {}).get('higher_is_better', True) else '↓'}"
         for n in names
     ]
-    return _table(rows, headers)
+    return markdown_table(rows, headers)
 
 
 def _summary(
