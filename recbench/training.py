@@ -20,13 +20,14 @@ Mini-batches
 
 Negatives
     For each prediction the loss sees the positive's score and the scores of negatives
-    (:mod:`recbench_losses.losses` describes the signature). Sampled negatives come from
+    (:class:`recbench.contracts.Loss` describes the signature). Sampled negatives come from
     :class:`recbench.sampling.NegativeSampler` (uniform or popularity^alpha, never the
     padding item, optionally never the positive): ``negatives`` per prediction, or
     ``negatives`` shared by the whole mini-batch with ``shared_negatives``. With
     ``in_batch_negatives`` the targets of the other sequences at the same step join them
-    (GRU4Rec's mini-batch negatives; a padding slot is replaced by a popularity sample).
-    A loss whose ``candidates`` is ``"all"`` (``cce``) gets every item's score instead.
+    (GRU4Rec's mini-batch negatives; a padding slot is replaced by a sample). A loss
+    whose ``candidates`` is ``"all"`` (a full softmax such as ``cce``) gets every item's
+    score instead, computed a block of predictions at a time.
 
 Optimisation
     Adam or Adagrad with L2 (weight decay), optional gradient-norm clipping, optional

@@ -19,6 +19,7 @@ from recbench.training import (
     linear_scores,
     start_aligned,
 )
+from recbench_rnn.recurrence import release_workspace
 
 if TYPE_CHECKING:
     from recbench.protocols import Queries
@@ -111,7 +112,10 @@ class RecurrentModel:
     def fit(self, train: Sequences, valid: Queries | None, ctx: FitContext) -> None:
         torch.manual_seed(ctx.seed)
         self.network = self.build_network(train.n_items).to(ctx.device)
-        self.history = fit_network(self, self.network, train, ctx, self.options, name=self.id)
+        try:
+            self.history = fit_network(self, self.network, train, ctx, self.options, name=self.id)
+        finally:
+            release_workspace()  # the buffers the fused recurrences reuse while training
 
     def _trained(self) -> RecurrentNetwork:
         if self.network is None:
