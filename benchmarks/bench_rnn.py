@@ -27,7 +27,10 @@ What it measures, on the users-0001-2999 ratings file of MovieLens 1M
   (Spotlight's ``to_sequence`` windows, cut from the end of each sequence) at Spotlight's
   default sizes (embedding 32, batch 256, pointwise loss with one negative), one
   thread, to compare with Spotlight's LSTM (about 4.3 s per epoch on this kind of
-  machine).
+  machine);
+* with ``--compile``, the recurrent encoders alone at one fixed shape: ``nn.LSTM``, the
+  fused mLSTM, its autograd loop and the loop under ``torch.compile`` (with the cold
+  compile time).
 
 ``os.getloadavg()`` is recorded before and after every measurement: on a shared
 machine, compare numbers only within one run. Prints markdown tables (``--json FILE``
@@ -433,7 +436,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-queries", type=int, default=4000)
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
     parser.add_argument("--spotlight", action="store_true", help="also the Spotlight check")
-    parser.add_argument("--compile", action="store_true", help="also mlstm-loop + compile")
+    parser.add_argument(
+        "--compile", action="store_true", help="also the encoders alone, with torch.compile"
+    )
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA only)")
     parser.add_argument("--cache", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
@@ -457,11 +462,6 @@ def report(args: argparse.Namespace, device: torch.device) -> int:
     rates = matmul_rate(device)
     extra: dict[str, Any] = {"bf16": True} if args.bf16 else {}
     timing = time_epochs(labels, registry, split, device, args.rounds, extra)
-    if args.compile:
-        compiled = time_epochs(
-            ["mlstm-loop"], registry, split, device, args.rounds, {**extra, "compile": True}
-        )
-        timing["mlstm-loop+compile"] = compiled["mlstm-loop"]
     models = {label: entry.pop("model") for label, entry in timing.items()}
     speeds = eval_speed(models, registry, split, device, args.eval_queries)
     memory = {} if args.no_memory else {label: child_peak_memory(args, label) for label in labels}
@@ -556,9 +556,74 @@ def report(args: argparse.Namespace, device: torch.device) -> int:
         print(
             f"\nload average {spotlight['loadavg'][0][0]:.2f} -> {spotlight['loadavg'][1][0]:.2f}"
         )
+    if args.compile:
+        results["compile"] = compile_comparison(device, args.rounds)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))
     return 0
+
+
+def compile_comparison(device: torch.device, rounds: int) -> dict[str, Any]:
+    """The recurrent encoders alone at one fixed shape (batch 224 x 200 steps, size 120):
+    ``nn.LSTM``, the fused mLSTM, its autograd loop, and the loop under
+    ``torch.compile``, forward and backward, interleaved. One shape only because the
+    compiled loop is specialised to the number of steps: every new length compiles
+    again (and after ``torch._dynamo.config.recompile_limit`` lengths it runs eagerly).
+    """
+    from recbench_rnn.recurrence import mlstm_fused, mlstm_loop
+
+    steps, batch, d = 200, 224, SIZE
+    torch.manual_seed(0)
+    x = torch.randn(steps, batch, d, device=device, requires_grad=True)
+    lstm = torch.nn.LSTM(d, d).to(device)
+    project = torch.nn.Linear(d, 5 * d).to(device)
+    w_mh = (0.1 * torch.randn(d, d, device=device)).requires_grad_()
+    b_mh = torch.zeros(d, device=device, requires_grad=True)
+    w_gm = (0.1 * torch.randn(4 * d, d, device=device)).requires_grad_()
+    h0 = torch.zeros(batch, d, device=device)
+
+    def mlstm(recurrence: Any) -> Any:
+        def run() -> Any:
+            p = project(x)
+            return recurrence(p[..., :d], p[..., d:], h0, h0, w_mh, b_mh, w_gm)
+
+        return run
+
+    variants = {
+        "lstm (nn.LSTM)": lambda: lstm(x)[0],
+        "mlstm fused": mlstm(mlstm_fused),
+        "mlstm loop": mlstm(mlstm_loop),
+        "mlstm loop + torch.compile": torch.compile(mlstm(mlstm_loop)),
+    }
+    first: dict[str, float] = {}
+    times: dict[str, list[float]] = {label: [] for label in variants}
+    loads = [os.getloadavg()]
+    for repeat in range(rounds + 1):
+        for label, run in variants.items():
+            synchronize(device)
+            started = time.perf_counter()
+            run().square().mean().backward()
+            synchronize(device)
+            elapsed = time.perf_counter() - started
+            if repeat == 0:
+                first[label] = elapsed
+            else:
+                times[label].append(elapsed)
+    loads.append(os.getloadavg())
+    median = {label: statistics.median(t) for label, t in times.items()}
+    base = median["lstm (nn.LSTM)"]
+    print(f"\n## Encoders alone, batch {batch} x {steps} steps, size {d}, forward + backward\n")
+    print(
+        markdown_table(
+            ["encoder", "ms per batch (median)", "vs nn.LSTM", "first call s"],
+            [
+                [k, f"{v * 1000:.0f}", f"{v / base:.2f}", f"{first[k]:.1f}"]
+                for k, v in median.items()
+            ],
+        )
+    )
+    print(f"\nload average {loads[0][0]:.2f} -> {loads[1][0]:.2f}")
+    return {"median_seconds": median, "first_seconds": first, "loadavg": loads}
 
 
 if __name__ == "__main__":

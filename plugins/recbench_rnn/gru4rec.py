@@ -209,7 +209,7 @@ class GRU4RecModel(RecurrentModel):
     """
 
     id = "gru4rec"
-    summary = "GRU4Rec: GRU with BPR-max/TOP1-max losses and mini-batch + sampled negatives"
+    summary = "GRU4Rec (Hidasi et al.): a GRU trained with cross-entropy, BPR-max or TOP1-max"
     version = "1"
     Options = GRU4RecOptions
 
