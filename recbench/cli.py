@@ -303,7 +303,9 @@ def _report(args: argparse.Namespace, console: Console) -> int:
 def _list(args: argparse.Namespace, registry, console: Console) -> int:
     kinds = [KIND_OF_LIST[args.kind]] if args.kind else list(KIND_OF_LIST.values())
     for kind in kinds:
-        table = Table(title=f"{kind}s", title_justify="left")
+        table = Table(
+            title=next(k for k, v in KIND_OF_LIST.items() if v == kind), title_justify="left"
+        )
         for column in ("id", "aliases", "summary", "from"):
             table.add_column(column, no_wrap=column in ("id", "from"))
         for info in sorted(registry.all(kind), key=lambda info: info.id):
