@@ -85,7 +85,8 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="SECTION.KEY=VALUE",
-        help="set an option, e.g. -o split.test=0.2 (repeatable)",
+        help="set an option, e.g. -o split.test=0.2 (repeatable); several values of a "
+        "model option run one cell each: -o moc.mixtures=1,2,4,8",
     )
     run.add_argument("--config", type=Path, help="a TOML file with the same settings (flags win)")
     run.add_argument("--device", default=None, help="auto (default), cpu or cuda")

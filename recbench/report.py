@@ -194,6 +194,8 @@ def render(run_dir: RunDirectory) -> str:
                 "",
             ]
 
+    lines += _sweep_section(config["models"], protocols, aggregated, grouped, cutoffs)
+
     lines += ["## Timing", ""]
     timing_rows = []
     for label in model_order:
@@ -220,6 +222,50 @@ def render(run_dir: RunDirectory) -> str:
         rows = [[c["model_label"], c["protocol"], c["seed"], c.get("error", "")] for c in failed]
         lines += [markdown_table(rows, ["model", "protocol", "seed", "reason"]), ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _sweep_section(
+    models: Mapping[str, Any],
+    protocols: Sequence[str],
+    aggregated: Mapping[tuple[str, str, str], tuple[float, float | None]],
+    grouped: Mapping[tuple[str, str], Sequence[Mapping[str, Any]]],
+    cutoffs: Sequence[int],
+) -> list[str]:
+    """One table per swept model: its variants side by side, the swept option values
+    as columns, then the headline metrics per protocol and the fit time."""
+    sweeps: dict[str, list[str]] = defaultdict(list)
+    for label, entry in models.items():
+        if entry.get("swept"):
+            sweeps[entry["id"]].append(label)
+    if not sweeps or not cutoffs:
+        return []
+    k = cutoffs[0]
+    lines = ["## Option sweeps", ""]
+    for model_id, labels in sweeps.items():
+        keys = list(dict.fromkeys(key for label in labels for key in models[label]["swept"]))
+        headline = [
+            (protocol, name)
+            for protocol in protocols
+            for name in (f"sps@{k}", f"mrr@{k}")
+            if any((protocol, label, name) in aggregated for label in labels)
+        ]
+        rows = []
+        for label in labels:
+            row = [str(models[label]["swept"].get(key, "")) for key in keys]
+            for protocol, name in headline:
+                value = aggregated.get((protocol, label, name))
+                row.append("–" if value is None else _format_value(value[0], name))
+            fits = [
+                g["timing"]["fit_seconds"]
+                for protocol in protocols[:1]
+                for g in grouped.get((protocol, label), [])
+            ]
+            row.append(f"{np.mean(fits):.2f}" if fits else "–")
+            rows.append(row)
+        headers = [*keys, *(f"{name} ({protocol})" for protocol, name in headline), "fit s"]
+        lines += [f"`{escape(model_id)}`, one cell per value:", ""]
+        lines += [markdown_table(rows, headers), ""]
+    return lines
 
 
 def _format_stat(value: Any) -> str:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 import recbench
-from recbench import latency
+from recbench import latency, sweep
 from recbench.config import CORE_SECTIONS, EvaluationOptions, RunConfig, check_sections
 from recbench.contracts import FitContext
 from recbench.data import PreparedData, prepare_dataset
@@ -45,9 +45,13 @@ VALIDATION_PROTOCOL = "last-item"
 
 @dataclass(frozen=True)
 class ModelPlan:
+    """A model of the run: its plugin, parsed options, and label (the id, or the id
+    with the swept option values for a variant of a sweep, ``moc[mixtures=2]``)."""
+
     info: PluginInfo
     options: Any
     label: str
+    swept: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,12 @@ class RunPlan:
         """The fully resolved configuration, as stored with the results."""
         return {
             "models": {
-                m.label: {"id": m.info.id, "version": m.info.version, "options": as_dict(m.options)}
+                m.label: {
+                    "id": m.info.id,
+                    "version": m.info.version,
+                    "options": as_dict(m.options),
+                    **({"swept": dict(m.swept)} if m.swept else {}),
+                }
                 for m in self.models
             },
             "dataset": {"name": self.config.dataset, "options": dict(self.dataset_options)},
@@ -101,7 +110,11 @@ class RunPlan:
 def plan_run(config: RunConfig, registry: Registry) -> RunPlan:
     """Look up every name and parse every option of ``config``; raise on the first error."""
     options = config.options
-    models = tuple(_model_plan(registry.get("model", name), options) for name in config.models)
+    models = tuple(
+        plan
+        for name in config.models
+        for plan in _model_plans(registry.get("model", name), options)
+    )
     metric_infos = [registry.get("metric", name) for name in config.metrics] or registry.all(
         "metric"
     )
@@ -145,11 +158,20 @@ def plan_run(config: RunConfig, registry: Registry) -> RunPlan:
     )
 
 
-def _model_plan(info: PluginInfo, options: Mapping[str, Mapping[str, Any]]) -> ModelPlan:
-    values = dict(options.get(info.id, {}))
-    return ModelPlan(
-        info, parse_options(info.cls.Options, values, owner=f"model '{info.id}'"), info.id
-    )
+def _model_plans(
+    info: PluginInfo, options: Mapping[str, Mapping[str, Any]]
+) -> list[ModelPlan]:
+    """One plan per variant of the model's options (:mod:`recbench.sweep`)."""
+    variants = sweep.expand(info.id, info.cls.Options, options.get(info.id, {}))
+    return [
+        ModelPlan(
+            info,
+            parse_options(info.cls.Options, variant.values, owner=f"model '{variant.label}'"),
+            variant.label,
+            dict(variant.swept),
+        )
+        for variant in variants
+    ]
 
 
 def execute(
