@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from recbench.compare import DEFAULT_FACTOR, Comparison, compare_runs
 from recbench.config import DEFAULT_CUTOFFS, DEFAULT_PROTOCOLS, RunConfig
 from recbench.progress import Progress
 from recbench.registry import Registry, discover
@@ -37,6 +38,11 @@ class RunResult:
     @property
     def cells(self) -> list[dict[str, Any]]:
         return list(RunDirectory.open(self.path).cells())
+
+    def model_labels(self) -> list[str]:
+        """The run's model labels in the order of ``--models`` (sweep variants expanded)."""
+        config = read_json(self.path / "config.json")["config"]
+        return list(config.get("model_order") or config["models"])
 
     def to_dataframe(self) -> Any:
         """One row per (dataset, model, protocol, seed, metric): a pandas DataFrame with
@@ -101,6 +107,7 @@ def run(
     options: Mapping[str, Mapping[str, Any]] | None = None,
     overrides: Iterable[str] = (),
     device: str = "auto",
+    order_check: str = "auto",
     out: str | Path | None = None,
     resume: bool = False,
     report: bool = True,
@@ -119,6 +126,9 @@ def run(
         ``{section: {key: value}}`` option values (see :mod:`recbench.config`).
     overrides:
         ``"SECTION.KEY=VALUE"`` strings applied on top of ``options``.
+    order_check:
+        The model trained again on order-shuffled sequences for the report's order check
+        (:mod:`recbench.ablation`): ``auto`` (the first sequence model), a label, ``off``.
     out:
         The run directory (default ``runs/<date>-<dataset>``). ``resume`` continues an
         existing one, skipping finished cells.
@@ -138,6 +148,7 @@ def run(
         cutoffs=tuple(int(k) for k in cutoffs),
         options={k: dict(v) for k, v in (options or {}).items()},
         device=device,
+        order_check=order_check,
     ).with_overrides(overrides)
     path = Path(out) if out is not None else default_run_path(dataset)
     run_dir = execute(
@@ -154,14 +165,22 @@ def run(
     return RunResult(run_dir.path)
 
 
-def write_report(run_dir: RunDirectory) -> None:
-    """Write ``report.md`` (and the accuracy-vs-latency plot it shows, when matplotlib
-    is installed) into ``run_dir``."""
-    from recbench.latency_report import write_accuracy_latency_plot
+def write_report(run_dir: RunDirectory, target: Path | None = None) -> Path:
+    """Write the markdown report of ``run_dir`` to ``target`` (default
+    ``RUN_DIR/report.md``) with the figures it shows, when matplotlib is installed:
+    into ``RUN_DIR/figures/`` for the default target, else into ``<target stem>-figures/``
+    beside the report. Returns the report's path."""
+    from recbench.figures import links, write_figures
     from recbench.report import render
 
-    write_accuracy_latency_plot(run_dir)
-    write_atomic(run_dir.path / "report.md", render(run_dir).encode())
+    target = Path(target) if target is not None else run_dir.path / "report.md"
+    if target.resolve().parent == run_dir.path.resolve():
+        folder = run_dir.path / "figures"
+    else:
+        folder = target.parent / f"{target.stem}-figures"
+    figures = write_figures(run_dir, folder)
+    write_atomic(target, render(run_dir, links(figures, target)).encode())
+    return target
 
 
 def export(
@@ -189,7 +208,7 @@ def export(
     run_dir = RunDirectory.open(Path(path))
     stored = read_json(run_dir.path / "config.json")
     config = stored_run_config(stored["config"]).with_overrides(overrides)
-    known = set(config.models)
+    known = set(stored["config"]["models"])
     unknown = [m for m in models if m not in known]
     if unknown:
         from recbench.errors import ConfigError, close_matches
@@ -219,8 +238,15 @@ def stored_run_config(resolved: Mapping[str, Any]) -> RunConfig:
     """The :class:`RunConfig` of a run from its stored, fully resolved configuration
     (``config.json``'s ``config``)."""
     options: dict[str, dict[str, Any]] = {}
+    swept: dict[str, dict[str, list[str]]] = {}
     for label, model in resolved["models"].items():
-        options[label] = dict(model.get("options", {}))
+        options.setdefault(model.get("id", label), dict(model.get("options", {})))
+        for key, value in model.get("swept", {}).items():
+            values = swept.setdefault(model["id"], {}).setdefault(key, [])
+            if str(value) not in values:
+                values.append(str(value))
+    for model_id, keys in swept.items():  # the sweep that made the variants
+        options[model_id].update({key: "|".join(values) for key, values in keys.items()})
     dataset = resolved["dataset"]
     if dataset.get("options"):
         options[dataset["name"].partition(":")[0]] = dict(dataset["options"])
@@ -231,7 +257,7 @@ def stored_run_config(resolved: Mapping[str, Any]) -> RunConfig:
         if resolved.get(section):
             options[section] = dict(resolved[section])
     return RunConfig(
-        models=tuple(resolved["models"]),
+        models=tuple(dict.fromkeys(m.get("id", label) for label, m in resolved["models"].items())),
         dataset=dataset["name"],
         protocols=tuple(resolved["protocols"]),
         seeds=tuple(resolved["seeds"]),
@@ -245,3 +271,22 @@ def stored_run_config(resolved: Mapping[str, Any]) -> RunConfig:
 def load_results(path: str | Path) -> RunResult:
     """The results of an existing run directory."""
     return RunResult(RunDirectory.open(Path(path)).path)
+
+
+def compare(
+    run_a: str | Path,
+    run_b: str | Path,
+    *,
+    factor: float = DEFAULT_FACTOR,
+    metrics: Sequence[str] = (),
+    protocols: Sequence[str] = (),
+) -> Comparison:
+    """Compare run directory ``run_b`` with ``run_a``, metric by metric.
+
+    Every (model, protocol, metric) of both runs gets the ratio ``B / A`` of its means
+    over seeds and a mark (``+`` worse by more than ``factor``, ``-`` better, ``~``
+    within, ``x`` failed in B, ``!`` not compared); ``metrics`` (names or ids) and
+    ``protocols`` narrow it. ``Comparison.regressed`` says whether anything regressed;
+    ``Comparison.to_markdown()`` renders the table. See :mod:`recbench.compare`.
+    """
+    return compare_runs(run_a, run_b, factor=factor, metrics=metrics, protocols=protocols)

@@ -1,5 +1,5 @@
-"""The ``recbench`` command line: ``run``, ``export``, ``report``, ``list``, ``plugins`` and
-plugin commands.
+"""The ``recbench`` command line: ``run``, ``export``, ``report``, ``compare``, ``list``,
+``plugins`` and plugin commands.
 
 User mistakes print one line (``recbench: error: ...``) and exit with status 2.
 """
@@ -12,7 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape as escape_markup
 from rich.table import Table
+from rich.text import Text
 
 from recbench import plugins_command
 from recbench.errors import ConfigError, RecbenchError
@@ -44,6 +46,15 @@ def _int_csv(flag: str):
     return parse
 
 
+def _positive_int(flag: str):
+    def parse(text: str) -> int:
+        if not text.strip().isdigit() or int(text) < 1:
+            raise argparse.ArgumentTypeError(f"{flag} takes a positive integer, got '{text}'")
+        return int(text)
+
+    return parse
+
+
 def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
     """The argument parser; plugins of ``registry`` may add sub-commands to it."""
     from recbench import __version__
@@ -67,8 +78,16 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
         default=None,
         help="half-split,iterative,last-item (default: half-split,iterative)",
     )
-    run.add_argument(
+    seeds = run.add_mutually_exclusive_group()
+    seeds.add_argument(
         "--seeds", type=_int_csv("--seeds"), default=None, help="comma-separated seeds (default: 0)"
+    )
+    seeds.add_argument(
+        "--n-seeds",
+        type=_positive_int("--n-seeds"),
+        default=None,
+        metavar="N",
+        help="seeds 0..N-1; each seed re-splits the users and re-trains every model",
     )
     run.add_argument(
         "--metrics", type=_csv, default=None, help="metric ids (default: all registered)"
@@ -90,6 +109,13 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
     )
     run.add_argument("--config", type=Path, help="a TOML file with the same settings (flags win)")
     run.add_argument("--device", default=None, help="auto (default), cpu or cuda")
+    run.add_argument(
+        "--order-check",
+        default=None,
+        metavar="MODEL",
+        help="train this model again on order-shuffled sequences (first seed) to show "
+        "whether order matters: auto (default: the first sequence model), a model, or off",
+    )
     run.add_argument("--out", type=Path, help="run directory (default: runs/<date>-<dataset>)")
     run.add_argument(
         "--resume",
@@ -134,6 +160,35 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
         "-o", "--output", help="where to write it (default: RUN_DIR/report.md; '-' for stdout)"
     )
 
+    compare = sub.add_parser(
+        "compare",
+        help="compare two run directories metric by metric; exit status 1 on a regression",
+        description="For every (model, protocol, metric) of both runs, the ratio B / A of "
+        "the means over seeds, marked '+' (worse by more than the factor, in the metric's "
+        "direction), '-' (better), '~' (within), 'x' (failed in B), '!' (not compared). "
+        "Exits with status 1 when anything regressed, 0 otherwise.",
+    )
+    compare.add_argument("run_a", type=Path, metavar="RUN_A", help="the baseline run")
+    compare.add_argument("run_b", type=Path, metavar="RUN_B", help="the run compared with it")
+    compare.add_argument(
+        "--factor",
+        type=float,
+        default=None,
+        help="a change counts when B / A leaves [1/factor, factor] (default: 1.05)",
+    )
+    compare.add_argument(
+        "--metrics",
+        type=_csv,
+        default=(),
+        help="only these metrics: names (sps@10) or ids for every cutoff (sps)",
+    )
+    compare.add_argument(
+        "--protocol", type=_csv, default=(), help="only these protocols (comma-separated)"
+    )
+    compare.add_argument(
+        "--only-changed", action="store_true", help="leave out the rows within the factor"
+    )
+
     listing = sub.add_parser("list", help="list registered models, losses, datasets and metrics")
     listing.add_argument("kind", nargs="?", choices=sorted(KIND_OF_LIST), help="only this kind")
     plugins_command.add_parser(sub)
@@ -152,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         settings = Settings.from_environ()
         registry = None
-        if argv and argv[0] not in ("-h", "--help", "--version", "report"):
+        if argv and argv[0] not in ("-h", "--help", "--version", "report", "compare"):
             registry = load_registry(settings)
         parser = build_parser(registry)
         if registry is not None:
@@ -171,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args, settings, registry, argv, console)
         if args.command == "report":
             return _report(args, console)
+        if args.command == "compare":
+            return _compare(args)
         if args.command == "export":
             return _export(args, settings, registry, console)
         if args.command == "list":
@@ -206,19 +263,24 @@ def _run(args: argparse.Namespace, settings, registry, argv: list[str], console:
         if flag_value is not None:
             return flag_value
         value = file.get(key, default)
-        return _csv(value) if isinstance(value, str) and key not in ("dataset", "device") else value
+        return (
+            _csv(value)
+            if isinstance(value, str) and key not in ("dataset", "device", "order_check")
+            else value
+        )
 
     out = args.out or default_run_path(args.dataset)
     result = run(
         models=args.models,
         dataset=args.dataset,
         protocols=pick(args.protocols, "protocols", DEFAULT_PROTOCOLS),
-        seeds=pick(args.seeds, "seeds", (0,)),
+        seeds=pick(list(range(args.n_seeds)) if args.n_seeds else args.seeds, "seeds", (0,)),
         metrics=pick(args.metrics, "metrics", ()),
         cutoffs=pick(args.cutoffs, "cutoffs", DEFAULT_CUTOFFS),
         options=file.get("options", {}),
         overrides=[*args.option, *(["export.enabled=false"] if args.no_export else [])],
         device=pick(args.device, "device", "auto"),
+        order_check=pick(args.order_check, "order_check", "auto"),
         out=out,
         resume=args.resume,
         quiet=args.quiet,
@@ -235,7 +297,11 @@ def _print_summary(result, console: Console) -> None:
     frame = result.to_dataframe()
     ok = frame[frame["status"] == "ok"]
     failed = frame[frame["status"] != "ok"]
-    if not ok.empty:
+    if not ok.empty and ok["cutoff"].isna().all():  # a rating run: no metric has a cutoff
+        from recbench.rating import summary_table
+
+        console.print(summary_table(ok, result.model_labels()))
+    elif not ok.empty:
         k = int(ok["cutoff"].dropna().min())
         names = [m for m in ("sps", "recall", "mrr", "ndcg") if m in set(ok["metric"])]
         table = Table(title=f"{ok['dataset'].iloc[0]} — mean over seeds, k={k}")
@@ -246,15 +312,23 @@ def _print_summary(result, console: Console) -> None:
             .groupby(["model", "protocol", "metric"], sort=False)["mean"]
             .mean()
         )
-        for model, protocol in dict.fromkeys(zip(ok["model"], ok["protocol"], strict=True)):
+        order = {label: i for i, label in enumerate(result.model_labels())}
+        rows = sorted(
+            dict.fromkeys(zip(ok["model"], ok["protocol"], strict=True)),
+            key=lambda row: (order.get(row[0], len(order)), row[0]),
+        )
+        for model, protocol in rows:
             table.add_row(
-                model,
+                Text(model),  # a label such as moc[mixtures=2] is not rich markup
                 protocol,
                 *(f"{grouped.get((model, protocol, n), float('nan')):.4f}" for n in names),
             )
         console.print(table)
     for model, protocol in dict.fromkeys(zip(failed["model"], failed["protocol"], strict=True)):
-        console.print(f"[red]failed:[/red] {model} ({protocol}) — see the report", highlight=False)
+        console.print(
+            f"[red]failed:[/red] {escape_markup(model)} ({protocol}) — see the report",
+            highlight=False,
+        )
 
 
 def _export(args: argparse.Namespace, settings, registry, console: Console) -> int:
@@ -281,24 +355,36 @@ def _export(args: argparse.Namespace, settings, registry, console: Console) -> i
 
 
 def _report(args: argparse.Namespace, console: Console) -> int:
-    from recbench.latency_report import write_accuracy_latency_plot
+    from recbench.api import write_report
     from recbench.report import render
-    from recbench.results import RunDirectory, write_atomic
+    from recbench.results import RunDirectory
 
     run_dir = RunDirectory.open(args.run_dir)
-    if args.output != "-":
-        write_accuracy_latency_plot(run_dir)
-    text = render(run_dir)
     if args.output == "-":
-        sys.stdout.write(text)
+        sys.stdout.write(render(run_dir))
         return 0
     target = Path(args.output) if args.output else run_dir.path / "report.md"
     try:
-        write_atomic(target, text.encode())
+        write_report(run_dir, target)
     except OSError as exc:
         raise ConfigError(f"cannot write the report ({exc.strerror})", where=str(target)) from None
     console.print(f"Report: {target}", highlight=False)
     return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from recbench.api import compare
+    from recbench.compare import DEFAULT_FACTOR
+
+    comparison = compare(
+        args.run_a,
+        args.run_b,
+        factor=DEFAULT_FACTOR if args.factor is None else args.factor,
+        metrics=args.metrics,
+        protocols=args.protocol,
+    )
+    sys.stdout.write(comparison.to_markdown(only_changed=args.only_changed))
+    return 1 if comparison.regressed else 0
 
 
 def _list(args: argparse.Namespace, registry, console: Console) -> int:

@@ -63,6 +63,9 @@ class RunConfig:
     cutoffs: tuple[int, ...] = DEFAULT_CUTOFFS
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     device: str = "auto"
+    #: Which model the order check trains on shuffled sequences (:mod:`recbench.ablation`):
+    #: ``auto`` (the first sequence model), a model label, or ``off``.
+    order_check: str = "auto"
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -103,7 +106,7 @@ def load_config_file(path: Path) -> dict[str, Any]:
     """Read a TOML run configuration.
 
     Top-level keys mirror the command line (``models``, ``dataset``, ``protocols``,
-    ``seeds``, ``metrics``, ``cutoffs``, ``device``); the table ``[options.SECTION]``
+    ``seeds``, ``metrics``, ``cutoffs``, ``device``, ``order_check``); the table ``[options.SECTION]``
     holds option values.
     """
     try:
@@ -112,7 +115,17 @@ def load_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError("config file not found", where=str(path)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file is not valid TOML: {exc}", where=str(path)) from None
-    allowed = {"models", "dataset", "protocols", "seeds", "metrics", "cutoffs", "device", "options"}
+    allowed = {
+        "models",
+        "dataset",
+        "protocols",
+        "seeds",
+        "metrics",
+        "cutoffs",
+        "device",
+        "order_check",
+        "options",
+    }
     for key in data:
         if key not in allowed:
             raise ConfigError(

@@ -2,25 +2,22 @@
 
 Rendered from the run directory's ``latency/*.json`` records (:mod:`recbench.latency`)
 and its result cells alone: a table of every model's serving latency per runtime, the
-runtimes that were not timed and why, and an accuracy-vs-latency table (with a PNG plot
-when matplotlib is installed: ``pip install recbench[plot]``).
+runtimes that were not timed and why, and an accuracy-vs-latency table (its plot is drawn
+by :mod:`recbench.figures`).
 """
 
 from __future__ import annotations
 
-import io
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from recbench.report import escape, markdown_table
-from recbench.results import RunDirectory, read_json, write_atomic
+from recbench.results import RunDirectory
 
-PLOT_FILE = "latency/accuracy-latency.png"
 #: Above this share of CPU time used by other processes, the report warns.
 BUSY_SHARE = 0.1
 
@@ -92,8 +89,10 @@ def latency_section(
     models: Sequence[str],
     protocols: Sequence[str],
     ok_cells: Sequence[Mapping[str, Any]],
+    plot_link: str | None = None,
 ) -> list[str]:
-    """The report's ``## Latency`` section (empty when the run has no latency records)."""
+    """The report's ``## Latency`` section (empty when the run has no latency records);
+    ``plot_link`` is where the report finds the accuracy-vs-latency figure, if drawn."""
     from recbench.latency import read_records
 
     records = read_records(run_dir.path)
@@ -240,8 +239,8 @@ def latency_section(
             "its throughput is the highest among them.",
             "",
         ]
-        if (run_dir.path / PLOT_FILE).is_file():
-            lines += [f"![{metric} against latency]({PLOT_FILE})", ""]
+        if plot_link:
+            lines += [f"![{metric} against latency]({plot_link})", ""]
     return lines
 
 
@@ -301,57 +300,3 @@ def accuracy_latency_points(
             }
         )
     return points
-
-
-def write_accuracy_latency_plot(run_dir: RunDirectory) -> Path | None:
-    """Draw accuracy against batch-1 latency (log scale) for every model to
-    ``latency/accuracy-latency.png``; ``None`` (and no file) without matplotlib or
-    latency records, or when the file cannot be written."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        return None
-    try:
-        config = read_json(run_dir.path / "config.json")["config"]
-        cells = [c for c in run_dir.cells() if c.get("status") == "ok"]
-        protocols = [p for p in config["protocols"] if any(c["protocol"] == p for c in cells)]
-        points = accuracy_latency_points(run_dir, config, list(config["models"]), protocols, cells)
-    except Exception:
-        return None
-    if not points:
-        return None
-    figure = Figure(figsize=(6.4, 4.4))
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    for key, marker, name in (
-        ("score_p50", "o", "score() (batch 1)"),
-        ("step_p50", "^", "fastest step (batch 1)"),
-    ):
-        xs = [p[key] for p in points if p[key] is not None]
-        ys = [p["accuracy"] for p in points if p[key] is not None]
-        if xs:
-            axes.scatter(xs, ys, marker=marker, label=name)
-        for p in points:
-            if p[key] is not None:
-                axes.annotate(
-                    p["model"],
-                    (p[key], p["accuracy"]),
-                    textcoords="offset points",
-                    xytext=(4, 4),
-                    fontsize=8,
-                )
-    axes.set_xscale("log")
-    axes.set_xlabel("p50 latency, ms (log scale)")
-    axes.set_ylabel(f"{points[0]['metric']} ({points[0]['protocol']})")
-    axes.grid(True, which="both", alpha=0.3)
-    axes.legend(loc="best", fontsize=8)
-    figure.tight_layout()
-    target = run_dir.path / PLOT_FILE
-    try:
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=120, metadata={"Software": None})
-        write_atomic(target, buffer.getvalue())
-    except OSError:
-        return None
-    return target

@@ -89,7 +89,7 @@ class Progress:
             return
         if self._live is None:
             self._live = RichProgress(
-                TextColumn("{task.description}"),
+                TextColumn("{task.description}", markup=False),
                 BarColumn(),
                 _AmountColumn(),
                 TaskProgressColumn(),

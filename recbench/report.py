@@ -1,10 +1,14 @@
 """Markdown benchmark reports, rendered from a run directory's result files alone.
 
-The report states what was measured and how: environment, dataset statistics, split,
-protocols, seen-item exclusion and tie policies, then one table per protocol and cutoff
-(mean ± 95% confidence half-width, best per column in bold), a timing table, and the
-serving latency of every model with an accuracy-vs-latency view
-(:mod:`recbench.latency_report`).
+The report states what was measured, how, and how sure we are, in this order: a title and
+a one-paragraph summary; the environment; dataset statistics; protocol, split, seen-item
+exclusion and tie policies; one section per protocol (a table per cutoff: mean ± 95%
+confidence half-width, best per column in bold, paired significance marks against the
+best baseline † and the best model ‡, Holm-corrected across the table); option sweeps;
+the order check (:mod:`recbench.ablation`); timing; serving latency with an
+accuracy-vs-latency view (:mod:`recbench.latency_report`); failures. Figures
+(:mod:`recbench.figures`) are linked when they were drawn. Given the same result files the
+report is the same, byte for byte.
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from tabulate import tabulate
 
+from recbench import ablation, significance
 from recbench.results import RunDirectory, read_json
 
 PROTOCOL_DESCRIPTIONS = {
@@ -27,6 +33,13 @@ PROTOCOL_DESCRIPTIONS = {
     "sequences weigh more",
     "last-item": "input = all but the last item; target = the last item",
 }
+
+#: Adjusted p-values below this mark a difference as significant.
+ALPHA = 0.05
+#: The paired test of the significance marks (:mod:`recbench.significance`).
+TEST: significance.Test = "wilcoxon"
+VS_BASELINE_MARK = "†"
+VS_BEST_MARK = "‡"
 
 STATISTICS_ORDER = [
     "users",
@@ -79,33 +92,46 @@ def _seed_aggregate(
     return float(values.mean()), float(half)
 
 
-def _metric_order(cells: Iterable[Mapping[str, Any]]) -> list[str]:
-    order: dict[str, None] = {}
+def _metric_order(cells: Iterable[Mapping[str, Any]], metric_ids: Sequence[str]) -> list[str]:
+    """Metric names (``id@k``) of the cells, in the run's metric order, then by name."""
+    names: dict[str, None] = {}
     for cell in cells:
         for name in cell.get("metrics", {}):
-            order.setdefault(name, None)
-    return list(order)
+            names.setdefault(name, None)
+    rank = {metric_id: i for i, metric_id in enumerate(metric_ids)}
+    return sorted(names, key=lambda n: (rank.get(n.partition("@")[0], len(rank)), n))
 
 
-def render(run_dir: RunDirectory) -> str:
-    """The markdown report of ``run_dir``."""
+def render(run_dir: RunDirectory, figures: Mapping[str, str] | None = None) -> str:
+    """The markdown report of ``run_dir``.
+
+    ``figures`` maps a figure id of :mod:`recbench.figures` to the link the report uses
+    for it (relative to where the report is written); figures not given are not shown.
+    """
+    figures = dict(figures or {})
     config_file = read_json(run_dir.path / "config.json")
     config = config_file["config"]
+    from recbench import rating
+
+    if rating.is_rating_run(config):  # the rating track has a report of its own
+        return rating.render_rating_report(run_dir)
     environment = read_json(run_dir.path / "environment.json")
     dataset_path = run_dir.path / "dataset.json"
     dataset = read_json(dataset_path) if dataset_path.is_file() else None
-    cells = list(run_dir.cells())
+    all_cells = list(run_dir.cells())
+    checks = [c for c in all_cells if ablation.is_ablation(c)]
+    cells = [c for c in all_cells if not ablation.is_ablation(c)]
     ok = [c for c in cells if c.get("status") == "ok"]
-    failed = [c for c in cells if c.get("status") != "ok"]
+    failed = [c for c in all_cells if c.get("status") != "ok"]
     metric_meta = config.get("metrics", {})
     protocols = [p for p in config["protocols"] if any(c["protocol"] == p for c in cells)]
-    model_order = list(config["models"])
+    model_order = config.get("model_order") or list(config["models"])
 
     # (protocol, model label, metric name) -> aggregated (mean, ci)
     grouped: dict[tuple[str, str], list[Mapping[str, Any]]] = defaultdict(list)
     for cell in ok:
         grouped[(cell["protocol"], cell["model_label"])].append(cell)
-    metric_names = _metric_order(ok)
+    metric_names = _metric_order(ok, config.get("metric_order", []))
     cutoffs = sorted({int(name.partition("@")[2]) for name in metric_names if "@" in name})
     aggregated: dict[tuple[str, str, str], tuple[float, float | None]] = {}
     for (protocol, label), group in grouped.items():
@@ -115,14 +141,33 @@ def render(run_dir: RunDirectory) -> str:
             if means:
                 aggregated[(protocol, label, name)] = _seed_aggregate(means, cis)
 
+    baselines = {label for label, entry in config["models"].items() if entry.get("baseline")}
+    tests = {
+        (protocol, k): _table_tests(
+            run_dir,
+            grouped,
+            protocol,
+            [n for n in metric_names if n.endswith(f"@{k}") and _has_per_query(ok, n)],
+            model_order,
+            aggregated,
+            metric_meta,
+            baselines,
+        )
+        for protocol in protocols
+        for k in cutoffs
+    }
+
     seeds = config.get("seeds", [])
     lines = [
         f"# recbench report: {escape(dataset['name'] if dataset else config['dataset']['name'])}",
         "",
     ]
-    lines += [_summary(protocols, model_order, aggregated, metric_meta, cutoffs, len(seeds)), ""]
+    lines += [
+        _summary(protocols, model_order, aggregated, cutoffs, len(seeds), baselines, tests),
+        "",
+    ]
 
-    lines += ["## Setup", ""]
+    lines += ["## Environment", ""]
     if config_file.get("command"):
         lines += [f"- Command: `{config_file['command']}`"]
     lines += [
@@ -175,6 +220,12 @@ def render(run_dir: RunDirectory) -> str:
         "- Uncertainty: ± is the 95% confidence half-width — over queries (normal approximation) "
         "for one seed, over seeds (Student t) for several. Corpus-level metrics "
         "(user_coverage, item_coverage = number of distinct items, blockbuster_share) have none.",
+        f"- Significance: {VS_BASELINE_MARK} differs from the best baseline of the column "
+        f"({', '.join(sorted(baselines)) or 'none in this run'}), {VS_BEST_MARK} from the "
+        "best model of the column; two-sided Wilcoxon signed-rank test on the per-query "
+        "values, paired over the same queries (seeds pooled), Holm-corrected across each "
+        f"table, adjusted p < {ALPHA}. Queries of one user are not independent (iterative), "
+        "so these p-values are optimistic there.",
     ]
     for protocol in protocols:
         lines += [f"- **{protocol}**: {PROTOCOL_DESCRIPTIONS.get(protocol, '')}"]
@@ -190,11 +241,22 @@ def render(run_dir: RunDirectory) -> str:
             lines += [
                 f"### @{k}",
                 "",
-                _metric_table(protocol, model_order, names, aggregated, metric_meta),
+                _metric_table(
+                    protocol, model_order, names, aggregated, metric_meta, tests[(protocol, k)]
+                ),
                 "",
             ]
+    if "metric_curves" in figures:
+        lines += [f"![metrics at every cutoff]({figures['metric_curves']})", ""]
 
-    lines += _sweep_section(config["models"], protocols, aggregated, grouped, cutoffs)
+    lines += _sweep_section(
+        {label: config["models"][label] for label in model_order},
+        protocols,
+        aggregated,
+        grouped,
+        cutoffs,
+    )
+    lines += _order_check_section(run_dir, checks, ok, cutoffs)
 
     lines += ["## Timing", ""]
     timing_rows = []
@@ -215,7 +277,9 @@ def render(run_dir: RunDirectory) -> str:
 
     from recbench.latency_report import latency_section
 
-    lines += latency_section(run_dir, config, model_order, protocols, ok)
+    lines += latency_section(
+        run_dir, config, model_order, protocols, ok, figures.get("accuracy_latency")
+    )
 
     if failed:
         lines += ["## Failures", ""]
@@ -282,12 +346,86 @@ def _format_stat(value: Any) -> str:
     return str(value)
 
 
+def _has_per_query(cells: Sequence[Mapping[str, Any]], name: str) -> bool:
+    return any(c["metrics"].get(name, {}).get("per_query") for c in cells)
+
+
+@dataclass(frozen=True)
+class TableTests:
+    """The significance tests of one table (a protocol at a cutoff).
+
+    ``references[metric] = (best baseline, best model)`` (either ``None``);
+    ``adjusted[(model, metric)] = (p vs best baseline, p vs best model)``, Holm-adjusted
+    over every test of the table (NaN: not tested).
+    """
+
+    references: Mapping[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    adjusted: Mapping[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
+
+    def marks(self, model: str, metric: str) -> str:
+        p_baseline, p_best = self.adjusted.get((model, metric), (math.nan, math.nan))
+        return (VS_BASELINE_MARK if p_baseline < ALPHA else "") + (
+            VS_BEST_MARK if p_best < ALPHA else ""
+        )
+
+
+def _table_tests(
+    run_dir: RunDirectory,
+    grouped: Mapping[tuple[str, str], Sequence[Mapping[str, Any]]],
+    protocol: str,
+    names: Sequence[str],
+    models: Sequence[str],
+    aggregated: Mapping[tuple[str, str, str], tuple[float, float | None]],
+    meta: Mapping[str, Any],
+    baselines: set[str],
+) -> TableTests:
+    """Every model against the column's best baseline and best model, per metric."""
+    arrays: dict[tuple[str, str], dict[int, np.ndarray]] = {}
+
+    def values(model: str, name: str) -> dict[int, np.ndarray]:
+        if (model, name) not in arrays:
+            per_seed = {}
+            for cell in grouped.get((protocol, model), []):
+                per_query = run_dir.per_query(cell)
+                if name in per_query:
+                    per_seed[int(cell["seed"])] = per_query[name]
+            arrays[(model, name)] = per_seed
+        return arrays[(model, name)]
+
+    references: dict[str, tuple[str | None, str | None]] = {}
+    raw: dict[tuple[str, str, int], float] = {}
+    for name in names:
+        higher = meta.get(name.partition("@")[0], {}).get("higher_is_better", True)
+        present = [m for m in models if (protocol, m, name) in aggregated]
+        ranked = sorted(
+            present,
+            key=lambda m: aggregated[(protocol, m, name)][0] * (-1 if higher else 1),
+        )
+        best_baseline = next((m for m in ranked if m in baselines), None)
+        best = ranked[0] if ranked else None
+        references[name] = (best_baseline, best)
+        for model in present:
+            for slot, reference in enumerate((best_baseline, best)):
+                if reference is None or reference == model:
+                    continue
+                raw[(model, name, slot)] = significance.pooled_paired_test(
+                    values(model, name), values(reference, name), TEST
+                )
+    keys = list(raw)
+    adjusted_values = significance.holm([raw[key] for key in keys]) if keys else np.zeros(0)
+    adjusted: dict[tuple[str, str], list[float]] = {}
+    for (model, name, slot), p in zip(keys, adjusted_values, strict=True):
+        adjusted.setdefault((model, name), [math.nan, math.nan])[slot] = float(p)
+    return TableTests(references, {key: (v[0], v[1]) for key, v in adjusted.items()})
+
+
 def _metric_table(
     protocol: str,
     models: Sequence[str],
     names: Sequence[str],
     aggregated: Mapping[tuple[str, str, str], tuple[float, float | None]],
     meta: Mapping[str, Any],
+    tests: TableTests | None = None,
 ) -> str:
     best: dict[str, float] = {}
     for name in names:
@@ -314,6 +452,8 @@ def _metric_table(
                 text = f"**{text}**"
             if ci is not None and not math.isnan(ci):
                 text += f" ± {ci:.4f}"
+            if tests is not None:
+                text += tests.marks(model, name)
             row.append(text)
         rows.append(row)
     headers = ["model"] + [
@@ -327,46 +467,137 @@ def _summary(
     protocols: Sequence[str],
     models: Sequence[str],
     aggregated: Mapping[tuple[str, str, str], tuple[float, float | None]],
-    meta: Mapping[str, Any],
     cutoffs: Sequence[int],
     n_seeds: int,
+    baselines: set[str],
+    tests: Mapping[tuple[str, int], TableTests],
 ) -> str:
+    """Which model wins what, under which protocol, and how sure that is."""
     if not aggregated:
         return "No model finished: see Failures below."
     k = cutoffs[0] if cutoffs else None
     sentences = []
     for protocol in protocols:
-        for metric_id in ("sps", "recall", "mrr"):
-            name = f"{metric_id}@{k}"
-            scored = [
-                (aggregated[(protocol, m, name)], m)
+        name = next(
+            (
+                f"{m}@{k}"
+                for m in ("sps", "recall", "mrr", "ndcg", "hit")
+                if any((protocol, model, f"{m}@{k}") in aggregated for model in models)
+            ),
+            None,
+        )
+        if name is None or k is None:
+            continue
+        table = tests.get((protocol, k), TableTests())
+        scored = sorted(
+            (
+                (aggregated[(protocol, m, name)][0], m)
                 for m in models
                 if (protocol, m, name) in aggregated
-            ]
-            if not scored:
-                continue
-            scored.sort(key=lambda item: item[0][0], reverse=True)
-            (best_mean, best_ci), best_model = scored[0]
-            if len(scored) == 1:
-                sentences.append(
-                    f"Under {protocol}, {best_model} reaches {name} = {best_mean:.4f}."
-                )
-                break
-            (second_mean, second_ci), second_model = scored[1]
-            separated = (
-                best_ci is not None
-                and second_ci is not None
-                and best_mean - best_ci > second_mean + second_ci
+            ),
+            key=lambda item: -item[0],
+        )
+        best_mean, best = scored[0]
+        if len(scored) == 1:
+            sentences.append(f"Under {protocol}, {best} reaches {name} = {best_mean:.4f}.")
+            continue
+        sentence = f"Under {protocol}, **{best}** leads on {name} ({best_mean:.4f}"
+        second_mean, second = scored[1]
+        p_second = table.adjusted.get((second, name), (math.nan, math.nan))[1]
+        sentence += f"; next {second} {second_mean:.4f}, " + _significance_words(p_second) + ")"
+        rival_pool = [m for _, m in scored if (m in baselines) != (best in baselines)]
+        if baselines and rival_pool and best != rival_pool[0]:
+            rival = rival_pool[0]
+            rival_mean = aggregated[(protocol, rival, name)][0]
+            p_rival = table.adjusted.get((rival, name), (math.nan, math.nan))[1]
+            kind = "sequence model" if best in baselines else "baseline"
+            sentence += (
+                f"; the best {kind} is {rival} ({rival_mean:.4f}, "
+                + _significance_words(p_rival)
+                + ")"
             )
-            sentences.append(
-                f"Under {protocol}, {best_model} leads on {name} ({best_mean:.4f} vs "
-                f"{second_model} {second_mean:.4f}; "
-                + (
-                    "the 95% intervals do not overlap)."
-                    if separated
-                    else "the 95% intervals overlap)."
-                )
-            )
-            break
+        sentences.append(sentence + ".")
     seeds = f"{n_seeds} seed{'s' if n_seeds != 1 else ''}"
-    return " ".join(sentences) + f" Results over {seeds}; details and policies below."
+    return (
+        " ".join(sentences)
+        + f" Results over {seeds}; p-values are Holm-adjusted paired Wilcoxon tests against"
+        " the leader (details and policies below)."
+    )
+
+
+def _significance_words(p: float) -> str:
+    if math.isnan(p):
+        return "not tested"
+    if p < ALPHA:
+        return f"significantly lower, {_p_text(p)}"
+    return f"not significantly different, {_p_text(p)}"
+
+
+def _p_text(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def _order_check_section(
+    run_dir: RunDirectory,
+    checks: Sequence[Mapping[str, Any]],
+    ok: Sequence[Mapping[str, Any]],
+    cutoffs: Sequence[int],
+) -> list[str]:
+    """In-order against order-shuffled results of the order-check model."""
+    if not checks:
+        return []
+    lines = [
+        "## Order check",
+        "",
+        "The model below was trained and evaluated again on the first seed's split with every "
+        "user's items shuffled (training, validation and test alike), so that it can use "
+        "which items a user has but not their order. Welch's t-test on the per-query values "
+        "(different queries, so unpaired).",
+        "",
+    ]
+    rows = []
+    verdicts = []
+    for check in checks:
+        if check.get("status") != "ok":
+            continue
+        original = next(
+            (
+                c
+                for c in ok
+                if c["model_label"] + f" ({check['ablation']})" == check["model_label"]
+                and c["protocol"] == check["protocol"]
+                and c["seed"] == check["seed"]
+            ),
+            None,
+        )
+        if original is None:
+            continue
+        names = [f"{m}@{cutoffs[0]}" for m in ("sps", "recall", "mrr")] if cutoffs else []
+        for name in names:
+            a = run_dir.per_query(original).get(name)
+            b = run_dir.per_query(check).get(name)
+            if a is None or b is None:
+                continue
+            verdict = ablation.order_verdict(name, a, b, ALPHA)
+            rows.append(
+                [
+                    original["model_label"],
+                    check["protocol"],
+                    name,
+                    f"{verdict.in_order:.4f}",
+                    f"{verdict.shuffled:.4f}",
+                    f"{verdict.shuffled - verdict.in_order:+.4f}",
+                    "< 0.001" if verdict.p_value < 0.001 else f"{verdict.p_value:.3f}",
+                ]
+            )
+            verdicts.append((check["protocol"], verdict))
+    if not rows:
+        return []
+    lines += [
+        markdown_table(rows, ["model", "protocol", "metric", "in order", "shuffled", "Δ", "p"]),
+        "",
+    ]
+    for protocol in dict.fromkeys(p for p, _ in verdicts):
+        first = next(v for p, v in verdicts if p == protocol)
+        lines += [f"- **{protocol}** ({first.metric}): {first.conclusion}."]
+    return [*lines, ""]

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 import recbench
-from recbench import latency, sweep
+from recbench import ablation, latency, sweep
 from recbench.config import CORE_SECTIONS, EvaluationOptions, RunConfig, check_sections
 from recbench.contracts import FitContext
 from recbench.data import PreparedData, prepare_dataset
@@ -73,6 +73,7 @@ class RunPlan:
     split: SplitOptions
     evaluation: EvaluationOptions
     export: ExportOptions = field(default_factory=ExportOptions)
+    order_check: str | None = None
 
     def resolved(self) -> dict[str, Any]:
         """The fully resolved configuration, as stored with the results."""
@@ -83,6 +84,7 @@ class RunPlan:
                     "version": m.info.version,
                     "options": as_dict(m.options),
                     **({"swept": dict(m.swept)} if m.swept else {}),
+                    **({"baseline": True} if getattr(m.info.cls, "baseline", False) else {}),
                 }
                 for m in self.models
             },
@@ -104,6 +106,10 @@ class RunPlan:
             "eval": as_dict(self.evaluation),
             "export": as_dict(self.export),
             "device": self.config.device,
+            "order_check": self.order_check,
+            # the stored JSON sorts its keys: these keep the order the run was given in
+            "model_order": [m.label for m in self.models],
+            "metric_order": [m.info.id for m in self.metrics],
         }
 
 
@@ -115,9 +121,9 @@ def plan_run(config: RunConfig, registry: Registry) -> RunPlan:
         for name in config.models
         for plan in _model_plans(registry.get("model", name), options)
     )
-    metric_infos = [registry.get("metric", name) for name in config.metrics] or registry.all(
-        "metric"
-    )
+    metric_infos = [registry.get("metric", name) for name in config.metrics] or [
+        info for info in registry.all("metric") if info.task == "ranking"
+    ]
     if not metric_infos:
         raise ConfigError("no metric is registered", hint="check 'recbench list metrics'")
     metrics = tuple(
@@ -139,6 +145,11 @@ def plan_run(config: RunConfig, registry: Registry) -> RunPlan:
             where="-o eval.validation_metric",
             hint="write it as METRIC@K, e.g. mrr@20",
         )
+    order_check = ablation.choose_model(
+        config.order_check,
+        [m.label for m in models],
+        [m.label for m in models if callable(getattr(m.info.cls, "cell", None))],
+    )
     known_sections = {*CORE_SECTIONS, "export", *(m.label for m in models)}
     known_sections |= {m.info.id for m in models}
     known_sections |= {dataset_info.id, dataset_id} | {m.info.id for m in metrics}
@@ -155,12 +166,11 @@ def plan_run(config: RunConfig, registry: Registry) -> RunPlan:
         split=parse_options(SplitOptions, options.get("split", {}), owner="section 'split'"),
         evaluation=evaluation,
         export=parse_options(ExportOptions, options.get("export", {}), owner="section 'export'"),
+        order_check=order_check,
     )
 
 
-def _model_plans(
-    info: PluginInfo, options: Mapping[str, Mapping[str, Any]]
-) -> list[ModelPlan]:
+def _model_plans(info: PluginInfo, options: Mapping[str, Mapping[str, Any]]) -> list[ModelPlan]:
     """One plan per variant of the model's options (:mod:`recbench.sweep`)."""
     variants = sweep.expand(info.id, info.cls.Options, options.get(info.id, {}))
     return [
@@ -195,6 +205,19 @@ def execute(
     with ``force_export``) are trained again with the run's configuration and seeds,
     then exported and timed (``recbench export``).
     """
+    from recbench import rating
+
+    if rating.run_task(config, registry) == rating.RATING_TASK:  # recbench.rating runs it
+        return rating.execute_rating(
+            config,
+            out=out,
+            resume=resume,
+            registry=registry,
+            settings=settings,
+            progress=progress,
+            command=command,
+            export_only=export_only,
+        )
     plan = plan_run(config, registry)
     if export_only is not None:
         plan = replace(plan, export=replace(plan.export, enabled=True))
@@ -263,7 +286,48 @@ def execute(
                 export_only=export_only is not None,
                 force_export=force_export,
             )
+        if plan.order_check is not None and seed == config.seeds[0] and export_only is None:
+            _run_order_check(
+                run_dir, plan, data, split, seed, metrics, exclude_seen, device, progress, registry
+            )
     return run_dir
+
+
+def _run_order_check(
+    run_dir: RunDirectory,
+    plan: RunPlan,
+    data: PreparedData,
+    split: Split,
+    seed: int,
+    metrics: Mapping[str, Any],
+    exclude_seen: bool,
+    device: torch.device,
+    progress: Progress,
+    registry: Registry | None,
+) -> None:
+    """Train and evaluate the order-check model on shuffled sequences
+    (:mod:`recbench.ablation`)."""
+    model_plan = next(m for m in plan.models if m.label == plan.order_check)
+    shuffled = ablation.shuffled_split(split, seed)
+    valid_queries = (
+        build_queries(VALIDATION_PROTOCOL, shuffled.valid) if len(shuffled.valid) else None
+    )
+    _run_model(
+        run_dir,
+        plan,
+        model_plan,
+        data,
+        shuffled,
+        seed,
+        {p: build_queries(p, shuffled.test) for p in plan.protocols},
+        valid_queries if valid_queries is not None and len(valid_queries) else None,
+        metrics,
+        exclude_seen,
+        device,
+        progress,
+        registry,
+        ablation=ablation.ORDER_SHUFFLED,
+    )
 
 
 def _exclude_seen(options: EvaluationOptions, data: PreparedData) -> bool:
@@ -272,7 +336,14 @@ def _exclude_seen(options: EvaluationOptions, data: PreparedData) -> bool:
     return options.exclude_seen == "on"
 
 
-def cell_key(plan: RunPlan, model: ModelPlan, data: PreparedData, protocol: str, seed: int) -> str:
+def cell_key(
+    plan: RunPlan,
+    model: ModelPlan,
+    data: PreparedData,
+    protocol: str,
+    seed: int,
+    ablation: str | None = None,
+) -> str:
     """Hash of everything that changes a cell's result."""
     resolved = plan.resolved()
     payload = {
@@ -287,6 +358,7 @@ def cell_key(plan: RunPlan, model: ModelPlan, data: PreparedData, protocol: str,
         "cutoffs": resolved["cutoffs"],
         "protocol": protocol,
         "seed": seed,
+        **({"ablation": ablation} if ablation else {}),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
         :20
@@ -316,10 +388,11 @@ def _run_model(
     *,
     export_only: bool = False,
     force_export: bool = False,
+    ablation: str | None = None,
 ) -> None:
-    label = model_plan.label
+    label = model_plan.label + (f" ({ablation})" if ablation else "")
     names = {p: cell_name(data.name, label, p, seed) for p in plan.protocols}
-    keys = {p: cell_key(plan, model_plan, data, p, seed) for p in plan.protocols}
+    keys = {p: cell_key(plan, model_plan, data, p, seed, ablation) for p in plan.protocols}
     pending = []
     for protocol in plan.protocols:
         existing = run_dir.read_cell(names[protocol])
@@ -330,8 +403,10 @@ def _run_model(
         ):
             continue
         pending.append(protocol)
-    export = plan.export.enabled and (
-        force_export or not latency.record_path(run_dir.path, label, seed).is_file()
+    export = (
+        not ablation
+        and plan.export.enabled
+        and (force_export or not latency.record_path(run_dir.path, label, seed).is_file())
     )
     if not pending and not export:
         progress.log(f"{label} (seed {seed}): finished earlier, skipped", style="dim")
@@ -343,6 +418,7 @@ def _run_model(
     base = {
         "model": model_plan.info.id,
         "model_label": label,
+        **({"ablation": ablation} if ablation else {}),
         "model_version": model_plan.info.version,
         "model_options": as_dict(model_plan.options),
         "model_distribution": model_plan.info.distribution,

@@ -291,8 +291,8 @@ def test_a_run_exports_and_times_every_model_and_reports_it(settings, tmp_path):
     try:
         import matplotlib  # noqa: F401
 
-        assert (result.path / "latency" / "accuracy-latency.png").is_file()
-        assert "![mrr@20 against latency](latency/accuracy-latency.png)" in report
+        assert (result.path / "figures" / "accuracy-latency.png").is_file()
+        assert "![mrr@20 against latency](figures/accuracy-latency.png)" in report
     except ImportError:
         pass
     # nothing already recorded is redone on resume

@@ -52,7 +52,7 @@ def test_pop_run_writes_cells_arrays_and_a_report(settings, tmp_path):
     assert config["config"]["models"]["pop"]["id"] == "pop"
     report = (result.path / "report.md").read_text()
     for heading in (
-        "## Setup",
+        "## Environment",
         "## Dataset",
         "## Protocol",
         "## Results: half-split",

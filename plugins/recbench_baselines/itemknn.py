@@ -101,6 +101,7 @@ class ItemKNN:
     """
 
     id = "itemknn"
+    baseline = True  # compared against in the report's significance marks
     summary = "Item-kNN: cosine co-occurrence neighbours of the last item (Hidasi et al. 2016)"
     version = "1"
     Options = ItemKNNOptions

@@ -59,6 +59,7 @@ class Markov:
     """
 
     id = "markov"
+    baseline = True  # compared against in the report's significance marks
     summary = "First-order Markov chain: transition probabilities from the last item"
     version = "1"
     Options = MarkovOptions

@@ -23,6 +23,7 @@ class Popularity:
     """
 
     id = "pop"
+    baseline = True  # compared against in the report's significance marks
     summary = "Training-set popularity: the most frequent items, the same list for everyone"
     version = "1"
 

@@ -389,6 +389,7 @@ class SKNN(_NeighbourhoodModel):
     """
 
     id = "sknn"
+    baseline = True  # compared against in the report's significance marks
     summary = "Session-based kNN: items of the k most similar recent sequences (Jannach & Ludewig)"
     version = "1"
     Options = SKNNOptions
@@ -438,6 +439,7 @@ class VSKNN(_NeighbourhoodModel):
     """
 
     id = "vsknn"
+    baseline = True  # compared against in the report's significance marks
     summary = "V-SKNN: session kNN with position-decayed input weights (Ludewig & Jannach)"
     version = "1"
     Options = VSKNNOptions

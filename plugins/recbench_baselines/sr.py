@@ -73,6 +73,7 @@ class SequentialRules:
     """
 
     id = "sr"
+    baseline = True  # compared against in the report's significance marks
     summary = (
         "Sequential rules: distance-weighted a -> b rules of the last item (Ludewig & Jannach)"
     )

@@ -1,0 +1,272 @@
+"""Paired significance tests over per-query metric values, and multiple-testing corrections.
+
+Two models evaluated on the same queries give paired per-query values (a cell's ``.npz``
+arrays, see :mod:`recbench.results`). :func:`paired_test` tests whether their difference is
+centred on zero, two-sided:
+
+- ``"wilcoxon"`` (default): the Wilcoxon signed-rank test on the differences
+  (:func:`scipy.stats.wilcoxon`, ``zero_method="wilcox"``: queries where both models score
+  the same are dropped). No normality is assumed, which suits metrics that are mostly 0/1
+  (``sps``, ``hit``) or skewed (``mrr``). When every difference is zero the p-value is 1.
+- ``"ttest"``: the paired t-test (:func:`scipy.stats.ttest_rel`). Every difference zero
+  gives 1; a constant non-zero difference gives 0; fewer than two pairs give NaN.
+
+Pairs where either value is NaN are left out; with nothing left the p-value is NaN.
+
+**Several seeds.** Each seed re-splits the users, so the queries of two seeds differ and
+only values of the same seed are paired. :func:`pooled_paired_test` (and
+:func:`pvalues_vs_reference`) takes the per-query differences of every seed that both
+models finished, concatenates them, and tests the pooled differences once. Seeds with more
+queries weigh more, as they do in a mean over queries. A p-value of the pooled test is
+about the models *as trained and evaluated over these seeds*; it is not a test over seeds
+(with three seeds, such a test could hardly reject anything).
+
+**Caveat.** Both tests treat queries as independent. Under the ``iterative`` protocol a
+user gives many queries, and a user may be a test user under several seeds, so the
+p-values are optimistic there; the same caveat holds for the confidence intervals.
+
+**Several comparisons.** Comparing many models with one reference inflates the chance of a
+false discovery. :func:`holm` (Holm–Bonferroni, controls the family-wise error rate) and
+:func:`benjamini_hochberg` (controls the false discovery rate) adjust a family of p-values;
+NaN entries stay NaN and are not counted in the family.
+
+References
+----------
+Wilcoxon, F. (1945). Individual comparisons by ranking methods. *Biometrics Bulletin* 1(6).
+Holm, S. (1979). A simple sequentially rejective multiple test procedure. *Scandinavian
+Journal of Statistics* 6(2).
+Benjamini, Y., Hochberg, Y. (1995). Controlling the false discovery rate. *Journal of the
+Royal Statistical Society B* 57(1).
+Sakai, T. (2014). Statistical reform in information retrieval? *SIGIR Forum* 48(1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+TESTS = ("wilcoxon", "ttest")
+CORRECTIONS = ("holm", "benjamini-hochberg", "none")
+
+Test = Literal["wilcoxon", "ttest"]
+Correction = Literal["holm", "benjamini-hochberg", "none"]
+
+
+def _check_test(test: str) -> None:
+    if test not in TESTS:
+        raise ValueError(f"test must be one of {TESTS}, got {test!r}")
+
+
+def _differences(a: ArrayLike, b: ArrayLike) -> np.ndarray:
+    """``a - b`` over the pairs where neither value is NaN (float ``[Q]``)."""
+    x = np.asarray(a, dtype=float)
+    y = np.asarray(b, dtype=float)
+    if x.ndim != 1 or y.ndim != 1:
+        raise ValueError(
+            f"paired values must be one-dimensional arrays, got shapes {x.shape} and {y.shape}"
+        )
+    if x.shape != y.shape:
+        raise ValueError(
+            f"paired values must have the same length (one value per query), "
+            f"got {len(x)} and {len(y)}"
+        )
+    keep = ~(np.isnan(x) | np.isnan(y))
+    return x[keep] - y[keep]
+
+
+def difference_test(differences: ArrayLike, test: Test = "wilcoxon") -> float:
+    """The two-sided p-value that paired ``differences`` (float ``[Q]``) are centred on 0.
+
+    NaN differences are left out. See the module docstring for the tests and their
+    degenerate cases.
+    """
+    _check_test(test)
+    d = np.asarray(differences, dtype=float).ravel()
+    d = d[~np.isnan(d)]
+    if d.size == 0:
+        return math.nan
+    if not np.any(d):
+        return 1.0  # identical on every query: no evidence of a difference
+    from scipy import stats
+
+    if test == "wilcoxon":
+        return float(stats.wilcoxon(d, zero_method="wilcox").pvalue)
+    if d.size < 2:
+        return math.nan
+    if np.all(d == d[0]):
+        return 0.0  # a constant non-zero difference: t is infinite
+    return float(stats.ttest_1samp(d, 0.0).pvalue)
+
+
+def paired_test(a: ArrayLike, b: ArrayLike, test: Test = "wilcoxon") -> float:
+    """The two-sided p-value of a paired test between per-query values ``a`` and ``b``.
+
+    Parameters
+    ----------
+    a, b:
+        One value per query (float ``[Q]``), the same queries in the same order.
+    test:
+        ``"wilcoxon"`` (signed-rank, :func:`scipy.stats.wilcoxon`) or ``"ttest"``
+        (:func:`scipy.stats.ttest_rel`).
+
+    Raises
+    ------
+    ValueError
+        When ``a`` and ``b`` differ in length, or ``test`` is unknown.
+    """
+    return difference_test(_differences(a, b), test)
+
+
+def pooled_paired_test(
+    a: Mapping[int, ArrayLike], b: Mapping[int, ArrayLike], test: Test = "wilcoxon"
+) -> float:
+    """The p-value of a paired test pooled over seeds.
+
+    ``a`` and ``b`` map a seed to that seed's per-query values (float ``[Q_seed]``). The
+    per-query differences of every seed present in both are concatenated and tested once
+    (see the module docstring). NaN when the two share no seed.
+
+    Raises
+    ------
+    ValueError
+        When the arrays of a seed differ in length, or ``test`` is unknown.
+    """
+    _check_test(test)
+    seeds = [seed for seed in a if seed in b]
+    if not seeds:
+        return math.nan
+    parts = []
+    for seed in seeds:
+        try:
+            parts.append(_differences(a[seed], b[seed]))
+        except ValueError as exc:
+            raise ValueError(f"seed {seed}: {exc}") from None
+    return difference_test(np.concatenate(parts), test)
+
+
+def _family(pvalues: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    p = np.asarray(pvalues, dtype=float)
+    if p.ndim != 1:
+        raise ValueError(f"p-values must be a one-dimensional array, got shape {p.shape}")
+    valid = ~np.isnan(p)
+    if np.any((p[valid] < 0) | (p[valid] > 1)):
+        raise ValueError("p-values must lie in [0, 1]")
+    return p, valid
+
+
+def holm(pvalues: ArrayLike) -> np.ndarray:
+    """Holm–Bonferroni adjusted p-values (float ``[m]``), in the order given.
+
+    With the ``m`` valid p-values sorted ascending, the ``i``-th (from 1) becomes
+    ``max over j <= i of min(1, (m - j + 1) * p_(j))``: rejecting where the adjusted value
+    is at most ``alpha`` controls the family-wise error rate at ``alpha``. NaN entries stay
+    NaN and do not count in ``m``.
+    """
+    p, valid = _family(pvalues)
+    adjusted = np.full(p.shape, np.nan)
+    values = p[valid]
+    m = values.size
+    if m == 0:
+        return adjusted
+    order = np.argsort(values, kind="stable")
+    scaled = values[order] * (m - np.arange(m))
+    stepped = np.minimum(np.maximum.accumulate(scaled), 1.0)
+    result = np.empty(m)
+    result[order] = stepped
+    adjusted[valid] = result
+    return adjusted
+
+
+def benjamini_hochberg(pvalues: ArrayLike) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values (q-values, float ``[m]``), in the order given.
+
+    With the ``m`` valid p-values sorted ascending, the ``i``-th (from 1) becomes
+    ``min over j >= i of min(1, m * p_(j) / j)``: rejecting where the adjusted value is at
+    most ``alpha`` controls the false discovery rate at ``alpha`` (for independent or
+    positively dependent tests). NaN entries stay NaN and do not count in ``m``.
+    """
+    p, valid = _family(pvalues)
+    adjusted = np.full(p.shape, np.nan)
+    values = p[valid]
+    m = values.size
+    if m == 0:
+        return adjusted
+    order = np.argsort(values, kind="stable")
+    scaled = values[order] * m / np.arange(1, m + 1)
+    stepped = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
+    result = np.empty(m)
+    result[order] = stepped
+    adjusted[valid] = result
+    return adjusted
+
+
+def adjust(pvalues: ArrayLike, correction: Correction = "holm") -> np.ndarray:
+    """``pvalues`` adjusted by ``correction`` (``"holm"``, ``"benjamini-hochberg"`` or
+    ``"none"``)."""
+    if correction == "holm":
+        return holm(pvalues)
+    if correction == "benjamini-hochberg":
+        return benjamini_hochberg(pvalues)
+    if correction == "none":
+        return _family(pvalues)[0].copy()
+    raise ValueError(f"correction must be one of {CORRECTIONS}, got {correction!r}")
+
+
+def pvalues_vs_reference(
+    per_query: Mapping[str, Mapping[int, ArrayLike]],
+    reference: str,
+    *,
+    test: Test = "wilcoxon",
+    correction: Correction = "holm",
+) -> dict[str, float]:
+    """The p-value of every model against ``reference`` on one metric.
+
+    Parameters
+    ----------
+    per_query:
+        ``{model: {seed: values}}``: one metric's per-query values (float ``[Q_seed]``) of
+        each model, all on the same dataset and protocol, so that a seed's queries are the
+        same for every model.
+    reference:
+        The model the others are compared with (e.g. the best baseline); a key of
+        ``per_query``.
+    test:
+        ``"wilcoxon"`` or ``"ttest"`` (see :func:`paired_test`); seeds are pooled as in
+        :func:`pooled_paired_test`.
+    correction:
+        How the p-values of the other models, one family, are adjusted: ``"holm"``
+        (default), ``"benjamini-hochberg"`` or ``"none"``.
+
+    Returns
+    -------
+    dict
+        ``{model: p-value}`` for every model but ``reference``, in the order of
+        ``per_query``; NaN where a model shares no seed with the reference (it is then not
+        counted in the family).
+
+    Raises
+    ------
+    ValueError
+        When ``reference`` is not in ``per_query``, a seed's arrays differ in length, or
+        ``test`` or ``correction`` is unknown.
+    """
+    if reference not in per_query:
+        raise ValueError(
+            f"reference model {reference!r} has no per-query values; "
+            f"models: {', '.join(map(repr, per_query)) or 'none'}"
+        )
+    if correction not in CORRECTIONS:
+        raise ValueError(f"correction must be one of {CORRECTIONS}, got {correction!r}")
+    others = [model for model in per_query if model != reference]
+    raw = []
+    for model in others:
+        try:
+            raw.append(pooled_paired_test(per_query[model], per_query[reference], test))
+        except ValueError as exc:
+            raise ValueError(f"{model} vs {reference}: {exc}") from None
+    adjusted = adjust(np.asarray(raw, dtype=float), correction)
+    return {model: float(value) for model, value in zip(others, adjusted, strict=True)}

@@ -1,0 +1,92 @@
+"""The report rendered from a fixed set of result files: byte for byte, in the documented
+order, with significance marks, the option sweep, the order check and the failures.
+
+The fixture ``fixtures/report-run`` is a real run on ``synthetic:tiny`` (two seeds; pop,
+two itemknn variants, sr, and an lstm sweep whose huge learning rate diverges), kept
+without its checkpoints, ONNX files and tracebacks. After an intended change to the
+report, regenerate the expected text with::
+
+    RECBENCH_UPDATE_SNAPSHOT=1 pytest tests/test_report_snapshot.py
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+from recbench.api import write_report
+from recbench.report import render
+from recbench.results import RunDirectory
+
+FIXTURE = Path(__file__).parent / "fixtures" / "report-run"
+EXPECTED = Path(__file__).parent / "fixtures" / "report-run.md"
+
+
+def test_the_report_matches_the_snapshot():
+    text = render(RunDirectory.open(FIXTURE))
+    if os.environ.get("RECBENCH_UPDATE_SNAPSHOT"):
+        EXPECTED.write_text(text)
+    assert text == EXPECTED.read_text()
+    assert render(RunDirectory.open(FIXTURE)) == text
+
+
+def test_sections_come_in_the_documented_order():
+    text = render(RunDirectory.open(FIXTURE))
+    headings = re.findall(r"^## (.+)$", text, flags=re.MULTILINE)
+    assert headings == [
+        "Environment",
+        "Dataset",
+        "Protocol",
+        "Results: half-split",
+        "Results: iterative",
+        "Option sweeps",
+        "Order check",
+        "Timing",
+        "Latency",
+        "Failures",
+    ]
+    title, summary = text.splitlines()[0], text.splitlines()[2]
+    assert title == "# recbench report: synthetic:tiny"
+    assert summary.startswith("Under half-split, **sr** leads on sps@10")
+    assert "Holm-adjusted paired Wilcoxon" in summary
+
+
+def test_tables_follow_the_run_order_and_mark_significance():
+    text = render(RunDirectory.open(FIXTURE))
+    table = text.split("## Results: iterative")[1].split("### @20")[0]
+    rows = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ")]
+    assert rows[1:] == [
+        "pop",
+        "itemknn[neighbors=5]",
+        "itemknn[neighbors=50]",
+        "sr",
+        "lstm[learning_rate=0.01]",
+    ]
+    headers = rows[0]
+    assert headers == "model"
+    lstm = next(line for line in table.splitlines() if line.startswith("| lstm"))
+    # far below the best baseline (sr) on hundreds of queries: marked against both
+    assert "†‡" in lstm.split("|")[2]
+    sr = next(line for line in table.splitlines() if line.startswith("| sr"))
+    assert "**" in sr.split("|")[2] and "†" not in sr.split("|")[2]
+    assert "Wilcoxon signed-rank" in text and "Holm-corrected" in text
+
+
+def test_a_report_written_elsewhere_links_its_figures_from_there(tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(FIXTURE, run)
+    target = tmp_path / "reports" / "tiny.md"
+    target.parent.mkdir()
+    write_report(RunDirectory.open(run), target)
+    text = target.read_text()
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert "](" not in text
+        return
+    for link in re.findall(r"!\[[^]]*\]\(([^)]+)\)", text):
+        assert link.startswith("tiny-figures/")
+        assert (target.parent / link).is_file()
+    assert "tiny-figures/metric-curves.png" in text

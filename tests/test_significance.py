@@ -1,0 +1,160 @@
+"""Paired tests and multiple-testing corrections (recbench.significance)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from recbench.significance import (
+    adjust,
+    benjamini_hochberg,
+    difference_test,
+    holm,
+    paired_test,
+    pooled_paired_test,
+    pvalues_vs_reference,
+)
+
+A = np.array([1, 0, 1, 1, 0, 1, 1, 1, 0, 1], dtype=float)
+B = np.array([0, 0, 1, 0, 0, 0, 1, 0, 0, 0], dtype=float)
+
+
+def test_wilcoxon_matches_scipy_and_the_exact_value_by_hand():
+    # five positive differences of distinct size, five zeros: exact p = 2 / 2**5
+    a = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.7, 0.7, 0.7, 0.7])
+    b = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.7, 0.7, 0.7, 0.7, 0.7])
+    assert paired_test(a, b) == pytest.approx(0.0625)
+    assert paired_test(a, b) == pytest.approx(stats.wilcoxon(a, b).pvalue)
+    assert paired_test(A, B, "wilcoxon") == pytest.approx(stats.wilcoxon(A, B).pvalue)
+
+
+def test_ttest_matches_scipy_and_the_value_by_hand():
+    # differences 1, 2, 3: t = 2 / (1 / sqrt 3) with 2 degrees of freedom, whose CDF is
+    # 1/2 + t / (2 sqrt(2 + t^2)), so p = 1 - t / sqrt(2 + t^2)
+    a, b = np.array([1.0, 2.0, 3.0]), np.zeros(3)
+    t = 2 * math.sqrt(3)
+    assert paired_test(a, b, "ttest") == pytest.approx(1 - t / math.sqrt(2 + t * t))
+    assert paired_test(A, B, "ttest") == pytest.approx(stats.ttest_rel(A, B).pvalue)
+    assert paired_test(A, B, "ttest") == pytest.approx(paired_test(B, A, "ttest"))
+
+
+@pytest.mark.parametrize("test", ["wilcoxon", "ttest"])
+def test_identical_values_give_one(test):
+    assert paired_test(A, A.copy(), test) == 1.0
+    assert paired_test(np.zeros(5), np.zeros(5), test) == 1.0
+
+
+@pytest.mark.parametrize("test", ["wilcoxon", "ttest"])
+def test_a_clear_shift_gives_a_tiny_p_value(test):
+    rng = np.random.default_rng(0)
+    a = rng.random(300)
+    b = a + 0.2 + rng.normal(0, 0.05, size=300)
+    assert paired_test(a, b, test) < 1e-20
+
+
+def test_degenerate_ttests():
+    assert paired_test(np.ones(4), np.zeros(4), "ttest") == 0.0  # constant difference
+    assert math.isnan(paired_test(np.array([1.0]), np.array([0.0]), "ttest"))
+    assert math.isnan(paired_test(np.array([]), np.array([]), "wilcoxon"))
+
+
+def test_pairs_with_a_nan_are_left_out():
+    a = np.append(A, [np.nan, 1.0])
+    b = np.append(B, [1.0, np.nan])
+    for test in ("wilcoxon", "ttest"):
+        assert paired_test(a, b, test) == pytest.approx(paired_test(A, B, test))
+    assert math.isnan(paired_test(np.array([np.nan]), np.array([1.0])))
+
+
+def test_length_mismatch_and_unknown_test_are_clear_errors():
+    with pytest.raises(ValueError, match=r"same length.*10 and 9"):
+        paired_test(A, B[:-1])
+    with pytest.raises(ValueError, match="one-dimensional"):
+        paired_test(A.reshape(2, 5), B.reshape(2, 5))
+    with pytest.raises(ValueError, match=r"test must be one of \('wilcoxon', 'ttest'\)"):
+        paired_test(A, B, "sign")  # type: ignore[arg-type]
+
+
+def test_holm_textbook_example():
+    adjusted = holm([0.01, 0.04, 0.03, 0.005])
+    np.testing.assert_allclose(adjusted, [0.03, 0.06, 0.06, 0.02])
+
+
+def test_holm_is_monotone_capped_and_keeps_nan_out_of_the_family():
+    np.testing.assert_allclose(holm([0.5, 0.6]), [1.0, 1.0])
+    adjusted = holm([0.01, np.nan, 0.04, 0.03, 0.005])
+    assert math.isnan(adjusted[1])
+    np.testing.assert_allclose(adjusted[[0, 2, 3, 4]], [0.03, 0.06, 0.06, 0.02])
+    p = np.random.default_rng(1).random(20) / 5
+    adjusted = holm(p)
+    order = np.argsort(p)
+    assert np.all(np.diff(adjusted[order]) >= 0)
+    assert np.all(adjusted >= p) and np.all(adjusted <= 1)
+    assert np.all(np.isnan(holm([np.nan, np.nan])))
+    assert holm([]).shape == (0,)
+
+
+def test_benjamini_hochberg_by_hand_and_against_scipy():
+    # sorted 0.005, 0.01, 0.03, 0.04 -> 4p/i = 0.02, 0.02, 0.04, 0.04 (already monotone)
+    np.testing.assert_allclose(
+        benjamini_hochberg([0.01, 0.04, 0.03, 0.005]), [0.02, 0.04, 0.04, 0.02]
+    )
+    p = np.random.default_rng(2).random(30) ** 3
+    np.testing.assert_allclose(benjamini_hochberg(p), stats.false_discovery_control(p))
+    adjusted = benjamini_hochberg([0.01, np.nan, 0.04])
+    assert math.isnan(adjusted[1])
+    np.testing.assert_allclose(adjusted[[0, 2]], [0.02, 0.04])
+
+
+def test_adjust_checks_its_input():
+    np.testing.assert_allclose(adjust([0.2, 0.01], "none"), [0.2, 0.01])
+    with pytest.raises(ValueError, match="correction must be one of"):
+        adjust([0.1], "bonferroni")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        holm([0.1, 1.5])
+
+
+def test_seeds_are_pooled_by_concatenating_paired_differences():
+    rng = np.random.default_rng(3)
+    a = {0: rng.random(20), 1: rng.random(35), 2: rng.random(10)}
+    b = {0: rng.random(20), 1: rng.random(35)}  # seed 2 finished only for a
+    pooled = np.concatenate([a[0] - b[0], a[1] - b[1]])
+    for test in ("wilcoxon", "ttest"):
+        assert pooled_paired_test(a, b, test) == pytest.approx(difference_test(pooled, test))
+    assert math.isnan(pooled_paired_test({0: A}, {1: B}))
+    with pytest.raises(ValueError, match=r"seed 1: .*same length"):
+        pooled_paired_test({0: A, 1: A}, {0: B, 1: B[:3]})
+
+
+def test_pvalues_vs_reference_are_holm_adjusted_over_the_other_models():
+    rng = np.random.default_rng(4)
+    base = {seed: rng.random(50) for seed in (0, 1)}
+    per_query = {
+        "pop": base,
+        "better": {seed: values + 0.3 + rng.normal(0, 0.05, 50) for seed, values in base.items()},
+        "same": {seed: values + rng.normal(0, 0.01, 50) for seed, values in base.items()},
+        "other_seed": {5: rng.random(50)},
+    }
+    raw = pvalues_vs_reference(per_query, "pop", correction="none")
+    assert list(raw) == ["better", "same", "other_seed"]
+    assert raw["better"] == pytest.approx(pooled_paired_test(per_query["better"], base))
+    assert math.isnan(raw["other_seed"])
+    adjusted = pvalues_vs_reference(per_query, "pop")
+    np.testing.assert_allclose(
+        [adjusted["better"], adjusted["same"]], holm([raw["better"], raw["same"]])
+    )
+    assert adjusted["better"] < 1e-8 and adjusted["same"] > adjusted["better"]
+    assert math.isnan(adjusted["other_seed"])
+    bh = pvalues_vs_reference(per_query, "pop", test="ttest", correction="benjamini-hochberg")
+    assert bh["better"] < 1e-8
+
+
+def test_pvalues_vs_reference_errors():
+    with pytest.raises(ValueError, match="reference model 'lstm' has no per-query values"):
+        pvalues_vs_reference({"pop": {0: A}}, "lstm")
+    with pytest.raises(ValueError, match="knn vs pop: seed 0"):
+        pvalues_vs_reference({"pop": {0: A}, "knn": {0: B[:4]}}, "pop")
+    assert pvalues_vs_reference({"pop": {0: A}}, "pop") == {}
