@@ -13,6 +13,11 @@ A plugin registers *classes*. Every class carries the same metadata:
     (:func:`recbench.options.parse_options`).
 ``aliases`` (optional)
     Other ids that select it (``ml100k`` for ``ml-100k``).
+``task`` (optional; models and metrics)
+    ``"ranking"`` (the default) or ``"rating"`` for the rating track
+    (:mod:`recbench.rating`): a rating model has ``predict`` instead of ``score``
+    (:class:`RatingModel`), a rating metric reads predicted and actual ratings
+    (:class:`RatingMetric`).
 
 and is constructed as ``cls(options)``. The kind-specific methods are the Protocols below;
 the registry checks them at registration time.
@@ -34,9 +39,21 @@ from recbench.progress import Progress
 if TYPE_CHECKING:
     from recbench.protocols import Queries
     from recbench.ranking import Ranking
+    from recbench.rating import RatingEvents
     from recbench.registry import Registry
 
 KINDS = ("model", "loss", "dataset", "metric")
+#: What a model or metric is for: ranking items (the default, when a class declares no
+#: ``task``) or predicting ratings (``task = "rating"``, the rating track).
+TASKS = ("ranking", "rating")
+#: The kinds of plugin that serve a task.
+TASK_KINDS = ("model", "metric")
+
+
+def task_of(cls: Any) -> str:
+    """The task of a model or metric class: its ``task`` attribute, ``"ranking"`` when
+    it declares none."""
+    return str(getattr(cls, "task", "ranking"))
 
 
 @dataclass(frozen=True)
@@ -193,6 +210,108 @@ class Loss(Protocol):
     ) -> torch.Tensor: ...
 
 
+@dataclass(frozen=True)
+class RatingBatch:
+    """A batch of rating events to predict, as a rating model receives them.
+
+    ``users`` and ``items`` are int64 ``[B]`` (user rows ``0..n_users - 1``, item ids
+    ``1..n_items``), on the model's device. The history of each event is the user's
+    *training* events that come before it in the user's chronological order, at most the
+    model's ``max_history`` most recent of them: ``history_items`` int64 ``[B, L]`` and
+    ``history_ratings`` float32 ``[B, L]`` (scaled to [0, 1]) are **left-padded** with 0
+    so that the most recent training event is in the last column, and ``history_lengths``
+    ``[B]`` counts the real ones (0 for an event without earlier training events). ``L``
+    is 0 for a model that reads no history.
+    """
+
+    users: torch.Tensor
+    items: torch.Tensor
+    history_items: torch.Tensor
+    history_ratings: torch.Tensor
+    history_lengths: torch.Tensor
+
+
+@dataclass
+class RatingFitContext:
+    """What a rating model may use while training.
+
+    ``validate(model)`` predicts the validation events and returns their RMSE on the
+    [0, 1] scale (**lower** is better); it is ``None`` when there is no validation share.
+    ``mean_rating`` is the mean scaled training rating. The test events are never
+    reachable from here.
+    """
+
+    n_users: int
+    n_items: int
+    device: torch.device
+    seed: int
+    mean_rating: float
+    progress: Progress = field(default_factory=Progress.silent)
+    validate: Callable[[Any], float] | None = None
+    checkpoint_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class RatingMetricContext:
+    """What a rating metric may use besides the predictions: the events' ``users`` and
+    ``items`` (int64 ``[N]``, aligned with the predictions) and ``n_items``."""
+
+    users: torch.Tensor
+    items: torch.Tensor
+    n_items: int
+
+
+@runtime_checkable
+class RatingModel(Protocol):
+    """A rating predictor (``task = "rating"``): trained on rating events, predicts the
+    scaled rating of a batch of (user, item, history) events.
+
+    ``max_history`` (optional, default 0) is the number of most recent earlier training
+    events of the user it reads per event (``None``: all of them; 0: none).
+    """
+
+    id: ClassVar[str]
+    summary: ClassVar[str]
+    version: ClassVar[str]
+    Options: ClassVar[type]
+    task: ClassVar[str]
+
+    def fit(self, train: RatingEvents, valid: RatingEvents | None, ctx: RatingFitContext) -> None:
+        """Train on ``train``; ``valid`` (the validation share) is for model selection."""
+        ...
+
+    def predict(self, batch: RatingBatch) -> torch.Tensor:
+        """Predicted ratings ``[B]`` on the [0, 1] scale (float, on the model's device)."""
+        ...
+
+
+@runtime_checkable
+class RatingMetric(Protocol):
+    """An error measure of predicted ratings (``task = "rating"``).
+
+    ``metric(predicted [N], actual [N], ctx)`` (float64, on the [0, 1] scale) returns one
+    value per event (``per_query = True``, a tensor ``[N]``) or one for the whole set (a
+    0-d tensor). ``aggregation`` (optional, default ``"mean"``) says how the core turns
+    per-event values into the reported value: ``"mean"``, or ``"root_mean"`` (the square
+    root of the mean, for RMSE from per-event squared errors). ``rating_units`` (optional,
+    default True) says the value is in units of the rating, so that the core also reports
+    it in stars (multiplied by the width of the star scale).
+    """
+
+    id: ClassVar[str]
+    summary: ClassVar[str]
+    version: ClassVar[str]
+    Options: ClassVar[type]
+    task: ClassVar[str]
+    per_query: ClassVar[bool]
+    higher_is_better: ClassVar[bool]
+    bounds: ClassVar[tuple[float, float | None]]
+
+    def __call__(
+        self, predicted: torch.Tensor, actual: torch.Tensor, ctx: RatingMetricContext
+    ) -> torch.Tensor: ...
+
+
 #: kind -> (Protocol, methods the class must define)
 REQUIRED_METHODS: dict[str, tuple[str, ...]] = {
     "model": ("fit", "score"),
@@ -206,3 +325,13 @@ REQUIRED_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "dataset": (),
     "metric": ("per_query", "higher_is_better", "bounds"),
 }
+#: (kind, task) -> the methods a class of that task must define, where they differ from
+#: REQUIRED_METHODS (which holds those of the ranking task).
+TASK_REQUIRED_METHODS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("model", "rating"): ("fit", "predict"),
+}
+
+
+def required_methods(kind: str, task: str = "ranking") -> tuple[str, ...]:
+    """The methods a ``kind`` plugin serving ``task`` must define."""
+    return TASK_REQUIRED_METHODS.get((kind, task), REQUIRED_METHODS[kind])

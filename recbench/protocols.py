@@ -21,6 +21,9 @@ The protocols:
     ``p = n - 1``, the single target ``s[n - 1]``.
 
 Users with fewer than 2 items give no query.
+
+``rating`` (:data:`RATING_PROTOCOL`) is no ranking protocol: it predicts held-out ratings
+and is defined and evaluated in :mod:`recbench.rating`.
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ PROTOCOL_ALIASES: dict[str, str] = {
     "next-item": "iterative",
     "last": "last-item",
 }
+#: The rating-prediction protocol (:mod:`recbench.rating`): predict held-out ratings
+#: instead of ranking items. A run's protocols are either ranking protocols or this one.
+RATING_PROTOCOL = "rating"
 
 
 def canonical_protocol(name: str) -> str:
@@ -52,10 +58,10 @@ def canonical_protocol(name: str) -> str:
         For an unknown name, listing the close matches.
     """
     canonical = PROTOCOL_ALIASES.get(name, name)
-    if canonical not in PROTOCOLS:
+    if canonical not in PROTOCOLS and canonical != RATING_PROTOCOL:
         raise ConfigError(
             f"unknown protocol '{name}'",
-            hint=close_matches(name, (*PROTOCOLS, *PROTOCOL_ALIASES)),
+            hint=close_matches(name, (*PROTOCOLS, *PROTOCOL_ALIASES, RATING_PROTOCOL)),
         )
     return canonical
 
@@ -217,6 +223,11 @@ def build_queries(protocol: str, sequences: Sequences) -> Queries:
         For an unknown protocol name.
     """
     protocol = canonical_protocol(protocol)
+    if protocol == RATING_PROTOCOL:
+        raise ConfigError(
+            "the rating protocol builds no ranking queries",
+            hint="evaluate rating models with recbench.rating",
+        )
     lengths = sequences.lengths
     rows = np.flatnonzero(lengths >= 2).astype(np.int64)
     n = lengths[rows].astype(np.int64)

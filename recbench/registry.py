@@ -26,7 +26,14 @@ from typing import Any
 import pluggy
 
 from recbench import hookspecs
-from recbench.contracts import KINDS, REQUIRED_ATTRIBUTES, REQUIRED_METHODS
+from recbench.contracts import (
+    KINDS,
+    REQUIRED_ATTRIBUTES,
+    TASK_KINDS,
+    TASKS,
+    required_methods,
+    task_of,
+)
 from recbench.errors import ConfigError, PluginError, close_matches
 
 ENTRY_POINT_GROUP = "recbench"
@@ -70,6 +77,11 @@ class PluginInfo:
     @property
     def aliases(self) -> tuple[str, ...]:
         return tuple(getattr(self.cls, "aliases", ()))
+
+    @property
+    def task(self) -> str | None:
+        """``"ranking"`` or ``"rating"`` for a model or metric; ``None`` for other kinds."""
+        return task_of(self.cls) if self.kind in TASK_KINDS else None
 
 
 @dataclass(frozen=True)
@@ -339,9 +351,17 @@ def validate_class(
         options()
     except TypeError as exc:
         raise PluginError(f"{what}: every option needs a default ({exc})") from None
-    for method in REQUIRED_METHODS[kind]:
+    task = task_of(obj) if kind in TASK_KINDS else "ranking"
+    if task not in TASKS:
+        raise PluginError(
+            f"{what}: 'task' must be one of {', '.join(repr(t) for t in TASKS)}, got {task!r}"
+        )
+    for method in required_methods(kind, task):
         if not callable(getattr(obj, method, None)):
-            raise PluginError(f"{what}: missing method '{method}'")
+            raise PluginError(
+                f"{what}: missing method '{method}'"
+                + (f" (a {task} {kind})" if task != "ranking" else "")
+            )
     for attr in REQUIRED_ATTRIBUTES[kind]:
         if not hasattr(obj, attr):
             raise PluginError(f"{what}: missing attribute '{attr}'")

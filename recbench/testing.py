@@ -4,7 +4,8 @@ recbench registers this module as a pytest plugin (entry point ``pytest11``), so
 of any environment where recbench is installed get its fixtures without an import:
 
 ``recbench_tiny_data``
-    A small structured dataset, split and ready (:class:`TinyData`).
+    A small structured dataset, split and ready (:class:`TinyData`); ``.ratings`` holds
+    the same events split for the rating track.
 ``recbench_registry``
     A fresh, empty :class:`recbench.registry.Registry`: ``add_plugin(name, module,
     distribution, version)`` registers a plugin module through the real validation.
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from recbench.interactions import Sequences
     from recbench.protocols import Queries
     from recbench.ranking import Ranking
+    from recbench.rating import RatingEvents, RatingSplit
     from recbench.registry import PluginInfo, Registry
     from recbench.splits import Split
 
@@ -189,6 +191,16 @@ class TinyData:
     def forget_rankings(self) -> None:
         """Drop the cached rankings (after a metric modified one)."""
         self._rankings.clear()
+
+    @functools.cached_property
+    def ratings(self) -> RatingSplit:
+        """The same events as a rating split (:func:`recbench.rating.split_ratings` with
+        the default options, seed 0: 72% training, 8% validation, 20% test events), for
+        rating models and metrics. Its ``fit_context(device)`` gives a model what a run
+        would."""
+        from recbench.rating import RatingOptions, split_ratings
+
+        return split_ratings(self.sequences, RatingOptions(), 0)
 
     def fit_context(self, device: str | torch.device = "cpu", seed: int = 0) -> FitContext:
         """The :class:`recbench.contracts.FitContext` a run would give a model: its
@@ -340,8 +352,9 @@ def assert_conforms(
         ``"model"``, ``"loss"``, ``"dataset"`` or ``"metric"``; by default told from the
         class's methods.
     learns:
-        Models only: require the model to beat popularity on the tiny data. Pass
-        ``False`` only for a model that is not personalised by design.
+        Models only: require the model to beat popularity on the tiny data (a rating
+        model: the global mean rating). Pass ``False`` only for a model that is not
+        personalised by design.
     epochs:
         Models only: the value given to the model's epoch option (the first of
         :data:`EPOCH_OPTIONS` it has) unless ``options`` sets it; ``None`` keeps the
@@ -386,6 +399,19 @@ def assert_conforms(
       three protocols, at cutoffs 1, 10 and deeper than the catalogue (empty ranks), it
       returns one finite value per query (``[Q]``; a 0-d tensor when ``per_query`` is
       false) within ``bounds``, the same on every call, without modifying the ranking.
+    - rating model (``task = "rating"``): trained on the tiny data split as the rating
+      protocol does (:attr:`TinyData.ratings`); ``max_history`` is ``None`` or an integer
+      >= 0; ``predict`` returns finite floating-point ratings ``[batch]`` on the model's
+      device, also for a batch of one, the same on every call; left-padding of the
+      histories does not change a prediction; and its test RMSE beats the global mean
+      rating, unless ``learns=False`` -- a model that predicts one value for every event
+      (not personalised by design) must match the global mean instead.
+    - rating metric: the metric flags and ``bounds``; ``aggregation`` ``"mean"`` or
+      ``"root_mean"``, ``rating_units`` a boolean; on perfect, global-mean, random,
+      all-zero and all-one predictions of the tiny data's test ratings, one finite value
+      per event (a 0-d tensor when ``per_query`` is false) within ``bounds``, the same on
+      every call, without modifying its inputs; perfect predictions score at least as
+      well as any other.
     - dataset: ``argument_option`` names one of its options; ``fingerprint`` (its
       checksum in the cache key) is a non-empty string, the same on every call; a
       ``sha256`` attribute, if any, is 64 hex digits; ``load`` returns
@@ -437,7 +463,7 @@ def _kind_of(obj: Any) -> str:
     def has(name: str) -> bool:
         return callable(getattr(obj, name, None))
 
-    if has("fit") and has("score"):
+    if has("fit") and (has("score") or has("predict")):
         return "model"
     if has("load") and has("fingerprint"):
         return "dataset"
@@ -447,7 +473,7 @@ def _kind_of(obj: Any) -> str:
         return "loss"
     raise ConformanceError(
         f"cannot tell which kind of plugin {_qualname(obj)} is: a model has fit() and "
-        "score(), a dataset load() and fingerprint(), a metric bounds and __call__(), a "
+        "score() (or predict(), for a rating model), a dataset load() and fingerprint(), a metric bounds and __call__(), a "
         "loss __call__(); or pass kind='model' (loss, dataset, metric)"
     )
 
@@ -479,7 +505,7 @@ class _Checker:
 
 
 def _check_class(cls: Any, kind: str, options: Mapping[str, Any], settings: _Settings) -> None:
-    from recbench.contracts import KINDS
+    from recbench.contracts import KINDS, task_of
     from recbench.errors import PluginError
     from recbench.registry import validate_class
 
@@ -491,12 +517,13 @@ def _check_class(cls: Any, kind: str, options: Mapping[str, Any], settings: _Set
     except PluginError as exc:
         raise checker.fail(exc.one_line()) from None
     _check_options(checker)
+    rating = kind in ("model", "metric") and task_of(cls) == "rating"
     if kind == "model":
-        _check_model(checker, options, settings)
+        (_check_rating_model if rating else _check_model)(checker, options, settings)
     elif kind == "loss":
         _check_loss(checker, options)
     elif kind == "metric":
-        _check_metric(checker, options, settings)
+        (_check_rating_metric if rating else _check_metric)(checker, options, settings)
     else:
         _check_dataset(checker, options, settings)
 
@@ -935,21 +962,7 @@ def _check_metric(checker: _Checker, options: Mapping[str, Any], settings: _Sett
     from recbench.contracts import MetricContext
     from recbench.protocols import PROTOCOLS
 
-    cls = checker.cls
-    for flag in ("per_query", "higher_is_better"):
-        if not isinstance(getattr(cls, flag), bool):
-            raise checker.fail(f"'{flag}' must be True or False, got {getattr(cls, flag)!r}")
-    bounds = cls.bounds
-    if not (
-        isinstance(bounds, tuple)
-        and len(bounds) == 2
-        and _is_number(bounds[0])
-        and (bounds[1] is None or (_is_number(bounds[1]) and bounds[1] > bounds[0]))
-    ):
-        raise checker.fail(
-            f"'bounds' must be (low, high) with low < high, or (low, None) when unbounded "
-            f"above; got {bounds!r}"
-        )
+    _check_metric_metadata(checker)
     metric = _construct(checker, options)
     data = settings.tiny_data()
     device = torch.device(settings.device)
@@ -970,6 +983,25 @@ def _check_metric(checker: _Checker, options: Mapping[str, Any], settings: _Sett
                 except ConformanceError:
                     data.forget_rankings()  # the metric may have modified the ranking
                     raise
+
+
+def _check_metric_metadata(checker: _Checker) -> None:
+    """``per_query`` and ``higher_is_better`` are booleans, ``bounds`` a valid pair."""
+    cls = checker.cls
+    for flag in ("per_query", "higher_is_better"):
+        if not isinstance(getattr(cls, flag), bool):
+            raise checker.fail(f"'{flag}' must be True or False, got {getattr(cls, flag)!r}")
+    bounds = cls.bounds
+    if not (
+        isinstance(bounds, tuple)
+        and len(bounds) == 2
+        and _is_number(bounds[0])
+        and (bounds[1] is None or (_is_number(bounds[1]) and bounds[1] > bounds[0]))
+    ):
+        raise checker.fail(
+            f"'bounds' must be (low, high) with low < high, or (low, None) when unbounded "
+            f"above; got {bounds!r}"
+        )
 
 
 def _is_number(value: Any) -> bool:
@@ -1019,6 +1051,269 @@ def _check_metric_values(
     again = checker.call(f"the metric ({where})", metric, ranking, k, context)
     if not torch.equal(again.detach().to("cpu", torch.float64), array):
         raise checker.fail(f"it returned different values for the same ranking ({where})")
+
+
+# -- rating models and metrics -----------------------------------------------------------
+
+#: Absolute tolerance when comparing two predictions of the same rating event.
+RATING_TOLERANCE = 1e-5
+
+
+def _check_rating_model(checker: _Checker, options: Mapping[str, Any], settings: _Settings) -> None:
+    import torch
+
+    from recbench.errors import PluginError
+    from recbench.options import option_fields
+    from recbench.rating import max_history_of
+
+    values = dict(options)
+    fields = option_fields(checker.cls.Options)
+    epoch_key = next((key for key in EPOCH_OPTIONS if key in fields), None)
+    if epoch_key is not None and settings.epochs is not None:
+        values.setdefault(epoch_key, settings.epochs)
+    model = _construct(checker, values)
+    try:
+        max_history = max_history_of(model)
+    except PluginError as exc:
+        raise checker.fail(exc.what) from None
+    split = settings.tiny_data().ratings
+    device = torch.device(settings.device)
+    _seed(0)
+    checker.call(
+        f"fit() on the tiny rating data ({len(split.train):,} training ratings, "
+        f"{split.n_users:,} users, {split.n_items} items)",
+        model.fit,
+        split.train,
+        split.valid,
+        split.fit_context(device),
+    )
+    with torch.no_grad():
+        _check_rating_predictions(checker, model, split.test, max_history, device)
+        if max_history != 0:
+            _check_rating_padding(checker, model, split.test, max_history, device)
+    if settings.learns:
+        _check_rating_learns(checker, model, split, device, epoch_key, values.get(epoch_key or ""))
+
+
+def _sample_events(events: RatingEvents, count: int) -> np.ndarray:
+    """Up to ``count`` events with history lengths as varied as possible."""
+    import numpy as np
+
+    order = np.argsort(events.history_lengths, kind="stable")
+    picks = np.linspace(0, len(order) - 1, num=min(count, len(order))).round().astype(np.int64)
+    return np.unique(order[picks])
+
+
+def _predict(checker: _Checker, model: Any, batch: Any, what: str) -> torch.Tensor:
+    return checker.call(f"predict() on {what}", model.predict, batch)
+
+
+def _check_rating_predictions(
+    checker: _Checker,
+    model: Any,
+    events: RatingEvents,
+    max_history: int | None,
+    device: torch.device,
+) -> None:
+    import torch
+
+    index = _sample_events(events, 16)
+    for rows in (index, index[:1]):
+        batch = events.batch(rows, max_history, device)
+        predicted = _predict(checker, model, batch, f"a batch of {len(rows)}")
+        if not isinstance(predicted, torch.Tensor):
+            raise checker.fail(
+                f"predict() returned a {type(predicted).__name__}, not a torch.Tensor"
+            )
+        if list(predicted.shape) != [len(rows)]:
+            raise checker.fail(
+                f"predict() returned shape {list(predicted.shape)} for {len(rows)} events: it "
+                f"must be [batch] = [{len(rows)}], one rating per event"
+            )
+        if not predicted.is_floating_point():
+            raise checker.fail(f"predict() returned {predicted.dtype} ratings: return floats")
+        if predicted.device != device:
+            raise checker.fail(
+                f"predict() returned ratings on {predicted.device}, the model was trained on "
+                f"{device}: return them on the model's device (ctx.device)"
+            )
+        if not bool(torch.isfinite(predicted).all()):
+            raise checker.fail("predict() returned NaN or infinite ratings")
+        again = _predict(checker, model, batch, f"a batch of {len(rows)}")
+        if not torch.allclose(again, predicted, atol=RATING_TOLERANCE, rtol=0):
+            raise checker.fail(
+                "predict() returned different ratings for the same batch: after fit() the "
+                "model must predict deterministically (eval mode, no dropout)"
+            )
+
+
+def _check_rating_padding(
+    checker: _Checker,
+    model: Any,
+    events: RatingEvents,
+    max_history: int | None,
+    device: torch.device,
+) -> None:
+    """An event predicted alone equals its prediction left-padded among longer histories."""
+    index = _sample_events(events, 12)
+    together = events.batch(index, max_history, device)
+    predicted = _predict(checker, model, together, "a padded batch")
+    width = int(together.history_items.shape[1])
+    for row in range(len(index)):
+        length = int(together.history_lengths[row])
+        if length == width:
+            continue
+        alone = _predict(
+            checker,
+            model,
+            events.batch(index[row : row + 1], max_history, device),
+            "a single event",
+        )
+        difference = float((alone[0] - predicted[row]).abs())
+        if difference > RATING_TOLERANCE:
+            raise checker.fail(
+                f"padding changes the predictions: an event with {length} earlier training "
+                f"events predicted alone and left-padded to {width} in a batch differ by "
+                f"{difference:.3g}; item 0 and rating 0 are padding: use batch.history_lengths"
+            )
+
+
+def _check_rating_learns(
+    checker: _Checker,
+    model: Any,
+    split: RatingSplit,
+    device: torch.device,
+    epoch_key: str | None,
+    epochs: Any,
+) -> None:
+    """A model whose predictions vary must beat the global mean; one that predicts a
+    single value (not personalised by design) must match it."""
+    import numpy as np
+
+    from recbench.rating import predict_events
+
+    test = split.test
+    predicted = checker.call(
+        "predicting the test ratings", predict_events, model, test, device=device
+    )
+    rmse = float(np.sqrt(np.mean((predicted - test.ratings) ** 2)))
+    baseline = float(np.sqrt(np.mean((split.train.mean_rating - test.ratings) ** 2)))
+    if float(np.ptp(predicted)) <= 1e-9:
+        if rmse <= baseline * (1 + 1e-6) + 1e-12:
+            return
+        raise checker.fail(
+            f"it predicts one rating for every event ({predicted[0]:.4f}) with RMSE {rmse:.4f}, "
+            f"worse than the mean training rating ({split.train.mean_rating:.4f}, RMSE "
+            f"{baseline:.4f}): a constant predictor should predict the mean training rating"
+        )
+    if rmse < baseline:
+        return
+    trained = f"after {epochs} epoch(s)" if epoch_key is not None else "after fit()"
+    raise checker.fail(
+        f"it does not beat the global mean on the tiny rating data {trained}: RMSE {rmse:.4f} "
+        f"against {baseline:.4f} for the mean training rating ({len(test):,} test ratings, "
+        "[0, 1] scale); check that it learns (or give it more epochs with "
+        "assert_conforms(..., epochs=N)); pass learns=False only for a model that is not "
+        "personalised by design"
+    )
+
+
+def _check_rating_metric(
+    checker: _Checker, options: Mapping[str, Any], settings: _Settings
+) -> None:
+    import numpy as np
+    import torch
+
+    from recbench.contracts import RatingMetricContext
+    from recbench.rating import AGGREGATIONS, aggregate
+
+    _check_metric_metadata(checker)
+    cls = checker.cls
+    aggregation = getattr(cls, "aggregation", "mean")
+    if aggregation not in AGGREGATIONS:
+        raise checker.fail(
+            f"'aggregation' must be one of {', '.join(map(repr, AGGREGATIONS))}, got "
+            f"{aggregation!r}"
+        )
+    if not isinstance(getattr(cls, "rating_units", True), bool):
+        raise checker.fail(f"'rating_units' must be True or False, got {cls.rating_units!r}")
+    metric = _construct(checker, options)
+    split = settings.tiny_data().ratings
+    test = split.test
+    actual = torch.from_numpy(test.ratings.astype(np.float64))
+    context = RatingMetricContext(
+        users=torch.from_numpy(test.users), items=torch.from_numpy(test.items), n_items=test.n_items
+    )
+    generator = torch.Generator().manual_seed(0)
+    scenarios = {
+        "perfect": actual.clone(),
+        "mean": torch.full_like(actual, split.train.mean_rating),
+        "random": torch.rand(len(actual), generator=generator, dtype=torch.float64),
+        "all-zero": torch.zeros_like(actual),
+        "all-one": torch.ones_like(actual),
+    }
+    reported: dict[str, float] = {}
+    for scenario, predicted in scenarios.items():
+        where = f"{scenario} predictions of {len(actual):,} test ratings"
+        values = _rating_metric_values(checker, metric, predicted, actual, context, where)
+        reported[scenario] = (
+            aggregate(values.numpy(), aggregation).mean if cls.per_query else float(values)
+        )
+    perfect = reported["perfect"]
+    for scenario, value in reported.items():
+        worse = value > perfect + 1e-9 if cls.higher_is_better else value < perfect - 1e-9
+        if worse:
+            raise checker.fail(
+                f"{scenario} predictions score {value:.6g}, better than perfect ones "
+                f"({perfect:.6g}, higher_is_better={cls.higher_is_better})"
+            )
+
+
+def _rating_metric_values(
+    checker: _Checker,
+    metric: Any,
+    predicted: torch.Tensor,
+    actual: torch.Tensor,
+    context: Any,
+    where: str,
+) -> torch.Tensor:
+    import torch
+
+    before = (predicted.clone(), actual.clone())
+    values = checker.call(f"the metric ({where})", metric, predicted, actual, context)
+    per_query = checker.cls.per_query
+    expected = [len(actual)] if per_query else []
+    if not isinstance(values, torch.Tensor) or list(values.shape) != expected:
+        got = (
+            f"shape {list(values.shape)}"
+            if isinstance(values, torch.Tensor)
+            else f"a {type(values).__name__}"
+        )
+        wanted = (
+            f"one value per event, a tensor of shape {expected}"
+            if per_query
+            else "a 0-d tensor (per_query is False)"
+        )
+        raise checker.fail(f"it returned {got} for {len(actual)} events ({where}): return {wanted}")
+    if not values.is_floating_point():
+        raise checker.fail(f"it returned {values.dtype} values ({where}): return floats")
+    if not (torch.equal(predicted, before[0]) and torch.equal(actual, before[1])):
+        raise checker.fail(f"it modified its inputs in place ({where})")
+    array = values.detach().to("cpu", torch.float64)
+    low, high = checker.cls.bounds
+    outside = ~torch.isfinite(array) | (array < low - 1e-9)
+    if high is not None:
+        outside |= array > high + 1e-9
+    if outside.any():
+        bad = float(array[outside][0])
+        raise checker.fail(
+            f"it returned {bad!r} ({where}), outside its documented bounds "
+            f"[{low}, {'+inf' if high is None else high}]"
+        )
+    again = checker.call(f"the metric ({where})", metric, predicted, actual, context)
+    if not torch.equal(again.detach().to("cpu", torch.float64), array):
+        raise checker.fail(f"it returned different values for the same predictions ({where})")
+    return array
 
 
 # -- datasets --------------------------------------------------------------------------

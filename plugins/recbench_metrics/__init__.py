@@ -1,4 +1,5 @@
-"""Ranking metrics: sps, recall, precision, hit, mrr, ndcg, coverage, blockbuster share."""
+"""Ranking metrics: sps, recall, precision, hit, mrr, ndcg, coverage, blockbuster share;
+rating metrics: rmse, mae."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ RECBENCH_PLUGIN_API = 1
 @hookimpl
 def register_metrics(register):
     from recbench_metrics.ranking_metrics import RANKING_METRICS
+    from recbench_metrics.rating_metrics import RATING_METRICS
 
-    for metric in RANKING_METRICS:
+    for metric in (*RANKING_METRICS, *RATING_METRICS):
         register(metric)
