@@ -98,7 +98,9 @@ def test_a_swept_run_has_a_cell_per_variant_and_a_sweep_table(settings, tmp_path
     report = (result.path / "report.md").read_text()
     assert "## Option sweeps" in report
     sweep = report.split("## Option sweeps")[1].split("## ")[0]
-    rows = [line for line in sweep.splitlines() if line.startswith("| 5") or line.startswith("| 50")]
+    rows = [
+        line for line in sweep.splitlines() if line.startswith("| 5") or line.startswith("| 50")
+    ]
     assert len(rows) == 2
     assert "sps@10 (half-split)" in sweep
 
