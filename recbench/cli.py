@@ -298,7 +298,7 @@ def _print_summary(result, console: Console) -> None:
     ok = frame[frame["status"] == "ok"]
     failed = frame[frame["status"] != "ok"]
     if not ok.empty and ok["cutoff"].isna().all():  # a rating run: no metric has a cutoff
-        from recbench.rating import summary_table
+        from recbench.rating_report import summary_table
 
         console.print(summary_table(ok, result.model_labels()))
     elif not ok.empty:

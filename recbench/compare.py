@@ -6,7 +6,9 @@ share any -- and the ratio is ``B / A``. Each row gets a mark:
 
 - ``+`` worse by more than the factor: ``B / A`` below ``1 / factor`` for a metric where
   higher is better, above ``factor`` where lower is better (``higher_is_better`` of the
-  metric in ``config.json``; B's when the runs disagree). A regression.
+  metric's entry in the cells when they record it, as rating cells do for ``rmse`` and
+  ``rmse_stars``, else of the metric in ``config.json``; B's when the runs disagree). A
+  regression.
 - ``-`` better by more than the factor.
 - ``~`` within the factor either way.
 - ``x`` failed in B: one row per (model, protocol), a regression when the failed seeds
@@ -220,8 +222,15 @@ class _Run:
             names.update(dict.fromkeys(cell.get("metrics", {})))
         return list(names)
 
-    def higher_is_better(self, metric_id: str) -> bool | None:
-        meta = self.config.get("metrics", {}).get(metric_id)
+    def higher_is_better(self, key: tuple[str, str], name: str) -> bool | None:
+        """The direction of metric ``name`` in the cells of ``key``: their metric entry's
+        ``higher_is_better``, else that of the metric's id in ``config.json``; ``None``
+        when neither says."""
+        for cell in self.ok.get(key, {}).values():
+            entry = cell.get("metrics", {}).get(name)
+            if isinstance(entry, Mapping) and "higher_is_better" in entry:
+                return bool(entry["higher_is_better"])
+        meta = self.config.get("metrics", {}).get(_metric_id(name))
         if isinstance(meta, Mapping) and "higher_is_better" in meta:
             return bool(meta["higher_is_better"])
         return None
@@ -403,10 +412,9 @@ def _cell_rows(
     cells_b = [ok_b[s] for s in shared] if shared else list(ok_b.values())
     names = dict.fromkeys(a.metric_names(key) + b.metric_names(key))
     for name in sorted((n for n in names if wanted(n)), key=_metric_sort_key):
-        metric_id = _metric_id(name)
-        higher = b.higher_is_better(metric_id)
+        higher = b.higher_is_better(key, name)
         if higher is None:
-            higher = a.higher_is_better(metric_id)
+            higher = a.higher_is_better(key, name)
         higher = True if higher is None else higher
         value_a, value_b = _mean(cells_a, name), _mean(cells_b, name)
         if value_a is None or value_b is None:

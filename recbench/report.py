@@ -24,6 +24,7 @@ from tabulate import tabulate
 
 from recbench import ablation, significance
 from recbench.results import RunDirectory, read_json
+from recbench.statistics import over_seeds
 
 PROTOCOL_DESCRIPTIONS = {
     "half-split": "input = the first half of each held-out user's sequence; targets = the rest "
@@ -78,20 +79,6 @@ def _format_value(value: float, metric_id: str) -> str:
     return f"{value:.4f}"
 
 
-def _seed_aggregate(
-    means: Sequence[float], cis: Sequence[float | None]
-) -> tuple[float, float | None]:
-    """Mean over seeds, and its 95% CI half-width (Student t over seeds; with one seed,
-    the cell's own CI over queries)."""
-    if len(means) == 1:
-        return float(means[0]), cis[0]
-    from scipy import stats
-
-    values = np.asarray(means, dtype=float)
-    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
-    return float(values.mean()), float(half)
-
-
 def _metric_order(cells: Iterable[Mapping[str, Any]], metric_ids: Sequence[str]) -> list[str]:
     """Metric names (``id@k``) of the cells, in the run's metric order, then by name."""
     names: dict[str, None] = {}
@@ -111,10 +98,10 @@ def render(run_dir: RunDirectory, figures: Mapping[str, str] | None = None) -> s
     figures = dict(figures or {})
     config_file = read_json(run_dir.path / "config.json")
     config = config_file["config"]
-    from recbench import rating
+    from recbench import rating_report
 
-    if rating.is_rating_run(config):  # the rating track has a report of its own
-        return rating.render_rating_report(run_dir)
+    if rating_report.is_rating_run(config):  # the rating track has a report of its own
+        return rating_report.render_rating_report(run_dir)
     environment = read_json(run_dir.path / "environment.json")
     dataset_path = run_dir.path / "dataset.json"
     dataset = read_json(dataset_path) if dataset_path.is_file() else None
@@ -139,7 +126,7 @@ def render(run_dir: RunDirectory, figures: Mapping[str, str] | None = None) -> s
             means = [g["metrics"][name]["mean"] for g in group if name in g["metrics"]]
             cis = [g["metrics"][name]["ci95"] for g in group if name in g["metrics"]]
             if means:
-                aggregated[(protocol, label, name)] = _seed_aggregate(means, cis)
+                aggregated[(protocol, label, name)] = over_seeds(means, cis)
 
     baselines = {label for label, entry in config["models"].items() if entry.get("baseline")}
     tests = {
@@ -167,35 +154,9 @@ def render(run_dir: RunDirectory, figures: Mapping[str, str] | None = None) -> s
         "",
     ]
 
-    lines += ["## Environment", ""]
-    if config_file.get("command"):
-        lines += [f"- Command: `{config_file['command']}`"]
-    lines += [
-        f"- recbench {environment.get('recbench')} (git {environment.get('git') or 'unknown'}), "
-        f"plugin API {environment.get('plugin_api')}",
-        f"- Python {environment.get('python')}, torch {environment.get('torch')}, "
-        f"numpy {environment.get('numpy')}, {environment.get('platform')}",
-        f"- Device: {environment.get('device')}"
-        + (f" ({environment['gpu']})" if environment.get("gpu") else "")
-        + f", torch threads: {environment.get('torch_threads')}",
-        "- Plugins: " + ", ".join(f"{d} {v}" for d, v in environment.get("plugins", [])),
-        "",
-    ]
-
+    lines += environment_section(config_file, environment)
     if dataset:
-        stats = dataset["statistics"]
-        lines += ["## Dataset", ""]
-        ordered = sorted(
-            stats,
-            key=lambda key: (
-                STATISTICS_ORDER.index(key) if key in STATISTICS_ORDER else len(STATISTICS_ORDER),
-                key,
-            ),
-        )
-        rows = [[key.replace("_", " "), _format_stat(stats[key])] for key in ordered]
-        lines += [markdown_table(rows, ["statistic", "value"]), ""]
-        prep = ", ".join(f"{k}={v}" for k, v in dataset.get("preprocessing", {}).items())
-        lines += [f"Preprocessing: {escape(prep)}.", ""]
+        lines += dataset_section(dataset)
 
     lines += ["## Protocol", ""]
     split = config.get("split", {})
@@ -330,6 +291,51 @@ def _sweep_section(
         lines += [f"`{escape(model_id)}`, one cell per value:", ""]
         lines += [markdown_table(rows, headers), ""]
     return lines
+
+
+def environment_section(
+    config_file: Mapping[str, Any], environment: Mapping[str, Any]
+) -> list[str]:
+    """The lines of the Environment section: the command line (from ``config.json``),
+    versions, device and plugins (from ``environment.json``)."""
+    lines = ["## Environment", ""]
+    if config_file.get("command"):
+        lines += [f"- Command: `{config_file['command']}`"]
+    return [
+        *lines,
+        f"- recbench {environment.get('recbench')} (git {environment.get('git') or 'unknown'}), "
+        f"plugin API {environment.get('plugin_api')}",
+        f"- Python {environment.get('python')}, torch {environment.get('torch')}, "
+        f"numpy {environment.get('numpy')}, {environment.get('platform')}",
+        f"- Device: {environment.get('device')}"
+        + (f" ({environment['gpu']})" if environment.get("gpu") else "")
+        + f", torch threads: {environment.get('torch_threads')}",
+        "- Plugins: " + ", ".join(f"{d} {v}" for d, v in environment.get("plugins", [])),
+        "",
+    ]
+
+
+def dataset_section(dataset: Mapping[str, Any]) -> list[str]:
+    """The lines of the Dataset section: the statistics and preprocessing options of
+    ``dataset.json``."""
+    stats = dataset["statistics"]
+    ordered = sorted(
+        stats,
+        key=lambda key: (
+            STATISTICS_ORDER.index(key) if key in STATISTICS_ORDER else len(STATISTICS_ORDER),
+            key,
+        ),
+    )
+    rows = [[key.replace("_", " "), _format_stat(stats[key])] for key in ordered]
+    prep = ", ".join(f"{k}={v}" for k, v in dataset.get("preprocessing", {}).items())
+    return [
+        "## Dataset",
+        "",
+        markdown_table(rows, ["statistic", "value"]),
+        "",
+        f"Preprocessing: {escape(prep)}.",
+        "",
+    ]
 
 
 def _format_stat(value: Any) -> str:

@@ -16,18 +16,24 @@ renamed, so an interrupted run never leaves a half-written file behind, and a re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import shlex
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+import recbench
 from recbench.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from recbench.data import PreparedData
 
 SCHEMA_VERSION = 1
 
@@ -80,6 +86,13 @@ def cell_name(dataset: str, model_label: str, protocol: str, seed: int) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "-", raw).strip("-")
 
 
+def key_of(payload: Mapping[str, Any]) -> str:
+    """A cell's key: a hash of ``payload``, everything that changes the cell's result
+    (the first 20 hex digits of the SHA-256 of its JSON, keys sorted)."""
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
 @dataclass
 class RunDirectory:
     """A run directory on disk."""
@@ -124,6 +137,40 @@ class RunDirectory:
         if not (path / "config.json").is_file():
             raise ConfigError("not a recbench run directory (no config.json)", where=str(path))
         return cls(path)
+
+    def write_run_files(
+        self,
+        *,
+        command: Sequence[str] | None,
+        config: Mapping[str, Any],
+        environment: Mapping[str, Any],
+        data: PreparedData,
+        **dataset_fields: Any,
+    ) -> None:
+        """Write what a run was made of: ``config.json`` (the resolved ``config``, the
+        command line and recbench's version), ``environment.json`` and ``dataset.json``
+        (the prepared data's name, id, key, statistics and preprocessing, and
+        ``dataset_fields``)."""
+        write_json(
+            self.path / "config.json",
+            {
+                "command": shlex.join(command) if command else None,
+                "recbench": recbench.__version__,
+                "config": config,
+            },
+        )
+        write_json(self.path / "environment.json", environment)
+        write_json(
+            self.path / "dataset.json",
+            {
+                "name": data.name,
+                "id": data.dataset_id,
+                "key": data.key,
+                "statistics": data.statistics,
+                "preprocessing": data.preprocessing,
+                **dataset_fields,
+            },
+        )
 
     # -- cells ---------------------------------------------------------------------------
     def cell_json(self, name: str) -> Path:

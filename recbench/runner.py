@@ -8,10 +8,6 @@ are finished with the same key. A model that raises is marked failed and the run
 
 from __future__ import annotations
 
-import hashlib
-import json
-import random
-import shlex
 import time
 import traceback
 from collections.abc import Collection, Mapping
@@ -19,11 +15,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 import recbench
-from recbench import ablation, latency, sweep
+from recbench import ablation, latency
 from recbench.config import CORE_SECTIONS, EvaluationOptions, RunConfig, check_sections
 from recbench.contracts import FitContext
 from recbench.data import PreparedData, prepare_dataset
@@ -32,32 +27,17 @@ from recbench.errors import ConfigError
 from recbench.evaluation import EvaluationResult, evaluate
 from recbench.export import ExportOptions
 from recbench.options import as_dict, parse_options
+from recbench.plans import MetricPlan, ModelPlan, metric_plans, model_plans, task_metrics
 from recbench.preprocess import PreprocessOptions
 from recbench.progress import Progress
 from recbench.protocols import Queries, build_queries, canonical_protocol
-from recbench.registry import PluginInfo, Registry
-from recbench.results import RunDirectory, cell_name, write_json
+from recbench.registry import Registry
+from recbench.results import RunDirectory, cell_name, key_of
+from recbench.seeding import seed_everything
 from recbench.settings import Settings
 from recbench.splits import Split, SplitOptions, make_split
 
 VALIDATION_PROTOCOL = "last-item"
-
-
-@dataclass(frozen=True)
-class ModelPlan:
-    """A model of the run: its plugin, parsed options, and label (the id, or the id
-    with the swept option values for a variant of a sweep, ``moc[mixtures=2]``)."""
-
-    info: PluginInfo
-    options: Any
-    label: str
-    swept: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class MetricPlan:
-    info: PluginInfo
-    options: Any
 
 
 @dataclass(frozen=True)
@@ -78,28 +58,11 @@ class RunPlan:
     def resolved(self) -> dict[str, Any]:
         """The fully resolved configuration, as stored with the results."""
         return {
-            "models": {
-                m.label: {
-                    "id": m.info.id,
-                    "version": m.info.version,
-                    "options": as_dict(m.options),
-                    **({"swept": dict(m.swept)} if m.swept else {}),
-                    **({"baseline": True} if getattr(m.info.cls, "baseline", False) else {}),
-                }
-                for m in self.models
-            },
+            "models": {m.label: m.resolved() for m in self.models},
             "dataset": {"name": self.config.dataset, "options": dict(self.dataset_options)},
             "protocols": list(self.protocols),
             "seeds": list(self.config.seeds),
-            "metrics": {
-                m.info.id: {
-                    "version": m.info.version,
-                    "options": as_dict(m.options),
-                    "higher_is_better": bool(m.info.cls.higher_is_better),
-                    "per_query": bool(m.info.cls.per_query),
-                }
-                for m in self.metrics
-            },
+            "metrics": {m.info.id: m.resolved() for m in self.metrics},
             "cutoffs": list(self.config.cutoffs),
             "preprocess": as_dict(self.preprocess),
             "split": as_dict(self.split),
@@ -117,22 +80,14 @@ def plan_run(config: RunConfig, registry: Registry) -> RunPlan:
     """Look up every name and parse every option of ``config``; raise on the first error."""
     options = config.options
     models = tuple(
-        plan
-        for name in config.models
-        for plan in _model_plans(registry.get("model", name), options)
+        plan for name in config.models for plan in model_plans(registry.get("model", name), options)
     )
-    metric_infos = [registry.get("metric", name) for name in config.metrics] or [
-        info for info in registry.all("metric") if info.task == "ranking"
-    ]
+    metric_infos = [registry.get("metric", name) for name in config.metrics] or task_metrics(
+        registry, "ranking"
+    )
     if not metric_infos:
         raise ConfigError("no metric is registered", hint="check 'recbench list metrics'")
-    metrics = tuple(
-        MetricPlan(
-            info,
-            parse_options(info.cls.Options, options.get(info.id, {}), owner=f"metric '{info.id}'"),
-        )
-        for info in metric_infos
-    )
+    metrics = metric_plans(metric_infos, options)
     protocols = tuple(dict.fromkeys(canonical_protocol(p) for p in config.protocols))
     dataset_id = config.dataset.partition(":")[0]
     dataset_info = registry.get("dataset", dataset_id)
@@ -170,20 +125,6 @@ def plan_run(config: RunConfig, registry: Registry) -> RunPlan:
     )
 
 
-def _model_plans(info: PluginInfo, options: Mapping[str, Mapping[str, Any]]) -> list[ModelPlan]:
-    """One plan per variant of the model's options (:mod:`recbench.sweep`)."""
-    variants = sweep.expand(info.id, info.cls.Options, options.get(info.id, {}))
-    return [
-        ModelPlan(
-            info,
-            parse_options(info.cls.Options, variant.values, owner=f"model '{variant.label}'"),
-            variant.label,
-            dict(variant.swept),
-        )
-        for variant in variants
-    ]
-
-
 def execute(
     config: RunConfig,
     *,
@@ -205,10 +146,11 @@ def execute(
     with ``force_export``) are trained again with the run's configuration and seeds,
     then exported and timed (``recbench export``).
     """
-    from recbench import rating
+    from recbench import rating_runner
+    from recbench.rating import RATING_TASK
 
-    if rating.run_task(config, registry) == rating.RATING_TASK:  # recbench.rating runs it
-        return rating.execute_rating(
+    if rating_runner.run_task(config, registry) == RATING_TASK:  # recbench.rating_runner runs it
+        return rating_runner.execute_rating(
             config,
             out=out,
             resume=resume,
@@ -229,25 +171,12 @@ def execute(
     run_dir = RunDirectory.create(out, resume=resume or export_only is not None)
     exclude_seen = _exclude_seen(plan.evaluation, data)
     if export_only is None:  # an export keeps the record of the run it exports
-        write_json(
-            run_dir.path / "config.json",
-            {
-                "command": shlex.join(command) if command else None,
-                "recbench": recbench.__version__,
-                "config": plan.resolved(),
-            },
-        )
-        write_json(run_dir.path / "environment.json", describe_environment(registry, device))
-        write_json(
-            run_dir.path / "dataset.json",
-            {
-                "name": data.name,
-                "id": data.dataset_id,
-                "key": data.key,
-                "statistics": data.statistics,
-                "preprocessing": data.preprocessing,
-                "exclude_seen": exclude_seen,
-            },
+        run_dir.write_run_files(
+            command=command,
+            config=plan.resolved(),
+            environment=describe_environment(registry, device),
+            data=data,
+            exclude_seen=exclude_seen,
         )
     metrics = {m.info.id: m.info.cls(m.options) for m in plan.metrics}
 
@@ -360,15 +289,7 @@ def cell_key(
         "seed": seed,
         **({"ablation": ablation} if ablation else {}),
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
-        :20
-    ]
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    return key_of(payload)
 
 
 def _run_model(
@@ -416,13 +337,8 @@ def _run_model(
     evaluation = plan.evaluation
     batch_size = evaluation.batch_size or None
     base = {
-        "model": model_plan.info.id,
-        "model_label": label,
+        **model_plan.cell_fields(label),
         **({"ablation": ablation} if ablation else {}),
-        "model_version": model_plan.info.version,
-        "model_options": as_dict(model_plan.options),
-        "model_distribution": model_plan.info.distribution,
-        "model_distribution_version": model_plan.info.distribution_version,
         "dataset": data.name,
         "dataset_key": data.key,
         "seed": seed,
@@ -468,7 +384,7 @@ def _run_model(
     )
     done: set[str] = set()
     try:
-        _seed_everything(seed)
+        seed_everything(seed)
         model = model_plan.info.cls(model_plan.options)
         progress.log(f"Training {label} on {data.name} (seed {seed}, {len(split.train):,} users)")
         started = time.perf_counter()

@@ -1,8 +1,10 @@
-"""Summaries of metric values: the mean and its 95% confidence interval."""
+"""Summaries of metric values: the mean and its 95% confidence interval, over queries
+(or rating events) and over seeds."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,3 +46,20 @@ def summarize(values: np.ndarray) -> MetricSummary:
     n = len(values)
     ci95 = _Z_975 * float(values.std(ddof=1)) / math.sqrt(n) if n > 1 else None
     return MetricSummary(mean=float(values.mean()), ci95=ci95, n=n)
+
+
+def over_seeds(means: Sequence[float], cis: Sequence[float | None]) -> tuple[float, float | None]:
+    """The mean of one metric's per-seed ``means`` and its 95% CI half-width.
+
+    With several seeds the half-width is Student t's over seeds,
+    ``t(0.975, S - 1) * s / sqrt(S)`` with ``s`` the sample standard deviation of the ``S``
+    means; with one seed it is that seed's own half-width ``cis[0]`` (over its queries or
+    events), ``None`` when the seed has none.
+    """
+    if len(means) == 1:
+        return float(means[0]), cis[0]
+    from scipy import stats
+
+    values = np.asarray(means, dtype=float)
+    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+    return float(values.mean()), float(half)

@@ -36,7 +36,6 @@ import dataclasses
 import functools
 import inspect
 import math
-import random
 import tempfile
 import typing
 from collections.abc import Callable, Mapping
@@ -614,6 +613,7 @@ def _check_model(checker: _Checker, options: Mapping[str, Any], settings: _Setti
     import torch
 
     from recbench.options import option_fields
+    from recbench.seeding import seed_everything
 
     values = dict(options)
     fields = option_fields(checker.cls.Options)
@@ -629,7 +629,7 @@ def _check_model(checker: _Checker, options: Mapping[str, Any], settings: _Setti
 
     data = settings.tiny_data()
     device = torch.device(settings.device)
-    _seed(0)
+    seed_everything(0)
     checker.call(
         f"fit() on the tiny data ({len(data.train):,} users, {data.n_items} items)",
         model.fit,
@@ -644,15 +644,6 @@ def _check_model(checker: _Checker, options: Mapping[str, Any], settings: _Setti
             _check_cell(checker, model, data, device)
     if settings.learns:
         _check_learns(checker, model, data, device, epoch_key, values.get(epoch_key or ""))
-
-
-def _seed(seed: int) -> None:
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def _sample_queries(queries: Queries, count: int) -> np.ndarray:
@@ -1065,6 +1056,7 @@ def _check_rating_model(checker: _Checker, options: Mapping[str, Any], settings:
     from recbench.errors import PluginError
     from recbench.options import option_fields
     from recbench.rating import max_history_of
+    from recbench.seeding import seed_everything
 
     values = dict(options)
     fields = option_fields(checker.cls.Options)
@@ -1078,7 +1070,7 @@ def _check_rating_model(checker: _Checker, options: Mapping[str, Any], settings:
         raise checker.fail(exc.what) from None
     split = settings.tiny_data().ratings
     device = torch.device(settings.device)
-    _seed(0)
+    seed_everything(0)
     checker.call(
         f"fit() on the tiny rating data ({len(split.train):,} training ratings, "
         f"{split.n_users:,} users, {split.n_items} items)",

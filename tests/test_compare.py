@@ -174,6 +174,58 @@ def test_counts_compare_like_rates(tmp_path, capsys):
     assert ["+", "pop", "half-split", "item_coverage@10 ↑", "26", "20", "0.769"] in table(out)
 
 
+def write_rating_run(path: Path, rmse: float) -> Path:
+    """A rating run of ``mf``: config.json lists ``rmse`` only, the cell also holds
+    ``rmse_stars``, and both metric entries record their direction as a rating run
+    writes them."""
+    run_dir = RunDirectory.create(path, resume=False)
+    write_json(
+        run_dir.path / "config.json",
+        {
+            "command": "recbench run --protocols rating ...",
+            "recbench": recbench.__version__,
+            "config": {
+                "models": {"mf": {"id": "mf", "options": {}}},
+                "dataset": {"name": "ml-100k"},
+                "protocols": ["rating"],
+                "seeds": [0],
+                "metrics": {"rmse": {"higher_is_better": False, "per_query": True}},
+            },
+        },
+    )
+    metrics = {
+        name: {"mean": value, "ci95": None, "n": 4, "per_query": False, "higher_is_better": False}
+        for name, value in {"rmse": rmse, "rmse_stars": rmse * 4}.items()
+    }
+    cell = {
+        "dataset": "ml-100k",
+        "model": "mf",
+        "model_label": "mf",
+        "protocol": "rating",
+        "seed": 0,
+        "status": "ok",
+        "n_queries": 4,
+        "metrics": metrics,
+    }
+    run_dir.write_cell(cell_name("ml-100k", "mf", "rating", 0), cell, {})
+    return run_dir.path
+
+
+def test_the_direction_recorded_in_the_cells_wins(tmp_path, capsys):
+    # rmse_stars is not in config.json's metric list: its direction comes from the cells
+    a = write_rating_run(tmp_path / "a", rmse=0.20)
+    b = write_rating_run(tmp_path / "b", rmse=0.3)
+    comparison = compare(a, b)
+    for name in ("rmse", "rmse_stars"):
+        error = row(comparison, name, model="mf")
+        assert not error.higher_is_better
+        assert error.mark == "+" and error.regressed  # a larger error is a regression
+    code, out, _ = run_cli(capsys, str(a), str(b))
+    assert code == 1
+    assert ["+", "mf", "rating", "rmse_stars ↓", "0.8000", "1.2000", "1.500"] in table(out)
+    assert row(compare(b, a), "rmse_stars", model="mf").mark == "-"
+
+
 @pytest.mark.parametrize(
     ("metric", "a_value", "b_value", "mark", "ratio"),
     [
@@ -349,3 +401,13 @@ def test_compares_real_runs(settings, tmp_path, capsys):
     assert row(comparison, ALL_METRICS, model="markov").mark == "!"
     code, out, _ = run_cli(capsys, str(a), str(b))
     assert code == 0 and out.strip().splitlines()[-1].startswith("OK: no regression")
+
+
+def test_compares_real_rating_runs(settings, tmp_path):
+    kwargs = {"dataset": "synthetic:tiny", "protocols": ["rating"], "settings": settings}
+    a = recbench.run(models=["mean"], out=tmp_path / "a", **kwargs).path
+    b = recbench.run(models=["mean"], out=tmp_path / "b", **kwargs).path
+    rows = {r.metric: r for r in compare(a, b).rows}
+    assert set(rows) == {"rmse", "mae", "rmse_stars", "mae_stars"}
+    assert not any(r.higher_is_better for r in rows.values())  # errors: lower is better
+    assert {r.mark for r in rows.values()} == {"~"}
