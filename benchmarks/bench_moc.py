@@ -20,7 +20,8 @@ batch 224, windows of up to 200 items):
 
 ``os.getloadavg()`` is recorded before and after every measurement: on a shared machine,
 compare numbers only within one run. Prints markdown tables (``--json FILE`` also writes
-the raw numbers).
+the raw numbers). Preparing a dataset and timing on a device work as in ``bench_rnn.py``,
+whose helpers it imports.
 """
 
 from __future__ import annotations
@@ -38,46 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-
-def settings_for(cache: Path) -> Any:
-    from recbench.settings import Settings
-
-    root = os.environ.get("RECBENCH_DATA")
-    data_root = Path(root) if root else cache / "no-raw-data"
-    return Settings(data_root=data_root, cache_root=cache / "cache", offline=True)
-
-
-def prepare(dataset: str, cache: Path) -> tuple[Any, Any]:
-    """(registry, split) of ``dataset`` as a run prepares it (seed 0)."""
-    from recbench.data import prepare_dataset
-    from recbench.preprocess import PreprocessOptions
-    from recbench.progress import Progress
-    from recbench.registry import discover
-    from recbench.splits import SplitOptions, make_split
-
-    registry = discover()
-    data = prepare_dataset(
-        dataset, {}, PreprocessOptions(), registry, settings_for(cache), Progress.silent()
-    )
-    return registry, make_split(data.sequences, SplitOptions(), 0)
-
-
-def fit_context(train: Any, device: torch.device, registry: Any) -> Any:
-    from recbench.contracts import FitContext
-
-    return FitContext(
-        n_items=train.n_items,
-        device=device,
-        seed=0,
-        item_counts=train.item_counts(),
-        registry=registry,
-    )
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from bench_rnn import fit_context, markdown_table, prepare, synchronize
 
 
 def time_item2vec(train: Any, device: torch.device, rounds: int) -> dict[str, Any]:
@@ -146,12 +108,6 @@ def time_epochs(
             "loadavg": loads,
         }
     return out
-
-
-def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def bench_dataset(args: argparse.Namespace, dataset: str, device: torch.device) -> dict[str, Any]:

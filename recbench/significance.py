@@ -43,7 +43,7 @@ Sakai, T. (2014). Statistical reform in information retrieval? *SIGIR Forum* 48(
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 import numpy as np
@@ -158,6 +158,22 @@ def _family(pvalues: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     return p, valid
 
 
+def _adjusted(pvalues: ArrayLike, adjust_sorted: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``pvalues`` adjusted by ``adjust_sorted`` (the valid p-values sorted ascending ->
+    their adjusted values, in that order), capped at 1, in the order given; NaN entries
+    stay NaN and are not passed on."""
+    p, valid = _family(pvalues)
+    adjusted = np.full(p.shape, np.nan)
+    values = p[valid]
+    if values.size == 0:
+        return adjusted
+    order = np.argsort(values, kind="stable")
+    result = np.empty(values.size)
+    result[order] = np.minimum(adjust_sorted(values[order]), 1.0)
+    adjusted[valid] = result
+    return adjusted
+
+
 def holm(pvalues: ArrayLike) -> np.ndarray:
     """Holm–Bonferroni adjusted p-values (float ``[m]``), in the order given.
 
@@ -166,19 +182,12 @@ def holm(pvalues: ArrayLike) -> np.ndarray:
     is at most ``alpha`` controls the family-wise error rate at ``alpha``. NaN entries stay
     NaN and do not count in ``m``.
     """
-    p, valid = _family(pvalues)
-    adjusted = np.full(p.shape, np.nan)
-    values = p[valid]
-    m = values.size
-    if m == 0:
-        return adjusted
-    order = np.argsort(values, kind="stable")
-    scaled = values[order] * (m - np.arange(m))
-    stepped = np.minimum(np.maximum.accumulate(scaled), 1.0)
-    result = np.empty(m)
-    result[order] = stepped
-    adjusted[valid] = result
-    return adjusted
+
+    def step_down(ascending: np.ndarray) -> np.ndarray:
+        m = ascending.size
+        return np.maximum.accumulate(ascending * (m - np.arange(m)))
+
+    return _adjusted(pvalues, step_down)
 
 
 def benjamini_hochberg(pvalues: ArrayLike) -> np.ndarray:
@@ -189,19 +198,13 @@ def benjamini_hochberg(pvalues: ArrayLike) -> np.ndarray:
     most ``alpha`` controls the false discovery rate at ``alpha`` (for independent or
     positively dependent tests). NaN entries stay NaN and do not count in ``m``.
     """
-    p, valid = _family(pvalues)
-    adjusted = np.full(p.shape, np.nan)
-    values = p[valid]
-    m = values.size
-    if m == 0:
-        return adjusted
-    order = np.argsort(values, kind="stable")
-    scaled = values[order] * m / np.arange(1, m + 1)
-    stepped = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
-    result = np.empty(m)
-    result[order] = stepped
-    adjusted[valid] = result
-    return adjusted
+
+    def step_up(ascending: np.ndarray) -> np.ndarray:
+        m = ascending.size
+        scaled = ascending * m / np.arange(1, m + 1)
+        return np.minimum.accumulate(scaled[::-1])[::-1]
+
+    return _adjusted(pvalues, step_up)
 
 
 def adjust(pvalues: ArrayLike, correction: Correction = "holm") -> np.ndarray:

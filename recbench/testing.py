@@ -606,21 +606,40 @@ def _construct(checker: _Checker, values: Mapping[str, Any]) -> Any:
     return checker.call(f"{checker.cls.__name__}(options)", checker.cls, options)
 
 
-# -- models ----------------------------------------------------------------------------
-
-
-def _check_model(checker: _Checker, options: Mapping[str, Any], settings: _Settings) -> None:
-    import torch
-
+def _construct_with_epochs(
+    checker: _Checker, options: Mapping[str, Any], settings: _Settings
+) -> tuple[Any, str | None, Any]:
+    """The model built from ``options``, trained for ``settings.epochs`` when it has one
+    of the :data:`EPOCH_OPTIONS` and ``options`` does not set it; also that option's name
+    (``None`` when it has none) and its value."""
     from recbench.options import option_fields
-    from recbench.seeding import seed_everything
 
     values = dict(options)
     fields = option_fields(checker.cls.Options)
     epoch_key = next((key for key in EPOCH_OPTIONS if key in fields), None)
     if epoch_key is not None and settings.epochs is not None:
         values.setdefault(epoch_key, settings.epochs)
-    model = _construct(checker, values)
+    return _construct(checker, values), epoch_key, values.get(epoch_key or "")
+
+
+def _varied_lengths(lengths: np.ndarray, count: int) -> np.ndarray:
+    """Up to ``count`` rows (sorted indices) with ``lengths`` as varied as possible."""
+    import numpy as np
+
+    order = np.argsort(lengths, kind="stable")
+    picks = np.linspace(0, len(order) - 1, num=min(count, len(order))).round().astype(np.int64)
+    return np.unique(order[picks])
+
+
+# -- models ----------------------------------------------------------------------------
+
+
+def _check_model(checker: _Checker, options: Mapping[str, Any], settings: _Settings) -> None:
+    import torch
+
+    from recbench.seeding import seed_everything
+
+    model, epoch_key, epochs = _construct_with_epochs(checker, options, settings)
     max_length = checker.call("max_length", getattr, model, "max_length")
     if max_length is not None and (
         isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1
@@ -643,16 +662,7 @@ def _check_model(checker: _Checker, options: Mapping[str, Any], settings: _Setti
         if hasattr(model, "cell"):
             _check_cell(checker, model, data, device)
     if settings.learns:
-        _check_learns(checker, model, data, device, epoch_key, values.get(epoch_key or ""))
-
-
-def _sample_queries(queries: Queries, count: int) -> np.ndarray:
-    """Up to ``count`` queries with input lengths as varied as possible."""
-    import numpy as np
-
-    order = np.argsort(queries.input_length, kind="stable")
-    picks = np.linspace(0, len(order) - 1, num=min(count, len(order))).round().astype(np.int64)
-    return np.unique(order[picks])
+        _check_learns(checker, model, data, device, epoch_key, epochs)
 
 
 def _score(checker: _Checker, model: Any, batch: SequenceBatch, what: str) -> torch.Tensor:
@@ -663,7 +673,7 @@ def _check_scores(checker: _Checker, model: Any, data: TinyData, device: torch.d
     import torch
 
     queries = data.queries("iterative")
-    index = _sample_queries(queries, 16)
+    index = _varied_lengths(queries.input_length, 16)
     expected = [len(index), data.n_items + 1]
     for rows in (index, index[:1]):
         batch = queries.model_inputs(rows, model.max_length, device)
@@ -693,7 +703,7 @@ def _check_scores(checker: _Checker, model: Any, data: TinyData, device: torch.d
 def _check_padding(checker: _Checker, model: Any, data: TinyData, device: torch.device) -> None:
     """The scores of an input alone equal its scores left-padded among longer inputs."""
     queries = data.queries("iterative")
-    index = _sample_queries(queries, 12)
+    index = _varied_lengths(queries.input_length, 12)
     padded = queries.model_inputs(index, model.max_length, device)
     together = _score(checker, model, padded, "a padded batch")
     width = int(padded.items.shape[1])
@@ -741,7 +751,9 @@ def _check_cell(checker: _Checker, model: Any, data: TinyData, device: torch.dev
     cell.eval()
     queries = data.queries("iterative")
     steps = min(4, model.max_length or 4)
-    candidates = [q for q in _sample_queries(queries, 64) if queries.input_length[q] >= steps]
+    candidates = [
+        q for q in _varied_lengths(queries.input_length, 64) if queries.input_length[q] >= steps
+    ]
     rows = np.asarray(candidates[-8:], dtype=np.int64)
     batch = queries.model_inputs(rows, steps, device)
     full = _score(checker, model, batch, f"{len(rows)} inputs of {steps} items")
@@ -1005,9 +1017,25 @@ def _check_metric_values(
     import torch
 
     snapshot = {f.name: getattr(ranking, f.name).clone() for f in dataclasses.fields(ranking)}
-    values = checker.call(f"the metric ({where})", metric, ranking, k, context)
+    call = functools.partial(checker.call, f"the metric ({where})", metric, ranking, k, context)
+    values = _metric_output(checker, call(), len(ranking), where, unit="query", units="queries")
+    for name, before in snapshot.items():
+        if not torch.equal(getattr(ranking, name), before):
+            raise checker.fail(f"it modified ranking.{name} in place ({where})")
+    _check_metric_range(
+        checker, values, call, where, name_query=checker.cls.per_query, same="ranking"
+    )
+
+
+def _metric_output(
+    checker: _Checker, values: Any, count: int, where: str, *, unit: str, units: str
+) -> torch.Tensor:
+    """``values``, checked to be floats of the shape ``per_query`` says: one per
+    ``unit`` of the ``count`` given, or a 0-d tensor."""
+    import torch
+
     per_query = checker.cls.per_query
-    expected = [len(ranking)] if per_query else []
+    expected = [count] if per_query else []
     if not isinstance(values, torch.Tensor) or list(values.shape) != expected:
         got = (
             f"shape {list(values.shape)}"
@@ -1015,18 +1043,30 @@ def _check_metric_values(
             else f"a {type(values).__name__}"
         )
         wanted = (
-            f"one value per query, a tensor of shape {expected}"
+            f"one value per {unit}, a tensor of shape {expected}"
             if per_query
             else "a 0-d tensor (per_query is False)"
         )
-        raise checker.fail(
-            f"it returned {got} for {len(ranking)} queries ({where}): return {wanted}"
-        )
+        raise checker.fail(f"it returned {got} for {count} {units} ({where}): return {wanted}")
     if not values.is_floating_point():
         raise checker.fail(f"it returned {values.dtype} values ({where}): return floats")
-    for name, before in snapshot.items():
-        if not torch.equal(getattr(ranking, name), before):
-            raise checker.fail(f"it modified ranking.{name} in place ({where})")
+    return values
+
+
+def _check_metric_range(
+    checker: _Checker,
+    values: torch.Tensor,
+    call: Callable[[], Any],
+    where: str,
+    *,
+    name_query: bool,
+    same: str,
+) -> torch.Tensor:
+    """``values`` as float64 on the CPU, checked to lie within the metric's ``bounds``
+    and to come again from a second ``call()`` on the same ``same`` inputs; with
+    ``name_query`` a value out of bounds is named by its query."""
+    import torch
+
     array = values.detach().to("cpu", torch.float64)
     low, high = checker.cls.bounds
     outside = ~torch.isfinite(array) | (array < low - 1e-9)
@@ -1034,14 +1074,15 @@ def _check_metric_values(
         outside |= array > high + 1e-9
     if outside.any():
         bad = float(array[outside][0])
-        what = f"{bad!r} for query {int(outside.nonzero()[0])}" if per_query else repr(bad)
+        what = f"{bad!r} for query {int(outside.nonzero()[0])}" if name_query else repr(bad)
         raise checker.fail(
             f"it returned {what} ({where}), outside its documented bounds "
             f"[{low}, {'+inf' if high is None else high}]"
         )
-    again = checker.call(f"the metric ({where})", metric, ranking, k, context)
+    again = call()
     if not torch.equal(again.detach().to("cpu", torch.float64), array):
-        raise checker.fail(f"it returned different values for the same ranking ({where})")
+        raise checker.fail(f"it returned different values for the same {same} ({where})")
+    return array
 
 
 # -- rating models and metrics -----------------------------------------------------------
@@ -1054,16 +1095,10 @@ def _check_rating_model(checker: _Checker, options: Mapping[str, Any], settings:
     import torch
 
     from recbench.errors import PluginError
-    from recbench.options import option_fields
     from recbench.rating import max_history_of
     from recbench.seeding import seed_everything
 
-    values = dict(options)
-    fields = option_fields(checker.cls.Options)
-    epoch_key = next((key for key in EPOCH_OPTIONS if key in fields), None)
-    if epoch_key is not None and settings.epochs is not None:
-        values.setdefault(epoch_key, settings.epochs)
-    model = _construct(checker, values)
+    model, epoch_key, epochs = _construct_with_epochs(checker, options, settings)
     try:
         max_history = max_history_of(model)
     except PluginError as exc:
@@ -1084,16 +1119,7 @@ def _check_rating_model(checker: _Checker, options: Mapping[str, Any], settings:
         if max_history != 0:
             _check_rating_padding(checker, model, split.test, max_history, device)
     if settings.learns:
-        _check_rating_learns(checker, model, split, device, epoch_key, values.get(epoch_key or ""))
-
-
-def _sample_events(events: RatingEvents, count: int) -> np.ndarray:
-    """Up to ``count`` events with history lengths as varied as possible."""
-    import numpy as np
-
-    order = np.argsort(events.history_lengths, kind="stable")
-    picks = np.linspace(0, len(order) - 1, num=min(count, len(order))).round().astype(np.int64)
-    return np.unique(order[picks])
+        _check_rating_learns(checker, model, split, device, epoch_key, epochs)
 
 
 def _predict(checker: _Checker, model: Any, batch: Any, what: str) -> torch.Tensor:
@@ -1109,7 +1135,7 @@ def _check_rating_predictions(
 ) -> None:
     import torch
 
-    index = _sample_events(events, 16)
+    index = _varied_lengths(events.history_lengths, 16)
     for rows in (index, index[:1]):
         batch = events.batch(rows, max_history, device)
         predicted = _predict(checker, model, batch, f"a batch of {len(rows)}")
@@ -1147,7 +1173,7 @@ def _check_rating_padding(
     device: torch.device,
 ) -> None:
     """An event predicted alone equals its prediction left-padded among longer histories."""
-    index = _sample_events(events, 12)
+    index = _varied_lengths(events.history_lengths, 12)
     together = events.batch(index, max_history, device)
     predicted = _predict(checker, model, together, "a padded batch")
     width = int(together.history_items.shape[1])
@@ -1272,40 +1298,13 @@ def _rating_metric_values(
     import torch
 
     before = (predicted.clone(), actual.clone())
-    values = checker.call(f"the metric ({where})", metric, predicted, actual, context)
-    per_query = checker.cls.per_query
-    expected = [len(actual)] if per_query else []
-    if not isinstance(values, torch.Tensor) or list(values.shape) != expected:
-        got = (
-            f"shape {list(values.shape)}"
-            if isinstance(values, torch.Tensor)
-            else f"a {type(values).__name__}"
-        )
-        wanted = (
-            f"one value per event, a tensor of shape {expected}"
-            if per_query
-            else "a 0-d tensor (per_query is False)"
-        )
-        raise checker.fail(f"it returned {got} for {len(actual)} events ({where}): return {wanted}")
-    if not values.is_floating_point():
-        raise checker.fail(f"it returned {values.dtype} values ({where}): return floats")
+    call = functools.partial(
+        checker.call, f"the metric ({where})", metric, predicted, actual, context
+    )
+    values = _metric_output(checker, call(), len(actual), where, unit="event", units="events")
     if not (torch.equal(predicted, before[0]) and torch.equal(actual, before[1])):
         raise checker.fail(f"it modified its inputs in place ({where})")
-    array = values.detach().to("cpu", torch.float64)
-    low, high = checker.cls.bounds
-    outside = ~torch.isfinite(array) | (array < low - 1e-9)
-    if high is not None:
-        outside |= array > high + 1e-9
-    if outside.any():
-        bad = float(array[outside][0])
-        raise checker.fail(
-            f"it returned {bad!r} ({where}), outside its documented bounds "
-            f"[{low}, {'+inf' if high is None else high}]"
-        )
-    again = checker.call(f"the metric ({where})", metric, predicted, actual, context)
-    if not torch.equal(again.detach().to("cpu", torch.float64), array):
-        raise checker.fail(f"it returned different values for the same predictions ({where})")
-    return array
+    return _check_metric_range(checker, values, call, where, name_query=False, same="predictions")
 
 
 # -- datasets --------------------------------------------------------------------------

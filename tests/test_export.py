@@ -11,12 +11,12 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from model_checks import fit_context
 from recbench_rnn.gru4rec import GRU4RecModel
 from recbench_rnn.lstm import LSTMModel
 from recbench_rnn.mlstm import MLSTMModel
 from torch import nn
 
-from recbench.contracts import FitContext
 from recbench.export import (
     EXAMPLE_BATCH,
     ExportError,
@@ -35,12 +35,7 @@ N_ITEMS = 40
 MODELS = {"lstm": LSTMModel, "gru4rec": GRU4RecModel, "mlstm": MLSTMModel}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +48,7 @@ def trained():
     for name, cls in MODELS.items():
         size = {"hidden_size": 8} if cls is GRU4RecModel else {"embedding_dim": 8}
         model = cls(replace(cls.Options(), epochs=1, batch_size=16, max_length=10, **size))
-        ctx = FitContext(
-            n_items=N_ITEMS, device=torch.device("cpu"), seed=0, item_counts=train.item_counts()
-        )
-        model.fit(train, None, ctx)
+        model.fit(train, None, fit_context(train))
         models[name] = model
     return models
 

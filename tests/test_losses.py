@@ -13,13 +13,7 @@ from recbench.registry import discover
 LOSS_BY_ID = {cls.id: cls for cls in LOSSES}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster, and immune to a busy second core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def sigmoid(x: float) -> float:

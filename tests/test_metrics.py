@@ -151,6 +151,8 @@ def test_every_metric_registers_through_the_plugin_contract():
         "user_coverage",
         "item_coverage",
         "blockbuster_share",
+        "rmse",
+        "mae",
     }
     for info in registry.all("metric"):
         assert info.cls.__doc__ and info.cls.bounds[0] == 0.0

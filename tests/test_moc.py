@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from model_checks import fit_context
 from recbench_rnn.item2vec import (
     Item2VecOptions,
     count_pairs,
@@ -17,7 +18,7 @@ from recbench_rnn.item2vec import (
 )
 from recbench_rnn.moc import MoCModel, MoCNetwork, MoCOptions
 
-from recbench.contracts import FitContext, SequenceBatch
+from recbench.contracts import SequenceBatch
 from recbench.errors import ConfigError
 from recbench.export import ExportOptions, export_and_check, onnxruntime_session
 from recbench.interactions import Sequences
@@ -27,13 +28,7 @@ from recbench.registry import discover
 N_ITEMS = 13
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster, and immune to a busy second core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # -- item2vec ------------------------------------------------------------------------------
@@ -240,13 +235,7 @@ def fit_small(fine_tune):
         fine_tune=fine_tune,
     )
     model = MoCModel(options)
-    ctx = FitContext(
-        n_items=sequences.n_items,
-        device=torch.device("cpu"),
-        seed=0,
-        item_counts=sequences.item_counts(),
-    )
-    model.fit(sequences, None, ctx)
+    model.fit(sequences, None, fit_context(sequences))
     return model
 
 
@@ -300,13 +289,7 @@ def test_item2vec_and_moc_train_and_score_on_cuda():
         MoCOptions(), dim=8, hidden_size=8, epochs=1, batch_size=16, item2vec_epochs=1
     )
     model = MoCModel(options)
-    ctx = FitContext(
-        n_items=sequences.n_items,
-        device=torch.device("cuda"),
-        seed=0,
-        item_counts=sequences.item_counts(),
-    )
-    model.fit(sequences, None, ctx)
+    model.fit(sequences, None, fit_context(sequences, "cuda"))
     batch = left_padded(ROWS)
     with torch.no_grad():
         scores = model.score(SequenceBatch(batch.items.cuda(), batch.lengths.cuda()))

@@ -311,14 +311,6 @@ def test_ranking_runs_compute_no_rating_metric(settings, tmp_path):
     assert "sps" in metrics and not metrics & {"rmse", "mae", "rmse_stars", "mae_stars"}
 
 
-@pytest.fixture
-def env(settings, monkeypatch):
-    monkeypatch.setenv("RECBENCH_DATA", str(settings.data_root))
-    monkeypatch.setenv("RECBENCH_CACHE", str(settings.cache_root))
-    monkeypatch.setenv("RECBENCH_OFFLINE", "1")
-    return settings
-
-
 @pytest.mark.parametrize(
     ("args", "message"),
     [

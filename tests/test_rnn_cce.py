@@ -8,9 +8,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from model_checks import (
+    assert_cell_is_a_frozen_snapshot,
+    assert_cell_steps_to_the_scores,
+    fit_context,
+)
 from recbench_rnn.rnn_cce import RNNCCEModel, RNNCCENetwork, RNNCCEOptions
 
-from recbench.contracts import FitContext, SequenceBatch
+from recbench.contracts import SequenceBatch
 from recbench.errors import ConfigError
 from recbench.export import ExportOptions, export_and_check
 from recbench.interactions import Sequences
@@ -40,13 +45,7 @@ def variant_id(variant):
     return f"{cell}-{'tied' if tied else 'untied'}-e{e}-h{h}"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster, and immune to a busy second core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def model_of(cell, tied, embedding_dim, hidden_dim, **options):
@@ -86,12 +85,6 @@ def random_sequences(n_rows=40, seed=0):
         [int(i) for i in rng.permutation(N_ITEMS)[: rng.integers(3, 9)] + 1] for _ in range(n_rows)
     ]
     return Sequences.from_lists(rows, N_ITEMS)
-
-
-def fit_context(train, seed=0):
-    return FitContext(
-        n_items=N_ITEMS, device=torch.device("cpu"), seed=seed, item_counts=train.item_counts()
-    )
 
 
 # -- weight tying ------------------------------------------------------------------------
@@ -229,42 +222,13 @@ def test_a_sampled_loss_is_allowed_and_trains_on_sampled_candidates():
 def test_stepping_the_cell_gives_the_scores_of_the_full_forward_pass(variant):
     cell_type, tied, e, h = variant
     model = untrained(variant)
-    rows = [[3, 1, 4, 12, 5], [9], [2, 6, 5]]
-    width = max(map(len, rows))
-    items = torch.tensor([[0] * (width - len(r)) + r for r in rows])  # left-padded
-    lengths = torch.tensor([len(r) for r in rows])
-    with torch.no_grad():
-        scores = model.score(SequenceBatch(items=items, lengths=lengths))
-    assert scores.shape == (3, N_ITEMS + 1)
-    cell = model.cell()
+    cell = assert_cell_steps_to_the_scores(model, [[3, 1, 4, 12, 5], [9], [2, 6, 5]], N_ITEMS)
     assert cell.state_names == (("h", "c") if cell_type == "lstm" else ("h",))
     projected = tied and e != h
     assert (cell.projection_t is not None) == (projected and e < h)
     assert cell.item_matrix.shape == (h if tied and e > h else e if tied else h, N_ITEMS + 1)
     assert cell.item_matrix.is_contiguous()
-    for row, sequence in enumerate(rows):
-        state = cell.initial_state(1)
-        with torch.no_grad():
-            for item in sequence:
-                stepped, *state = cell(torch.tensor([item]), *state)
-        assert torch.allclose(stepped[0], scores[row], rtol=1e-4, atol=1e-4), row
-    # the batch axis is free: all rows at once, prefix by prefix
-    state = cell.initial_state(3)
-    aligned = [r + [0] * (width - len(r)) for r in rows]
-    with torch.no_grad():
-        for t in range(width):
-            stepped, *state = cell(torch.tensor([a[t] for a in aligned]), *state)
-            for row, sequence in enumerate(rows):
-                if t == len(sequence) - 1:
-                    assert torch.allclose(stepped[row], scores[row], rtol=1e-4, atol=1e-4)
-    assert len(state) == len(cell.state_names)
-    # a frozen snapshot
-    before = cell(torch.tensor([1]), *cell.initial_state(1))[0].clone()
-    with torch.no_grad():
-        for parameter in model.network.parameters():
-            parameter.add_(1.0)
-    assert torch.equal(cell(torch.tensor([1]), *cell.initial_state(1))[0], before)
-    assert not any(p.requires_grad for p in cell.parameters())
+    assert_cell_is_a_frozen_snapshot(model, cell)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from model_checks import assert_cell_is_a_frozen_snapshot, assert_cell_steps_to_the_scores
 from recbench_rnn.gru4rec import GRU4RecModel
 from recbench_rnn.lstm import LSTMModel
 from recbench_rnn.mlstm import MLSTMModel
@@ -17,13 +18,7 @@ from recbench.contracts import SequenceBatch
 N_ITEMS = 13
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster, and immune to a busy second core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # -- the recurrences ---------------------------------------------------------------------
@@ -107,42 +102,12 @@ def untrained(model_cls, options):
 @pytest.mark.parametrize(("model_cls", "options"), VARIANTS)
 def test_stepping_the_cell_gives_the_scores_of_the_full_forward_pass(model_cls, options):
     model = untrained(model_cls, options)
-    rows = [[3, 1, 4, 1, 5], [9], [2, 6, 5]]
-    width = max(map(len, rows))
-    items = torch.tensor([[0] * (width - len(r)) + r for r in rows])  # left-padded
-    lengths = torch.tensor([len(r) for r in rows])
-    with torch.no_grad():
-        scores = model.score(SequenceBatch(items=items, lengths=lengths))
-    assert scores.shape == (3, N_ITEMS + 1)
-    cell = model.cell()
-    for row, sequence in enumerate(rows):
-        state = cell.initial_state(1)
-        with torch.no_grad():
-            for item in sequence:
-                stepped, *state = cell(torch.tensor([item]), *state)
-        assert torch.allclose(stepped[0], scores[row], rtol=1e-4, atol=1e-4), row
-    # the batch axis of the cell is free: all rows at once, prefix by prefix
-    state = cell.initial_state(3)
-    aligned = [r + [0] * (width - len(r)) for r in rows]
-    with torch.no_grad():
-        for t in range(width):
-            stepped, *state = cell(torch.tensor([a[t] for a in aligned]), *state)
-            for row, sequence in enumerate(rows):
-                if t == len(sequence) - 1:
-                    assert torch.allclose(stepped[row], scores[row], rtol=1e-4, atol=1e-4)
-    assert len(state) == len(cell.state_names)
+    assert_cell_steps_to_the_scores(model, [[3, 1, 4, 1, 5], [9], [2, 6, 5]], N_ITEMS)
 
 
 def test_cell_is_a_frozen_snapshot():
     model = untrained(LSTMModel, {})
-    cell = model.cell()
-    before = cell(torch.tensor([1]), *cell.initial_state(1))[0].detach().clone()
-    with torch.no_grad():
-        for parameter in model.network.parameters():
-            parameter.add_(1.0)
-    after = cell(torch.tensor([1]), *cell.initial_state(1))[0]
-    assert torch.equal(before, after)
-    assert not any(p.requires_grad for p in cell.parameters())
+    assert_cell_is_a_frozen_snapshot(model, model.cell())
 
 
 def test_score_before_fit_is_an_error():
@@ -196,6 +161,10 @@ def test_the_same_seed_gives_the_same_metrics_twice(settings, tmp_path, model):
             out=tmp_path / f"run{attempt}",
             settings=settings,
         )
-        (cell,) = result.cells
-        metrics.append({k: v["mean"] for k, v in cell["metrics"].items()})
+        # the model's cell and the order check's (the same model on shuffled sequences)
+        cells = {c["model_label"]: c for c in result.cells}
+        assert set(cells) == {model, f"{model} (order-shuffled)"}
+        metrics.append(
+            {(label, k): v["mean"] for label, c in cells.items() for k, v in c["metrics"].items()}
+        )
     assert metrics[0] == metrics[1]

@@ -165,14 +165,6 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-@pytest.fixture
-def env(settings, monkeypatch):
-    monkeypatch.setenv("RECBENCH_DATA", str(settings.data_root))
-    monkeypatch.setenv("RECBENCH_CACHE", str(settings.cache_root))
-    monkeypatch.setenv("RECBENCH_OFFLINE", "1")
-    return settings
-
-
 def test_cli_run_then_report(env, tmp_path, capsys):
     out = tmp_path / "run"
     code, stdout, _ = run_cli(

@@ -10,10 +10,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pytest
 import torch
+from model_checks import fit_context
 from torch import nn
 
 from recbench import hookimpl
-from recbench.contracts import FitContext
 from recbench.errors import ConfigError
 from recbench.interactions import Sequences
 from recbench.registry import discover
@@ -36,13 +36,7 @@ from recbench.training import (
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster, and immune to a busy second core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def random_sequences(seed: int = 0, n_users: int = 30, n_items: int = 20) -> Sequences:
@@ -90,16 +84,6 @@ class Holder:
     """What ctx.validate receives: a model around the network."""
 
     network: nn.Module
-
-
-def context(sequences: Sequences, **kwargs) -> FitContext:
-    return FitContext(
-        n_items=sequences.n_items,
-        device=CPU,
-        seed=0,
-        item_counts=sequences.item_counts(),
-        **kwargs,
-    )
 
 
 # -- windows, batches, lanes -----------------------------------------------------------
@@ -225,7 +209,7 @@ def test_in_batch_negatives_are_the_other_rows_targets_at_the_same_step():
     sequences = random_sequences()
     network = LastItemNetwork(sequences.n_items)
     options = TrainingOptions(loss="bpr", in_batch_negatives=True, negatives=2)
-    trainer = _Trainer(Holder(network), network, sequences, context(sequences), options, "test")
+    trainer = _Trainer(Holder(network), network, sequences, fit_context(sequences), options, "test")
     targets = torch.tensor([[3, 4, 0], [5, 6, 7], [8, 0, 0]])
     hidden = torch.randn(3, 3, 8)
     positive, negative = trainer.predictions(hidden, targets)
@@ -244,7 +228,7 @@ def test_cce_receives_every_item_score():
     sequences = random_sequences()
     network = LastItemNetwork(sequences.n_items)
     options = TrainingOptions(loss="cce")
-    trainer = _Trainer(Holder(network), network, sequences, context(sequences), options, "test")
+    trainer = _Trainer(Holder(network), network, sequences, fit_context(sequences), options, "test")
     targets = torch.tensor([[3, 4, 0]])
     positive, negative = trainer.predictions(torch.randn(1, 3, 8), targets)
     assert negative.shape == (2, sequences.n_items)
@@ -261,7 +245,9 @@ def test_cce_in_blocks_gives_the_gradient_of_the_whole_loss(monkeypatch):
         torch.manual_seed(0)
         network = LastItemNetwork(sequences.n_items)
         options = TrainingOptions(loss="cce")
-        trainer = _Trainer(Holder(network), network, sequences, context(sequences), options, "t")
+        trainer = _Trainer(
+            Holder(network), network, sequences, fit_context(sequences), options, "t"
+        )
         window = torch.tensor([[3, 4, 5, 0], [5, 6, 7, 8], [8, 9, 0, 0]])
         loss, count = trainer.all_candidates_backward(network.encode(window[:, :-1]), window[:, 1:])
         gradients.append((loss, count, [p.grad.clone() for p in network.parameters()]))
@@ -308,7 +294,7 @@ def test_early_stopping_restores_the_best_weights_from_a_weights_only_checkpoint
         assert not model.network.training
         return next(metrics)
 
-    ctx = context(sequences, validate=validate, checkpoint_dir=tmp_path / "ckpt")
+    ctx = fit_context(sequences, validate=validate, checkpoint_dir=tmp_path / "ckpt")
     options = TrainingOptions(epochs=6, patience=3, batch_size=8, loss="bpr")
     history = fit_network(Holder(network), network, sequences, ctx, options, name="test")
     assert [e.metric for e in history.epochs] == [0.1, 0.3, 0.2, 0.25, 0.1]
@@ -325,7 +311,7 @@ def test_without_validation_every_epoch_runs_and_the_last_weights_stay():
     network = LastItemNetwork(sequences.n_items)
     options = TrainingOptions(epochs=3, batch_size=8, loss="bpr", patience=1)
     history = fit_network(
-        Holder(network), network, sequences, context(sequences), options, name="t"
+        Holder(network), network, sequences, fit_context(sequences), options, name="t"
     )
     assert len(history.epochs) == 3 and history.best_epoch is None
     assert all(e.metric is None and e.predictions > 0 for e in history.epochs)
@@ -345,7 +331,7 @@ def test_session_parallel_epoch_trains_on_every_transition():
         negatives=3,
     )
     history = fit_network(
-        Holder(network), network, sequences, context(sequences), options, name="t"
+        Holder(network), network, sequences, fit_context(sequences), options, name="t"
     )
     assert history.epochs[0].predictions == sum(transitions_of(sequences).values())
 
@@ -383,7 +369,7 @@ def registry_with_nan_loss():
 def test_a_nan_loss_stops_training_with_a_clear_message():
     sequences = random_sequences()
     network = LastItemNetwork(sequences.n_items)
-    ctx = context(sequences, registry=registry_with_nan_loss())
+    ctx = fit_context(sequences, registry=registry_with_nan_loss())
     options = TrainingOptions(epochs=2, batch_size=8, loss="nan_loss")
     with pytest.raises(TrainingDiverged, match="the training loss became nan in epoch 1, batch 1"):
         fit_network(Holder(network), network, sequences, ctx, options, name="test")
@@ -402,7 +388,8 @@ def test_a_diverging_model_is_marked_failed_and_the_run_goes_on(settings, tmp_pa
         protocols=["last-item"],
     )
     frame = result.to_dataframe()
-    assert set(frame[frame["status"] == "failed"]["model"]) == {"lstm"}
+    # the order check trains lstm again on shuffled sequences: it diverges too
+    assert set(frame[frame["status"] == "failed"]["model"]) == {"lstm", "lstm (order-shuffled)"}
     assert (frame[frame["model"] == "pop"]["status"] == "ok").all()
     assert "the training loss became nan" in (result.path / "report.md").read_text()
 

@@ -31,7 +31,9 @@ class NoOptions:
 
 
 class _RatingError:
-    """Metadata shared by the rating error metrics."""
+    """What the rating error metrics share: their metadata, and a value per event that is
+    a function (:meth:`error`) of the difference between the predicted and the actual
+    rating."""
 
     version: ClassVar[str] = "1"
     Options: ClassVar[type] = NoOptions
@@ -43,6 +45,16 @@ class _RatingError:
 
     def __init__(self, options: object | None = None):
         self.options = options if options is not None else self.Options()
+
+    def __call__(
+        self, predicted: torch.Tensor, actual: torch.Tensor, ctx: RatingMetricContext
+    ) -> torch.Tensor:
+        return self.error(predicted.to(torch.float64) - actual.to(torch.float64))
+
+    @staticmethod
+    def error(difference: torch.Tensor) -> torch.Tensor:
+        """The per-event error of ``difference = predicted - actual`` (float64 ``[N]``)."""
+        raise NotImplementedError
 
 
 class RootMeanSquaredError(_RatingError):
@@ -61,10 +73,9 @@ class RootMeanSquaredError(_RatingError):
     summary = "Root mean squared error of predicted ratings (per event: the squared error)"
     aggregation: ClassVar[str] = "root_mean"
 
-    def __call__(
-        self, predicted: torch.Tensor, actual: torch.Tensor, ctx: RatingMetricContext
-    ) -> torch.Tensor:
-        return (predicted.to(torch.float64) - actual.to(torch.float64)).square()
+    @staticmethod
+    def error(difference: torch.Tensor) -> torch.Tensor:
+        return difference.square()
 
 
 class MeanAbsoluteError(_RatingError):
@@ -82,10 +93,9 @@ class MeanAbsoluteError(_RatingError):
     summary = "Mean absolute error of predicted ratings"
     aggregation: ClassVar[str] = "mean"
 
-    def __call__(
-        self, predicted: torch.Tensor, actual: torch.Tensor, ctx: RatingMetricContext
-    ) -> torch.Tensor:
-        return (predicted.to(torch.float64) - actual.to(torch.float64)).abs()
+    @staticmethod
+    def error(difference: torch.Tensor) -> torch.Tensor:
+        return difference.abs()
 
 
 RATING_METRICS = (RootMeanSquaredError, MeanAbsoluteError)

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from recbench.contracts import RatingBatch, RatingFitContext
-from recbench.rating import RatingEvents
+from recbench.contracts import RatingFitContext
 from recbench_rating.training import (
+    EventRatingModel,
     RatingTrainingOptions,
-    TrainingRecord,
-    event_batches,
-    event_tensors,
-    fit_rating_network,
-    n_batches,
+    check_at_least_one,
+    check_dropout,
     small_normal_,
 )
 
@@ -35,12 +31,10 @@ class DenseOptions(RatingTrainingOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.dim < 1:
-            raise ValueError(f"dim must be at least 1, got {self.dim}")
+        check_at_least_one(self, "dim")
         if not self.hidden or any(width < 1 for width in self.hidden):
             raise ValueError(f"hidden must list positive widths, got {self.hidden}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        check_dropout(self.dropout)
 
 
 class DenseNetwork(nn.Module):
@@ -80,7 +74,7 @@ class DenseNetwork(nn.Module):
         return (self.users(users).square().sum(-1) + self.items(items).square().sum(-1)).mean()
 
 
-class DenseRating:
+class DenseRating(EventRatingModel):
     """A feed-forward network over the concatenated user and item embeddings.
 
     The user's and the item's embeddings (``dim`` each) are concatenated and passed
@@ -103,42 +97,10 @@ class DenseRating:
     task: ClassVar[str] = "rating"
     Options = DenseOptions
 
-    def __init__(self, options: DenseOptions | None = None):
-        self.options = options or DenseOptions()
-        self.network: DenseNetwork | None = None
-        self.training: TrainingRecord | None = None
+    options: DenseOptions
 
-    @property
-    def max_history(self) -> int:
-        return 0
-
-    def fit(self, train: RatingEvents, valid: RatingEvents | None, ctx: RatingFitContext) -> None:
+    def build_network(self, ctx: RatingFitContext) -> DenseNetwork:
         options = self.options
-        torch.manual_seed(ctx.seed)
-        network = DenseNetwork(
+        return DenseNetwork(
             ctx.n_users, ctx.n_items, options.dim, options.hidden, options.dropout, ctx.mean_rating
         )
-        self.network = network.to(ctx.device)
-        users, items, ratings = event_tensors(train, ctx.device)
-
-        def epoch(generator: torch.Generator) -> Iterable[tuple[Tensor, int]]:
-            for index in event_batches(len(train), options.batch_size, generator, ctx.device):
-                u, i = users[index], items[index]
-                error = network(u, i) - ratings[index]
-                loss = error.square().mean() + options.l2 * network.penalty(u, i)
-                yield loss, len(index)
-
-        self.training = fit_rating_network(
-            self,
-            network,
-            epoch,
-            n_batches(len(train), options.batch_size),
-            ctx,
-            options,
-            name=self.id,
-        )
-
-    def predict(self, batch: RatingBatch) -> Tensor:
-        if self.network is None:
-            raise RuntimeError("DenseRating.predict() called before fit()")
-        return self.network(batch.users, batch.items)

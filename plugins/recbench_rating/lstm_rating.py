@@ -16,8 +16,9 @@ from recbench.rating import RatingEvents, RatingHistory
 from recbench_rating.training import (
     RatingTrainingOptions,
     TrainingRecord,
+    check_at_least_one,
+    check_dropout,
     fit_rating_network,
-    n_batches,
     small_normal_,
 )
 
@@ -44,11 +45,8 @@ class LSTMRatingOptions(RatingTrainingOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("dim", "hidden"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        check_at_least_one(self, "dim", "hidden")
+        check_dropout(self.dropout)
         if self.max_history is not None and self.max_history < 1:
             raise ValueError(f"max_history must be none or at least 1, got {self.max_history}")
 
@@ -181,13 +179,7 @@ class LSTMRating:
                 yield loss / count, int(count)
 
         self.training = fit_rating_network(
-            self,
-            network,
-            epoch,
-            n_batches(len(starts), options.batch_size),
-            ctx,
-            options,
-            name=self.id,
+            self, network, epoch, len(starts), ctx, options, name=self.id
         )
 
     def predict(self, batch: RatingBatch) -> Tensor:

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from recbench.contracts import RatingBatch, RatingFitContext
-from recbench.rating import RatingEvents
+from recbench.contracts import RatingFitContext
 from recbench_rating.training import (
+    EventRatingModel,
     RatingTrainingOptions,
-    TrainingRecord,
-    event_batches,
-    event_tensors,
-    fit_rating_network,
-    n_batches,
+    check_at_least_one,
     small_normal_,
 )
 
@@ -33,8 +28,7 @@ class MFOptions(RatingTrainingOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.dim < 1:
-            raise ValueError(f"dim must be at least 1, got {self.dim}")
+        check_at_least_one(self, "dim")
 
 
 class MFNetwork(nn.Module):
@@ -68,7 +62,7 @@ class MFNetwork(nn.Module):
         ).mean()
 
 
-class MatrixFactorization:
+class MatrixFactorization(EventRatingModel):
     """Biased matrix factorisation trained on the squared error of scaled ratings.
 
     The predicted rating of user ``u`` for item ``i`` is ``μ + b_u + b_i + ⟨p_u, q_i⟩``
@@ -91,40 +85,7 @@ class MatrixFactorization:
     task: ClassVar[str] = "rating"
     Options = MFOptions
 
-    def __init__(self, options: MFOptions | None = None):
-        self.options = options or MFOptions()
-        self.network: MFNetwork | None = None
-        self.training: TrainingRecord | None = None
+    options: MFOptions
 
-    @property
-    def max_history(self) -> int:
-        return 0
-
-    def fit(self, train: RatingEvents, valid: RatingEvents | None, ctx: RatingFitContext) -> None:
-        options = self.options
-        torch.manual_seed(ctx.seed)
-        network = MFNetwork(ctx.n_users, ctx.n_items, options.dim, ctx.mean_rating)
-        self.network = network.to(ctx.device)
-        users, items, ratings = event_tensors(train, ctx.device)
-
-        def epoch(generator: torch.Generator) -> Iterable[tuple[Tensor, int]]:
-            for index in event_batches(len(train), options.batch_size, generator, ctx.device):
-                u, i = users[index], items[index]
-                error = network(u, i) - ratings[index]
-                loss = error.square().mean() + options.l2 * network.penalty(u, i)
-                yield loss, len(index)
-
-        self.training = fit_rating_network(
-            self,
-            network,
-            epoch,
-            n_batches(len(train), options.batch_size),
-            ctx,
-            options,
-            name=self.id,
-        )
-
-    def predict(self, batch: RatingBatch) -> Tensor:
-        if self.network is None:
-            raise RuntimeError("MatrixFactorization.predict() called before fit()")
-        return self.network(batch.users, batch.items)
+    def build_network(self, ctx: RatingFitContext) -> MFNetwork:
+        return MFNetwork(ctx.n_users, ctx.n_items, self.options.dim, ctx.mean_rating)

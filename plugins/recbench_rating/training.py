@@ -2,7 +2,8 @@
 error, early stopping on the validation RMSE, the best weights kept.
 
 A model describes one epoch as an iterable of mini-batch losses (:data:`EpochSteps`); the
-loop does the rest. Each epoch is shown as a progress bar and logged with its training
+loop does the rest. The models that read no history and rate (user, item) pairs share
+their whole ``fit`` and ``predict`` (:class:`EventRatingModel`). Each epoch is shown as a progress bar and logged with its training
 loss and validation RMSE; training stops after ``patience`` epochs without a better
 validation RMSE, and the network ends with the weights of the best epoch (saved as
 ``best.pt``, weights only, when the context gives a checkpoint folder).
@@ -14,12 +15,12 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from recbench.contracts import RatingFitContext
+from recbench.contracts import RatingBatch, RatingFitContext
 from recbench.rating import RatingEvents
 from recbench.training import TrainingDiverged
 
@@ -52,15 +53,27 @@ class RatingTrainingOptions:
     patience: int = 3
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        check_at_least_one(self, "epochs", "batch_size")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.l2 < 0:
             raise ValueError(f"l2 must not be negative, got {self.l2}")
         if self.patience < 0:
             raise ValueError(f"patience must not be negative, got {self.patience}")
+
+
+def check_at_least_one(options: object, *names: str) -> None:
+    """Raise ``ValueError`` when one of the integer options ``names`` is below 1."""
+    for name in names:
+        value = getattr(options, name)
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
+
+
+def check_dropout(dropout: float) -> None:
+    """Raise ``ValueError`` unless ``dropout`` is a rate in ``[0, 1)``."""
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
 
 
 @dataclass
@@ -101,7 +114,7 @@ def fit_rating_network(
     model: Any,
     network: nn.Module,
     epoch: EpochSteps,
-    steps_per_epoch: int,
+    n_examples: int,
     ctx: RatingFitContext,
     options: RatingTrainingOptions,
     *,
@@ -109,7 +122,8 @@ def fit_rating_network(
 ) -> TrainingRecord:
     """Train ``network`` (already on ``ctx.device``) with Adam, epoch by epoch.
 
-    ``ctx.validate(model)`` (the validation RMSE; ``model.predict`` must use ``network``)
+    An epoch covers ``n_examples`` training examples in mini-batches of
+    ``options.batch_size`` (the length of its progress bar). ``ctx.validate(model)`` (the validation RMSE; ``model.predict`` must use ``network``)
     runs after every epoch; the weights of the best epoch are restored at the end.
 
     Raises
@@ -130,7 +144,8 @@ def fit_rating_network(
         total = torch.zeros((), dtype=torch.float64, device=ctx.device)
         count = 0
         with progress.task(
-            f"Training {name}: epoch {number}/{options.epochs}", total=steps_per_epoch
+            f"Training {name}: epoch {number}/{options.epochs}",
+            total=n_batches(n_examples, options.batch_size),
         ) as bar:
             for loss, size in epoch(generator):
                 optimizer.zero_grad(set_to_none=True)
@@ -188,3 +203,54 @@ def small_normal_(weight: Tensor, std: float) -> None:
     """Initialise ``weight`` from ``N(0, std**2)`` in place, without autograd."""
     with torch.no_grad():
         weight.normal_(0.0, std)
+
+
+class EventRatingModel:
+    """A rating model that reads no history: a network rates (user, item) pairs.
+
+    A subclass names its ``Options`` (a :class:`RatingTrainingOptions`) and builds its
+    network in :meth:`build_network`: ``network(users, items)`` gives the predicted
+    ratings ``[B]`` of the pairs and ``network.penalty(users, items)`` the L2 penalty
+    of a mini-batch (a scalar). :meth:`fit` trains it on mini-batches of training
+    events in a seeded random order, on the mean squared error of the scaled ratings
+    plus ``options.l2`` times the penalty (:func:`fit_rating_network`).
+    """
+
+    id: ClassVar[str]
+    Options: ClassVar[type[RatingTrainingOptions]]
+
+    def __init__(self, options: RatingTrainingOptions | None = None):
+        self.options = options or self.Options()
+        self.network: nn.Module | None = None
+        self.training: TrainingRecord | None = None
+
+    @property
+    def max_history(self) -> int:
+        return 0
+
+    def build_network(self, ctx: RatingFitContext) -> nn.Module:
+        """A freshly initialised network for the users and items of ``ctx``."""
+        raise NotImplementedError
+
+    def fit(self, train: RatingEvents, valid: RatingEvents | None, ctx: RatingFitContext) -> None:
+        options = self.options
+        torch.manual_seed(ctx.seed)
+        network = self.build_network(ctx)
+        self.network = network.to(ctx.device)
+        users, items, ratings = event_tensors(train, ctx.device)
+
+        def epoch(generator: torch.Generator) -> Iterable[tuple[Tensor, int]]:
+            for index in event_batches(len(train), options.batch_size, generator, ctx.device):
+                u, i = users[index], items[index]
+                error = network(u, i) - ratings[index]
+                loss = error.square().mean() + options.l2 * network.penalty(u, i)
+                yield loss, len(index)
+
+        self.training = fit_rating_network(
+            self, network, epoch, len(train), ctx, options, name=self.id
+        )
+
+    def predict(self, batch: RatingBatch) -> Tensor:
+        if self.network is None:
+            raise RuntimeError(f"{type(self).__name__}.predict() called before fit()")
+        return self.network(batch.users, batch.items)
