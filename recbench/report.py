@@ -508,15 +508,21 @@ def _summary(
             sentences.append(f"Under {protocol}, {best} reaches {name} = {best_mean:.4f}.")
             continue
         sentence = f"Under {protocol}, **{best}** leads on {name} ({best_mean:.4f}"
+        rival_pool = [m for _, m in scored if (m in baselines) != (best in baselines)]
+        rival = rival_pool[0] if baselines and rival_pool else None
+        kind = "sequence model" if best in baselines else "baseline"
         second_mean, second = scored[1]
         p_second = table.adjusted.get((second, name), (math.nan, math.nan))[1]
-        sentence += f"; next {second} {second_mean:.4f}, " + _significance_words(p_second) + ")"
-        rival_pool = [m for _, m in scored if (m in baselines) != (best in baselines)]
-        if baselines and rival_pool and best != rival_pool[0]:
-            rival = rival_pool[0]
+        sentence += (
+            f"; next {second}"
+            + (f" (the best {kind})" if second == rival else "")
+            + f" {second_mean:.4f}, "
+            + _significance_words(p_second)
+            + ")"
+        )
+        if rival is not None and rival != second:
             rival_mean = aggregated[(protocol, rival, name)][0]
             p_rival = table.adjusted.get((rival, name), (math.nan, math.nan))[1]
-            kind = "sequence model" if best in baselines else "baseline"
             sentence += (
                 f"; the best {kind} is {rival} ({rival_mean:.4f}, "
                 + _significance_words(p_rival)
