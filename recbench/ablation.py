@@ -1,11 +1,17 @@
 """The order check: does the order of the items in a sequence matter on this dataset?
 
-A sequence model is trained and evaluated a second time on the first seed's split with
-every user's items shuffled (train, validation and test alike; seeded): the model can
-then learn co-occurrence but not order. If it does as well shuffled as in order, the
-dataset's sequential signal is not what the sequence models exploit -- on MovieLens,
+On the first seed's split a sequence model is trained a second time on the training
+users' sequences with every user's items shuffled (seeded), and evaluated on **the same
+test queries** as the benchmark with each query's input items shuffled
+(:class:`ShuffledInputs`). The targets do not change -- the next item is still the next
+item -- so the two evaluations are paired query by query, and the only difference is the
+order of what the model reads and learned from. If the model does as well without order,
+the dataset's sequential signal is not what the sequence models exploit -- on MovieLens,
 where many events share a timestamp and the within-timestamp order comes from the file,
 this is worth knowing before reading the results as evidence about sequence modelling.
+
+(Shuffling the test sequences themselves would also change the targets -- a random item
+of the history instead of the latest -- and so mix a change of task into the comparison.)
 
 The runner picks the model (``--order-check``: ``auto`` = the first model of the run
 that has a one-step ``cell()``, i.e. a sequence model; a model label; or ``off``) and
@@ -15,18 +21,22 @@ them with the model's in-order cells of the same seed (the report's "Order check
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+import torch
 
+from recbench import significance
+from recbench.contracts import SequenceBatch
 from recbench.errors import ConfigError, close_matches
 from recbench.interactions import Sequences
 from recbench.splits import Split
 
 ORDER_SHUFFLED = "order-shuffled"
+#: Enters the cells' keys: version 2 keeps the test queries and shuffles their inputs.
+VERSION = "2"
 AUTO = "auto"
 OFF = "off"
 
@@ -52,14 +62,36 @@ def shuffle_order(sequences: Sequences, seed: int) -> Sequences:
     )
 
 
-def shuffled_split(split: Split, seed: int) -> Split:
-    """The same users as ``split``, every sequence shuffled (:func:`shuffle_order`)."""
-    return replace(
-        split,
-        train=shuffle_order(split.train, seed),
-        valid=shuffle_order(split.valid, seed + 1),
-        test=shuffle_order(split.test, seed + 2),
-    )
+def shuffled_training(split: Split, seed: int) -> Split:
+    """``split`` with the training users' sequences shuffled (:func:`shuffle_order`); the
+    validation and test users are left as they are (their queries' inputs are shuffled
+    at scoring time by :class:`ShuffledInputs`)."""
+    return replace(split, train=shuffle_order(split.train, seed))
+
+
+class ShuffledInputs:
+    """A trained model whose every input is read in a random order.
+
+    ``score(batch)`` permutes the real items of each row of the left-padded ``batch``
+    (padding stays on the left) with a seeded generator, then asks the model. Everything
+    else -- ``max_length``, ``id`` -- is the model's.
+    """
+
+    def __init__(self, model: Any, seed: int):
+        self.model = model
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+    def score(self, batch: SequenceBatch) -> torch.Tensor:
+        items, lengths = batch.items, batch.lengths
+        width = items.shape[1]
+        keys = torch.rand(items.shape, generator=self.generator).to(items.device)
+        padding = torch.arange(width, device=items.device)[None, :] < (width - lengths[:, None])
+        keys = keys.masked_fill(padding, -1.0)  # padding sorts first and stays left
+        order = keys.argsort(dim=1)
+        return self.model.score(SequenceBatch(items.gather(1, order), lengths))
 
 
 def choose_model(
@@ -82,9 +114,8 @@ def choose_model(
 
 @dataclass(frozen=True)
 class OrderVerdict:
-    """In-order against shuffled for one metric: the two means, Welch's t-test p-value
-    (queries of the two runs are different queries, so the test is unpaired), and the
-    conclusion in words."""
+    """In-order against shuffled for one metric: the two means over the same queries,
+    the paired Wilcoxon signed-rank test's p-value, and the conclusion in words."""
 
     metric: str
     in_order: float
@@ -96,22 +127,17 @@ class OrderVerdict:
 def order_verdict(
     metric: str, in_order: np.ndarray, shuffled: np.ndarray, alpha: float = 0.05
 ) -> OrderVerdict:
-    """Compare per-query values of ``metric`` (higher is better) in order and shuffled."""
-    from scipy import stats
-
+    """Compare per-query values of ``metric`` (higher is better) on the same queries, in
+    order and shuffled (paired, two-sided Wilcoxon signed-rank test)."""
     a = np.asarray(in_order, dtype=np.float64)
     b = np.asarray(shuffled, dtype=np.float64)
-    if len(a) < 2 or len(b) < 2 or (a.std() == 0 and b.std() == 0):
-        p = 1.0 if a.mean() == b.mean() else 0.0
-    else:
-        p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-    p = 1.0 if math.isnan(p) else p
-    if p >= alpha:
-        conclusion = "no evidence that order matters: shuffled sequences do as well"
+    p = significance.paired_test(a, b, "wilcoxon")
+    if not p < alpha:  # NaN (nothing to test) counts as no evidence
+        conclusion = "no evidence that order matters: the model does as well without it"
     elif a.mean() > b.mean():
-        conclusion = "order matters: shuffling the sequences loses accuracy"
+        conclusion = "order matters: without it the model loses accuracy"
     else:
-        conclusion = "shuffled sequences do better: the order carries no signal this model uses"
+        conclusion = "the model does better without order: it uses none of the order's signal"
     return OrderVerdict(metric, float(a.mean()), float(b.mean()), p, conclusion)
 
 

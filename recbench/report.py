@@ -561,10 +561,11 @@ def _order_check_section(
     lines = [
         "## Order check",
         "",
-        "The model below was trained and evaluated again on the first seed's split with every "
-        "user's items shuffled (training, validation and test alike), so that it can use "
-        "which items a user has but not their order. Welch's t-test on the per-query values "
-        "(different queries, so unpaired).",
+        "The model below was trained again on the first seed's training users with every "
+        "user's items shuffled, and evaluated on the same test queries with each query's "
+        "input items shuffled: the targets are unchanged, so it can use which items a user "
+        "has but not their order. Two-sided Wilcoxon signed-rank test, paired over the "
+        "queries (not corrected for the several metrics shown).",
         "",
     ]
     rows = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -217,7 +217,18 @@ def execute(
             )
         if plan.order_check is not None and seed == config.seeds[0] and export_only is None:
             _run_order_check(
-                run_dir, plan, data, split, seed, metrics, exclude_seen, device, progress, registry
+                run_dir,
+                plan,
+                data,
+                split,
+                seed,
+                test_queries,
+                valid_queries,
+                metrics,
+                exclude_seen,
+                device,
+                progress,
+                registry,
             )
     return run_dir
 
@@ -228,34 +239,33 @@ def _run_order_check(
     data: PreparedData,
     split: Split,
     seed: int,
+    test_queries: Mapping[str, Queries],
+    valid_queries: Queries | None,
     metrics: Mapping[str, Any],
     exclude_seen: bool,
     device: torch.device,
     progress: Progress,
     registry: Registry | None,
 ) -> None:
-    """Train and evaluate the order-check model on shuffled sequences
-    (:mod:`recbench.ablation`)."""
+    """Train the order-check model on shuffled training sequences and evaluate it on the
+    benchmark's queries with shuffled inputs (:mod:`recbench.ablation`)."""
     model_plan = next(m for m in plan.models if m.label == plan.order_check)
-    shuffled = ablation.shuffled_split(split, seed)
-    valid_queries = (
-        build_queries(VALIDATION_PROTOCOL, shuffled.valid) if len(shuffled.valid) else None
-    )
     _run_model(
         run_dir,
         plan,
         model_plan,
         data,
-        shuffled,
+        ablation.shuffled_training(split, seed),
         seed,
-        {p: build_queries(p, shuffled.test) for p in plan.protocols},
-        valid_queries if valid_queries is not None and len(valid_queries) else None,
+        test_queries,
+        valid_queries,
         metrics,
         exclude_seen,
         device,
         progress,
         registry,
         ablation=ablation.ORDER_SHUFFLED,
+        reads=lambda model: ablation.ShuffledInputs(model, seed),
     )
 
 
@@ -271,7 +281,7 @@ def cell_key(
     data: PreparedData,
     protocol: str,
     seed: int,
-    ablation: str | None = None,
+    ablation_id: str | None = None,
 ) -> str:
     """Hash of everything that changes a cell's result."""
     resolved = plan.resolved()
@@ -287,7 +297,7 @@ def cell_key(
         "cutoffs": resolved["cutoffs"],
         "protocol": protocol,
         "seed": seed,
-        **({"ablation": ablation} if ablation else {}),
+        **({"ablation": ablation_id, "ablation_version": ablation.VERSION} if ablation_id else {}),
     }
     return key_of(payload)
 
@@ -310,7 +320,11 @@ def _run_model(
     export_only: bool = False,
     force_export: bool = False,
     ablation: str | None = None,
+    reads: Callable[[Any], Any] | None = None,
 ) -> None:
+    """Fit one model on ``split`` and write its cells; ``reads`` wraps the trained model
+    for every evaluation (validation and test), as the order check does."""
+    as_evaluated = reads or (lambda model: model)
     label = model_plan.label + (f" ({ablation})" if ablation else "")
     names = {p: cell_name(data.name, label, p, seed) for p in plan.protocols}
     keys = {p: cell_key(plan, model_plan, data, p, seed, ablation) for p in plan.protocols}
@@ -356,7 +370,7 @@ def _run_model(
         assert valid_queries is not None
         metric_id, _, k = evaluation.validation_metric.partition("@")
         result = evaluate(
-            model,
+            as_evaluated(model),
             valid_queries,
             {metric_id: metrics[metric_id]} if metric_id in metrics else {},
             cutoffs=(int(k),),
@@ -392,7 +406,7 @@ def _run_model(
         fit_seconds = time.perf_counter() - started
         for protocol in pending:
             result = evaluate(
-                model,
+                as_evaluated(model),
                 test_queries[protocol],
                 metrics,
                 cutoffs=plan.config.cutoffs,

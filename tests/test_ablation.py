@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 import recbench
-from recbench.ablation import choose_model, order_verdict, shuffle_order
+import torch
+
+from recbench.ablation import ShuffledInputs, choose_model, order_verdict, shuffle_order
+from recbench.contracts import SequenceBatch
 from recbench.errors import ConfigError
 from recbench.interactions import Sequences
 from recbench.results import RunDirectory
@@ -45,18 +48,56 @@ def test_shuffling_a_selection_keeps_rows_apart():
     assert sorted(shuffled.sequence(1)) == [4, 5, 6, 7]
 
 
+class _Recorder:
+    """Scores each item by the position it was read at (so order shows in the scores)."""
+
+    max_length = None
+    id = "recorder"
+
+    def __init__(self):
+        self.batches = []
+
+    def score(self, batch):
+        self.batches.append(batch.items.clone())
+        scores = torch.zeros(len(batch.items), 20)
+        positions = torch.arange(batch.items.shape[1], dtype=torch.float32) + 1
+        return scores.scatter_add(1, batch.items, positions.expand_as(batch.items).clone())
+
+
+def test_shuffled_inputs_permute_each_row_and_keep_padding_left():
+    model = _Recorder()
+    wrapped = ShuffledInputs(model, seed=0)
+    items = torch.tensor([[0, 0, 0, 5, 6, 7], [1, 2, 3, 4, 8, 9], [0, 0, 0, 0, 0, 11]])
+    lengths = torch.tensor([3, 6, 1])
+    changed = False
+    for _ in range(5):
+        wrapped.score(SequenceBatch(items, lengths))
+        seen = model.batches[-1]
+        assert (seen[0, :3] == 0).all() and sorted(seen[0, 3:].tolist()) == [5, 6, 7]
+        assert sorted(seen[1].tolist()) == [1, 2, 3, 4, 8, 9]
+        assert seen[2].tolist() == [0, 0, 0, 0, 0, 11]
+        changed |= not torch.equal(seen, items)
+    assert changed
+    assert wrapped.max_length is None and wrapped.id == "recorder"
+    again = ShuffledInputs(_Recorder(), seed=0)
+    again.score(SequenceBatch(items, lengths))
+    assert torch.equal(again.model.batches[0], model.batches[0])
+
+
 def test_the_verdict_says_whether_order_matters():
     rng = np.random.default_rng(0)
     in_order = (rng.random(2000) < 0.30).astype(float)
-    worse = (rng.random(2000) < 0.15).astype(float)
-    same = (rng.random(2000) < 0.30).astype(float)
-    better = (rng.random(2000) < 0.45).astype(float)
+    # the same queries without order: some hits lost, or some gained, or nothing changes
+    worse = in_order * (rng.random(2000) < 0.6)
+    better = np.maximum(in_order, rng.random(2000) < 0.2)
     assert order_verdict("sps@10", in_order, worse).conclusion.startswith("order matters")
-    assert order_verdict("sps@10", in_order, same).conclusion.startswith("no evidence")
-    assert order_verdict("sps@10", in_order, better).conclusion.startswith("shuffled sequences do")
+    assert order_verdict("sps@10", in_order, in_order).conclusion.startswith("no evidence")
+    assert order_verdict("sps@10", in_order, better).conclusion.startswith("the model does better")
     verdict = order_verdict("sps@10", in_order, worse)
     assert verdict.p_value < 1e-6
     assert verdict.in_order == pytest.approx(in_order.mean())
+    with pytest.raises(ValueError):
+        order_verdict("sps@10", in_order, in_order[:-1])
 
 
 def test_choosing_the_model():
@@ -85,6 +126,9 @@ def test_a_run_checks_order_once_on_the_first_seed(settings, tmp_path):
         ("lstm (order-shuffled)", 3, "ok")
     ]
     assert len(cells) == 5
+    # evaluated on the benchmark's own queries: same count, paired
+    original = next(c for c in cells if c["model_label"] == "lstm" and c["seed"] == 3)
+    assert checks[0]["n_queries"] == original["n_queries"]
     report = (result.path / "report.md").read_text()
     assert "## Order check" in report
     assert "lstm (order-shuffled)" not in report.split("## Order check")[0]
