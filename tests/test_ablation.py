@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-import recbench
 import torch
 
+import recbench
 from recbench.ablation import ShuffledInputs, choose_model, order_verdict, shuffle_order
 from recbench.contracts import SequenceBatch
 from recbench.errors import ConfigError
