@@ -44,6 +44,38 @@ class RunResult:
         config = read_json(self.path / "config.json")["config"]
         return list(config.get("model_order") or config["models"])
 
+    def paired_test(
+        self, model_a: str, model_b: str, protocol: str, metric: str
+    ) -> dict[str, float]:
+        """Two models of this run on the same queries: their means over seeds and the
+        two-sided p-value of the paired Wilcoxon signed-rank test on the per-query values
+        of ``metric`` (``id@k``), seeds pooled (:mod:`recbench.significance`); not
+        corrected for multiple comparisons."""
+        from recbench.errors import ConfigError
+        from recbench.significance import pooled_paired_test
+
+        run_dir = RunDirectory.open(self.path)
+        values: dict[str, dict[int, Any]] = {model_a: {}, model_b: {}}
+        for cell in run_dir.cells():
+            if cell.get("status") != "ok" or cell.get("ablation") or cell["protocol"] != protocol:
+                continue
+            if cell["model_label"] in values and metric in cell["metrics"]:
+                per_query = run_dir.per_query(cell)
+                if metric in per_query:
+                    values[cell["model_label"]][int(cell["seed"])] = per_query[metric]
+        for model, per_seed in values.items():
+            if not per_seed:
+                raise ConfigError(
+                    f"no per-query values of {metric} for {model} under {protocol}",
+                    where=str(self.path),
+                    hint="name a model, protocol and per-query metric of this run",
+                )
+        return {
+            "mean_a": float(sum(v.mean() for v in values[model_a].values()) / len(values[model_a])),
+            "mean_b": float(sum(v.mean() for v in values[model_b].values()) / len(values[model_b])),
+            "p_value": pooled_paired_test(values[model_a], values[model_b]),
+        }
+
     def to_dataframe(self) -> Any:
         """One row per (dataset, model, protocol, seed, metric): a pandas DataFrame with
         columns dataset, model, protocol, seed, metric, cutoff, mean, ci95, status."""

@@ -158,3 +158,25 @@ def test_pvalues_vs_reference_errors():
     with pytest.raises(ValueError, match="knn vs pop: seed 0"):
         pvalues_vs_reference({"pop": {0: A}, "knn": {0: B[:4]}}, "pop")
     assert pvalues_vs_reference({"pop": {0: A}}, "pop") == {}
+
+
+def test_two_models_of_a_run_are_tested_on_the_same_queries(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from recbench.api import load_results
+    from recbench.errors import ConfigError
+
+    run = tmp_path / "run"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "report-run", run)
+    result = load_results(run)
+    test = result.paired_test("sr", "pop", "iterative", "sps@10")
+    frame = result.to_dataframe()
+    sps = frame[(frame["metric"] == "sps") & (frame["cutoff"] == 10)]
+    sr = sps[(sps["model"] == "sr") & (sps["protocol"] == "iterative")]["mean"].mean()
+    assert test["mean_a"] == pytest.approx(sr)
+    assert test["mean_a"] > test["mean_b"] and test["p_value"] < 1e-3
+    same = result.paired_test("sr", "sr", "iterative", "sps@10")
+    assert same["p_value"] == 1.0
+    with pytest.raises(ConfigError, match="no per-query values"):
+        result.paired_test("sr", "pop", "iterative", "item_coverage@10")
