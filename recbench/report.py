@@ -301,10 +301,14 @@ def environment_section(
     lines = ["## Environment", ""]
     if config_file.get("command"):
         lines += [f"- Command: `{config_file['command']}`"]
+    for command in config_file.get("earlier_commands", []):
+        lines += [f"- Earlier invocation of this run directory: `{command}`"]
+    earlier = environment.get("earlier_git", [])
     return [
         *lines,
-        f"- recbench {environment.get('recbench')} (git {environment.get('git') or 'unknown'}), "
-        f"plugin API {environment.get('plugin_api')}",
+        f"- recbench {environment.get('recbench')} (git {environment.get('git') or 'unknown'}"
+        + (f"; cells kept from earlier invocations: git {', '.join(earlier)}" if earlier else "")
+        + f"), plugin API {environment.get('plugin_api')}",
         f"- Python {environment.get('python')}, torch {environment.get('torch')}, "
         f"numpy {environment.get('numpy')}, {environment.get('platform')}",
         f"- Device: {environment.get('device')}"

@@ -150,16 +150,29 @@ class RunDirectory:
         """Write what a run was made of: ``config.json`` (the resolved ``config``, the
         command line and recbench's version), ``environment.json`` and ``dataset.json``
         (the prepared data's name, id, key, statistics and preprocessing, and
-        ``dataset_fields``)."""
-        write_json(
-            self.path / "config.json",
-            {
-                "command": shlex.join(command) if command else None,
-                "recbench": recbench.__version__,
-                "config": config,
-            },
-        )
-        write_json(self.path / "environment.json", environment)
+        ``dataset_fields``). A resumed run keeps the commands and git revisions of the
+        earlier invocations (``earlier_commands``, ``earlier_git``): its finished cells
+        were made by them."""
+        command_line = shlex.join(command) if command else None
+        config_file: dict[str, Any] = {
+            "command": command_line,
+            "recbench": recbench.__version__,
+            "config": config,
+        }
+        environment = dict(environment)
+        config_path, environment_path = self.path / "config.json", self.path / "environment.json"
+        if config_path.is_file() and environment_path.is_file():
+            before, before_environment = read_json(config_path), read_json(environment_path)
+            commands = [*before.get("earlier_commands", []), before.get("command")]
+            revisions = [*before_environment.get("earlier_git", []), before_environment.get("git")]
+            commands = [c for c in dict.fromkeys(commands) if c and c != command_line]
+            revisions = [g for g in dict.fromkeys(revisions) if g and g != environment.get("git")]
+            if commands:
+                config_file["earlier_commands"] = commands
+            if revisions:
+                environment["earlier_git"] = revisions
+        write_json(config_path, config_file)
+        write_json(environment_path, environment)
         write_json(
             self.path / "dataset.json",
             {

@@ -288,3 +288,20 @@ def test_cli_bad_datasets_are_one_line_errors(env, tmp_path, capsys, dataset, co
     assert len(lines) == 1 and lines[0].startswith("recbench: error: ")
     assert message in lines[0]
     assert not (tmp_path / "run").exists()  # after fixing the data, no --resume is needed
+
+
+def test_a_resumed_run_keeps_the_earlier_commands_and_revisions(settings, tmp_path):
+
+    first = run_tiny(settings, tmp_path / "run", command=["recbench", "run", "first"])
+    environment = json.loads((first.path / "environment.json").read_text())
+    environment["git"] = "0123abc"  # as if the first invocation ran at another revision
+    (first.path / "environment.json").write_text(json.dumps(environment))
+    run_tiny(settings, tmp_path / "run", resume=True, command=["recbench", "run", "second"])
+    config = json.loads((first.path / "config.json").read_text())
+    assert config["command"] == "recbench run second"
+    assert config["earlier_commands"] == ["recbench run first"]
+    environment = json.loads((first.path / "environment.json").read_text())
+    assert environment["earlier_git"] == ["0123abc"]
+    report = (first.path / "report.md").read_text()
+    assert "Earlier invocation of this run directory: `recbench run first`" in report
+    assert "cells kept from earlier invocations: git 0123abc" in report
