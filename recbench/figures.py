@@ -102,12 +102,12 @@ def _metric_curves(
     for row, protocol in enumerate(protocols):
         for column, metric_id in enumerate(metrics):
             ax = axes[row][column]
-            for model in models:
+            for index, model in enumerate(models):
                 series = values.get((protocol, metric_id, model))
                 if not series:
                     continue
                 ks = sorted(series)
-                ax.plot(ks, [np.mean(series[k]) for k in ks], marker="o", label=model)
+                ax.plot(ks, [np.mean(series[k]) for k in ks], label=model, **_line_style(index))
             ax.set_title(f"{metric_id} — {protocol}", fontsize=9)
             ax.set_xlabel("k", fontsize=8)
             ax.tick_params(labelsize=7)
@@ -115,6 +115,17 @@ def _metric_curves(
     axes[0][-1].legend(fontsize=7, loc="best")
     figure.tight_layout()
     return figure
+
+
+def _line_style(index: int) -> dict[str, str]:
+    """Ten colours, then the same colours dashed with another marker, and so on: no two
+    of the first thirty models look alike."""
+    round_ = index // 10
+    return {
+        "color": f"C{index % 10}",
+        "linestyle": ("-", "--", ":")[round_ % 3],
+        "marker": ("o", "s", "^")[round_ % 3],
+    }
 
 
 def _accuracy_latency(
