@@ -145,12 +145,18 @@ def render(run_dir: RunDirectory, figures: Mapping[str, str] | None = None) -> s
     }
 
     seeds = config.get("seeds", [])
+    finished = {
+        label: sorted({c["seed"] for c in ok if c["model_label"] == label}) for label in model_order
+    }
+    finished_seeds = sorted({seed for values in finished.values() for seed in values})
     lines = [
         f"# recbench report: {escape(dataset['name'] if dataset else config['dataset']['name'])}",
         "",
     ]
     lines += [
-        _summary(protocols, model_order, aggregated, cutoffs, len(seeds), baselines, tests),
+        _summary(
+            protocols, model_order, aggregated, cutoffs, len(finished_seeds), baselines, tests
+        ),
         "",
     ]
 
@@ -164,6 +170,21 @@ def render(run_dir: RunDirectory, figures: Mapping[str, str] | None = None) -> s
         f"- Split: {escape(', '.join(f'{k}={v}' for k, v in split.items()))}; seeds {', '.join(map(str, seeds))}"
         + " (each seed re-splits and re-trains).",
     ]
+    partial = {
+        label: values
+        for label, values in finished.items()
+        if values and set(values) != set(finished_seeds)
+    }
+    if partial:
+        lines += [
+            "- **Not every model finished every seed**: "
+            + "; ".join(
+                f"{escape(label)} seed{'s' if len(values) > 1 else ''} "
+                + ", ".join(map(str, values))
+                for label, values in partial.items()
+            )
+            + f" (of {', '.join(map(str, finished_seeds))}); their means are over those seeds.",
+        ]
     if ok:
         sizes = ok[0]["split"]
         lines += [

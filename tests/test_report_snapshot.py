@@ -90,3 +90,13 @@ def test_a_report_written_elsewhere_links_its_figures_from_there(tmp_path):
         assert link.startswith("tiny-figures/")
         assert (target.parent / link).is_file()
     assert "tiny-figures/metric-curves.png" in text
+
+
+def test_a_model_missing_a_seed_is_named(tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(FIXTURE, run)
+    for path in (run / "cells").glob("synthetic-tiny__sr__*__seed1.*"):
+        path.unlink()  # as if the run was stopped before sr's second seed
+    text = render(RunDirectory.open(run))
+    assert "- **Not every model finished every seed**: sr seed 0 (of 0, 1)" in text
+    assert "Results over 2 seeds" in text
