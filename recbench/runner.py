@@ -195,15 +195,20 @@ def execute(
         )
         if valid_queries is not None and len(valid_queries) == 0:
             valid_queries = None
-        for model_plan in plan.models:
-            if export_only and model_plan.label not in export_only:
-                continue
+        jobs: list[tuple[ModelPlan, Split, dict[str, Any]]] = [
+            (model_plan, split, {})
+            for model_plan in plan.models
+            if not export_only or model_plan.label in export_only
+        ]
+        if plan.order_check is not None and seed == config.seeds[0] and export_only is None:
+            jobs.append(_order_check_job(plan, split, seed))
+        for model_plan, model_split, extra in jobs:
             _run_model(
                 run_dir,
                 plan,
                 model_plan,
                 data,
-                split,
+                model_split,
                 seed,
                 test_queries,
                 valid_queries,
@@ -214,58 +219,24 @@ def execute(
                 registry,
                 export_only=export_only is not None,
                 force_export=force_export,
-            )
-        if plan.order_check is not None and seed == config.seeds[0] and export_only is None:
-            _run_order_check(
-                run_dir,
-                plan,
-                data,
-                split,
-                seed,
-                test_queries,
-                valid_queries,
-                metrics,
-                exclude_seen,
-                device,
-                progress,
-                registry,
+                **extra,
             )
     return run_dir
 
 
-def _run_order_check(
-    run_dir: RunDirectory,
-    plan: RunPlan,
-    data: PreparedData,
-    split: Split,
-    seed: int,
-    test_queries: Mapping[str, Queries],
-    valid_queries: Queries | None,
-    metrics: Mapping[str, Any],
-    exclude_seen: bool,
-    device: torch.device,
-    progress: Progress,
-    registry: Registry | None,
-) -> None:
-    """Train the order-check model on shuffled training sequences and evaluate it on the
-    benchmark's queries with shuffled inputs (:mod:`recbench.ablation`)."""
+def _order_check_job(
+    plan: RunPlan, split: Split, seed: int
+) -> tuple[ModelPlan, Split, dict[str, Any]]:
+    """The order check (:mod:`recbench.ablation`): the chosen model, trained on shuffled
+    training sequences, reading each of the benchmark's queries in a shuffled order."""
     model_plan = next(m for m in plan.models if m.label == plan.order_check)
-    _run_model(
-        run_dir,
-        plan,
+    return (
         model_plan,
-        data,
         ablation.shuffled_training(split, seed),
-        seed,
-        test_queries,
-        valid_queries,
-        metrics,
-        exclude_seen,
-        device,
-        progress,
-        registry,
-        ablation=ablation.ORDER_SHUFFLED,
-        reads=lambda model: ablation.ShuffledInputs(model, seed),
+        {
+            "ablation": ablation.ORDER_SHUFFLED,
+            "reads": lambda model: ablation.ShuffledInputs(model, seed),
+        },
     )
 
 
