@@ -304,4 +304,4 @@ def test_a_resumed_run_keeps_the_earlier_commands_and_revisions(settings, tmp_pa
     assert environment["earlier_git"] == ["0123abc"]
     report = (first.path / "report.md").read_text()
     assert "Earlier invocation of this run directory: `recbench run first`" in report
-    assert "cells kept from earlier invocations: git 0123abc" in report
+    assert "earlier invocations of this run directory: git 0123abc" in report
