@@ -328,7 +328,11 @@ def environment_section(
     return [
         *lines,
         f"- recbench {environment.get('recbench')} (git {environment.get('git') or 'unknown'}"
-        + (f"; earlier invocations of this run directory: git {', '.join(earlier)}" if earlier else "")
+        + (
+            f"; earlier invocations of this run directory: git {', '.join(earlier)}"
+            if earlier
+            else ""
+        )
         + f"), plugin API {environment.get('plugin_api')}",
         f"- Python {environment.get('python')}, torch {environment.get('torch')}, "
         f"numpy {environment.get('numpy')}, {environment.get('platform')}",
