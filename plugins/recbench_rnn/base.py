@@ -4,6 +4,7 @@ interface the trainer sees, and one-step scoring cells for export."""
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -25,6 +26,24 @@ if TYPE_CHECKING:
     from recbench.protocols import Queries
 
 State = tuple[Tensor, ...]
+
+
+@dataclass(frozen=True)
+class EmbeddingOptions(TrainingOptions):
+    """The trainer's options plus what every recurrent model here has: the item
+    embedding size and dropout on the input embeddings and on the recurrent output."""
+
+    embedding_dim: int = 120
+    dropout_embedding: float = 0.0
+    dropout_hidden: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.embedding_dim < 1:
+            raise ValueError("embedding_dim must be at least 1")
+        for name in ("dropout_embedding", "dropout_hidden"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1)")
 
 
 class RecurrentNetwork(nn.Module):

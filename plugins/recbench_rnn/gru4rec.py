@@ -11,13 +11,19 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recbench.interactions import PADDING_ITEM
-from recbench.training import TrainingOptions
-from recbench_rnn.base import RecurrentModel, RecurrentNetwork, ScoringCell, State, uniform_
+from recbench_rnn.base import (
+    EmbeddingOptions,
+    RecurrentModel,
+    RecurrentNetwork,
+    ScoringCell,
+    State,
+    uniform_,
+)
 from recbench_rnn.recurrence import gru_fused, gru_step
 
 
 @dataclass(frozen=True)
-class GRU4RecOptions(TrainingOptions):
+class GRU4RecOptions(EmbeddingOptions):
     """Options of ``gru4rec``: the trainer's, with GRU4Rec's defaults -- a full softmax
     cross-entropy (``cce``), and for the sampled losses (``bpr_max``, ``top1_max``,
     ``sampled_softmax``...) the other sequences' targets in the mini-batch plus 256
@@ -50,17 +56,11 @@ class GRU4RecOptions(TrainingOptions):
     hidden_size: int = 120
     embedding: Literal["none", "separate", "shared"] = "none"
     embedding_dim: int = 120
-    dropout_embedding: float = 0.0
-    dropout_hidden: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("hidden_size", "embedding_dim"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        for name in ("dropout_embedding", "dropout_hidden"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1)")
+        if self.hidden_size < 1:
+            raise ValueError("hidden_size must be at least 1")
 
 
 def _glorot_(tensor: Tensor, fan_in: int, fan_out: int) -> Tensor:

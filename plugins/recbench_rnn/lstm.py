@@ -8,27 +8,16 @@ import torch
 from torch import Tensor, nn
 
 from recbench.interactions import PADDING_ITEM
-from recbench.training import TrainingOptions
-from recbench_rnn.base import RecurrentModel, RecurrentNetwork, ScoringCell, State
+from recbench_rnn.base import EmbeddingOptions, RecurrentModel, RecurrentNetwork, ScoringCell, State
 
 
 @dataclass(frozen=True)
-class LSTMOptions(TrainingOptions):
+class LSTMOptions(EmbeddingOptions):
     """Options of ``lstm``: the trainer's (:class:`recbench.training.TrainingOptions`),
     plus the embedding size (also the LSTM's hidden size) and dropout rates on the input
     embeddings and on the LSTM's output."""
 
     embedding_dim: int = 120
-    dropout_embedding: float = 0.0
-    dropout_hidden: float = 0.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.embedding_dim < 1:
-            raise ValueError("embedding_dim must be at least 1")
-        for name in ("dropout_embedding", "dropout_hidden"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1)")
 
 
 class LSTMNetwork(RecurrentNetwork):

@@ -10,13 +10,19 @@ import torch
 from torch import Tensor, nn
 
 from recbench.interactions import PADDING_ITEM
-from recbench.training import TrainingOptions
-from recbench_rnn.base import RecurrentModel, RecurrentNetwork, ScoringCell, State, uniform_
+from recbench_rnn.base import (
+    EmbeddingOptions,
+    RecurrentModel,
+    RecurrentNetwork,
+    ScoringCell,
+    State,
+    uniform_,
+)
 from recbench_rnn.recurrence import mlstm_fused, mlstm_loop, mlstm_step
 
 
 @dataclass(frozen=True)
-class MLSTMOptions(TrainingOptions):
+class MLSTMOptions(EmbeddingOptions):
     """Options of ``mlstm``: the trainer's, plus
 
     embedding_dim:
@@ -35,16 +41,6 @@ class MLSTMOptions(TrainingOptions):
     embedding_dim: int = 120
     representation: Literal["h", "c"] = "h"
     implementation: Literal["fused", "loop"] = "fused"
-    dropout_embedding: float = 0.0
-    dropout_hidden: float = 0.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.embedding_dim < 1:
-            raise ValueError("embedding_dim must be at least 1")
-        for name in ("dropout_embedding", "dropout_hidden"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1)")
 
 
 class MLSTMNetwork(RecurrentNetwork):

@@ -11,12 +11,12 @@ import torch
 from torch import Tensor, nn
 
 from recbench.interactions import PADDING_ITEM
-from recbench.training import TrainingOptions, linear_scores
-from recbench_rnn.base import RecurrentModel, RecurrentNetwork, ScoringCell, State
+from recbench.training import linear_scores
+from recbench_rnn.base import EmbeddingOptions, RecurrentModel, RecurrentNetwork, ScoringCell, State
 
 
 @dataclass(frozen=True)
-class RNNCCEOptions(TrainingOptions):
+class RNNCCEOptions(EmbeddingOptions):
     """Options of ``rnn_cce``: the trainer's (:class:`recbench.training.TrainingOptions`,
     with defaults sized for MovieLens 100K on a CPU), plus
 
@@ -50,18 +50,11 @@ class RNNCCEOptions(TrainingOptions):
     embedding_dim: int = 100
     hidden_dim: int | None = None
     tied: bool = True
-    dropout_embedding: float = 0.0
-    dropout_hidden: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.embedding_dim < 1:
-            raise ValueError("embedding_dim must be at least 1")
         if self.hidden_dim is not None and self.hidden_dim < 1:
             raise ValueError("hidden_dim must be at least 1 (or none: the embedding_dim)")
-        for name in ("dropout_embedding", "dropout_hidden"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1)")
 
     @property
     def hidden_size(self) -> int:
