@@ -47,11 +47,11 @@ def measure_phase(phase: str, dataset: str, cache: Path, threads: int) -> dict[s
     import numpy as np
     import torch
 
-    import recbench.data as data
-    from recbench.preprocess import PreprocessOptions
+    import recbench.data.prepare as data
+    from recbench.config.settings import Settings
+    from recbench.data.preprocess import PreprocessOptions
     from recbench.progress import Progress
     from recbench.registry import discover
-    from recbench.settings import Settings
 
     torch.set_num_threads(threads)
     timings: dict[str, float] = {}
@@ -93,7 +93,7 @@ def measure_phase(phase: str, dataset: str, cache: Path, threads: int) -> dict[s
         "torch": torch.__version__,
     }
     try:
-        from recbench.splits import SplitOptions, make_split
+        from recbench.data.splits import SplitOptions, make_split
     except ImportError:  # the splits module is not there yet
         result["split"] = None
     else:
@@ -123,7 +123,7 @@ def table(cold: dict[str, Any], warm: dict[str, Any], dataset: str, threads: int
     """The measurements as a markdown table with the environment above it."""
 
     def seconds(value: float | None) -> str:
-        return "n/a (no recbench.splits)" if value is None else f"{value:.2f}"
+        return "n/a (no recbench.data.splits)" if value is None else f"{value:.2f}"
 
     cold_total = cold["prepare"] + (cold["split"] or 0.0)
     warm_total = warm["prepare"] + (warm["split"] or 0.0)

@@ -29,15 +29,15 @@ import torch
 from recbench_baselines.popularity import Popularity
 from recbench_metrics.ranking_metrics import RANKING_METRICS
 
+from recbench.config.settings import Settings
 from recbench.contracts import FitContext
-from recbench.data import prepare_dataset
-from recbench.evaluation import evaluate
-from recbench.interactions import Sequences
-from recbench.preprocess import PreprocessOptions
+from recbench.data.interactions import Sequences
+from recbench.data.prepare import prepare_dataset
+from recbench.data.preprocess import PreprocessOptions
+from recbench.data.protocols import Queries, build_queries
 from recbench.progress import Progress
-from recbench.protocols import Queries, build_queries
 from recbench.registry import discover
-from recbench.settings import Settings
+from recbench.tasks.ranking.evaluation import evaluate
 
 CUTOFFS = (10, 20)
 CPU = torch.device("cpu")

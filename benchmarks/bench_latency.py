@@ -32,7 +32,7 @@ within 2× of the DRAM floor, and ``p99 / p50 ≤ 2``.
 
 ``os.getloadavg()`` is recorded before and after every measurement, and the share of the
 machine's CPU time that other processes used during it ("others' CPU", the worst round;
-:class:`recbench.latency.MachineLoad`): on a shared machine compare numbers only within
+:class:`recbench.serve.latency.MachineLoad`): on a shared machine compare numbers only within
 one run, and distrust rows where others took much of the CPU.
 """
 
@@ -55,8 +55,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from recbench import latency
-from recbench.export import (
+from recbench.serve import latency
+from recbench.serve.export import (
     ExportOptions,
     export_and_check,
     onnx_versions,
@@ -75,10 +75,10 @@ def ml100k_items() -> tuple[int, str]:
         return ML100K_RAW_ITEMS, "ML-100K raw items (RECBENCH_DATA not set)"
     try:
         from recbench.api import load_registry
-        from recbench.data import prepare_dataset
-        from recbench.preprocess import PreprocessOptions
+        from recbench.config.settings import Settings
+        from recbench.data.prepare import prepare_dataset
+        from recbench.data.preprocess import PreprocessOptions
         from recbench.progress import Progress
-        from recbench.settings import Settings
 
         settings = Settings.from_environ()
         data = prepare_dataset(

@@ -76,7 +76,7 @@ def time_epochs(
     """Interleaved single epochs of ``moc`` at every K; per K the epoch records."""
     from recbench_rnn.moc import MoCModel, MoCOptions
 
-    from recbench.training import fit_network
+    from recbench.train.trainer import fit_network
 
     train = split.train
     ctx = fit_context(train, device, registry)

@@ -50,12 +50,12 @@ def peak_rss_mib() -> float:
 
 
 def prepared_split(dataset: str, data_root: Path) -> Any:
-    from recbench.data import prepare_dataset
-    from recbench.preprocess import PreprocessOptions
+    from recbench.config.settings import Settings
+    from recbench.data.prepare import prepare_dataset
+    from recbench.data.preprocess import PreprocessOptions
+    from recbench.data.splits import SplitOptions, make_split
     from recbench.progress import Progress
     from recbench.registry import discover
-    from recbench.settings import Settings
-    from recbench.splits import SplitOptions, make_split
 
     with tempfile.TemporaryDirectory() as cache_root:
         settings = Settings(data_root=data_root, cache_root=Path(cache_root), offline=True)
@@ -69,7 +69,7 @@ def sample_queries(queries: Any, count: int) -> Any:
     """An evenly spaced sample of ``count`` queries (all when there are fewer)."""
     import numpy as np
 
-    from recbench.protocols import Queries
+    from recbench.data.protocols import Queries
 
     if count <= 0 or count >= len(queries):
         return queries
@@ -89,10 +89,10 @@ def measure(model_id: str, dataset: str, threads: int, oracle_queries: int) -> d
     from recbench_metrics.ranking_metrics import RANKING_METRICS
 
     from recbench.contracts import FitContext
-    from recbench.evaluation import evaluate
+    from recbench.data.protocols import build_queries
     from recbench.progress import Progress
-    from recbench.protocols import build_queries
     from recbench.registry import discover
+    from recbench.tasks.ranking.evaluation import evaluate
 
     torch.set_num_threads(threads)
     split = prepared_split(dataset, Path(os.environ["RECBENCH_DATA"]))

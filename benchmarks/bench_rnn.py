@@ -131,7 +131,7 @@ def default_dataset() -> str:
 
 
 def settings_for(cache: Path) -> Any:
-    from recbench.settings import Settings
+    from recbench.config.settings import Settings
 
     root = os.environ.get("RECBENCH_DATA")
     data_root = Path(root) if root else cache / "no-raw-data"
@@ -140,11 +140,11 @@ def settings_for(cache: Path) -> Any:
 
 def prepare(dataset: str, cache: Path) -> tuple[Any, Any]:
     """(registry, split) of ``dataset`` as a run prepares it (seed 0)."""
-    from recbench.data import prepare_dataset
-    from recbench.preprocess import PreprocessOptions
+    from recbench.data.prepare import prepare_dataset
+    from recbench.data.preprocess import PreprocessOptions
+    from recbench.data.splits import SplitOptions, make_split
     from recbench.progress import Progress
     from recbench.registry import discover
-    from recbench.splits import SplitOptions, make_split
 
     registry = discover()
     data = prepare_dataset(
@@ -154,7 +154,7 @@ def prepare(dataset: str, cache: Path) -> tuple[Any, Any]:
 
 
 def build_model(registry: Any, label: str, extra: dict[str, Any]) -> Any:
-    from recbench.options import parse_options
+    from recbench.config.options import parse_options
 
     model_id, options = CONFIGS.get(label, (label, {}))
     info = registry.get("model", model_id)
@@ -176,7 +176,7 @@ def fit_context(train: Any, device: torch.device, registry: Any) -> Any:
 def computed_positions(train: Any, options: Any) -> tuple[int, int]:
     """(real, computed) positions of an epoch: transitions, and batch x width summed
     over the padded mini-batches (what the recurrence really runs over)."""
-    from recbench.training import epoch_batches, training_windows
+    from recbench.train.trainer import epoch_batches, training_windows
 
     _, lengths = training_windows(train, options.max_length, options.windows)
     batches = epoch_batches(lengths, options.batch_size, np.random.default_rng(0), True)
@@ -238,7 +238,7 @@ def time_epochs(
     labels: list[str], registry: Any, split: Any, device: torch.device, rounds: int, extra: dict
 ) -> dict[str, dict[str, Any]]:
     """Interleaved single epochs of every model; per model the epoch records."""
-    from recbench.training import fit_network
+    from recbench.train.trainer import fit_network
 
     train = split.train
     ctx = fit_context(train, device, registry)
@@ -282,9 +282,9 @@ def eval_speed(
     models: dict[str, Any], registry: Any, split: Any, device: torch.device, n_queries: int
 ) -> dict[str, float]:
     """Iterative queries per second (at most ``n_queries`` of the test users), interleaved."""
-    from recbench.evaluation import evaluate
+    from recbench.data.protocols import Queries, build_queries
     from recbench.progress import Progress
-    from recbench.protocols import Queries, build_queries
+    from recbench.tasks.ranking.evaluation import evaluate
 
     queries = build_queries("iterative", split.test)
     keep = slice(0, min(n_queries, len(queries)))
@@ -332,7 +332,7 @@ def child_peak_memory(args: argparse.Namespace, label: str) -> dict[str, float]:
 
 
 def run_child(spec: str) -> None:
-    from recbench.training import fit_network
+    from recbench.train.trainer import fit_network
 
     label, dataset, device_name, threads, cache = json.loads(spec)
     torch.set_num_threads(threads)
@@ -356,7 +356,7 @@ def run_child(spec: str) -> None:
 def spotlight_windows(cache: Path, n_windows: int = 855, window: int = 200) -> Any:
     """ML-100K cut into ``n_windows`` windows of ``window`` items (cut from the end of
     each user's sequence, users in a seeded random order), as one sequence per window."""
-    from recbench.interactions import Sequences
+    from recbench.data.interactions import Sequences
 
     registry, split = prepare("ml-100k", cache)
     del registry
@@ -374,7 +374,7 @@ def spotlight_windows(cache: Path, n_windows: int = 855, window: int = 200) -> A
         if len(starts) == n_windows:
             break
     starts_a, lengths_a = np.array(starts), np.array(lengths)
-    from recbench.interactions import ragged_indices
+    from recbench.data.interactions import ragged_indices
 
     offsets = np.concatenate([[0], np.cumsum(lengths_a)])
     return Sequences(
@@ -387,7 +387,7 @@ def spotlight_windows(cache: Path, n_windows: int = 855, window: int = 200) -> A
 
 def spotlight_check(args: argparse.Namespace) -> dict[str, Any]:
     from recbench.registry import discover
-    from recbench.training import fit_network
+    from recbench.train.trainer import fit_network
 
     torch.set_num_threads(1)
     registry = discover()

@@ -16,12 +16,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from recbench.compare import DEFAULT_FACTOR, Comparison, compare_runs
-from recbench.config import DEFAULT_CUTOFFS, DEFAULT_PROTOCOLS, RunConfig
+from recbench.config.run_config import DEFAULT_CUTOFFS, DEFAULT_PROTOCOLS, RunConfig
+from recbench.config.settings import Settings
 from recbench.progress import Progress
 from recbench.registry import Registry, discover
+from recbench.report.compare import DEFAULT_FACTOR, Comparison, compare_runs
 from recbench.results import RunDirectory, read_json, write_atomic
-from recbench.settings import Settings
 
 
 def load_registry(settings: Settings) -> Registry:
@@ -49,10 +49,10 @@ class RunResult:
     ) -> dict[str, float]:
         """Two models of this run on the same queries: their means over seeds and the
         two-sided p-value of the paired Wilcoxon signed-rank test on the per-query values
-        of ``metric`` (``id@k``), seeds pooled (:mod:`recbench.significance`); not
+        of ``metric`` (``id@k``), seeds pooled (:mod:`recbench.stats.significance`); not
         corrected for multiple comparisons."""
         from recbench.errors import ConfigError
-        from recbench.significance import pooled_paired_test
+        from recbench.stats.significance import pooled_paired_test
 
         run_dir = RunDirectory.open(self.path)
         values: dict[str, dict[int, Any]] = {model_a: {}, model_b: {}}
@@ -118,7 +118,7 @@ class RunResult:
         return pd.DataFrame(rows, columns=columns)
 
     def report(self) -> str:
-        from recbench.report import render
+        from recbench.report.render import render
 
         return render(RunDirectory.open(self.path))
 
@@ -155,19 +155,19 @@ def run(
     models, dataset, protocols, seeds, metrics, cutoffs:
         What to run (ids as in ``recbench list``); an empty ``metrics`` means all.
     options:
-        ``{section: {key: value}}`` option values (see :mod:`recbench.config`).
+        ``{section: {key: value}}`` option values (see :mod:`recbench.config.run_config`).
     overrides:
         ``"SECTION.KEY=VALUE"`` strings applied on top of ``options``.
     order_check:
         The model trained again on order-shuffled sequences for the report's order check
-        (:mod:`recbench.ablation`): ``auto`` (the first sequence model), a label, ``off``.
+        (:mod:`recbench.tasks.ranking.order_check`): ``auto`` (the first sequence model), a label, ``off``.
     out:
         The run directory (default ``runs/<date>-<dataset>``). ``resume`` continues an
         existing one, skipping finished cells.
     settings:
         Data and cache locations; default read from the environment.
     """
-    from recbench.runner import execute
+    from recbench.runner.execute import execute
 
     settings = settings or Settings.from_environ()
     registry = registry or load_registry(settings)
@@ -202,8 +202,8 @@ def write_report(run_dir: RunDirectory, target: Path | None = None) -> Path:
     ``RUN_DIR/report.md``) with the figures it shows, when matplotlib is installed:
     into ``RUN_DIR/figures/`` for the default target, else into ``<target stem>-figures/``
     beside the report. Returns the report's path."""
-    from recbench.figures import links, write_figures
-    from recbench.report import render
+    from recbench.report.figures import links, write_figures
+    from recbench.report.render import render
 
     target = Path(target) if target is not None else run_dir.path / "report.md"
     if target.resolve().parent == run_dir.path.resolve():
@@ -229,13 +229,13 @@ def export(
 
     The models (``models``: labels of the run; empty: every model of the run) are
     trained again with the run's stored configuration and seeds -- the run keeps no
-    model objects -- then exported to ONNX and timed (:mod:`recbench.latency`); nothing
+    model objects -- then exported to ONNX and timed (:mod:`recbench.serve.latency`); nothing
     is evaluated again and the run's configuration and results are kept. Without
     ``force`` only models without a latency record are done; models named in
     ``models`` are always redone. ``overrides`` set ``export.*`` options, e.g.
     ``"export.repeats=2000"``. The report is rewritten.
     """
-    from recbench.runner import execute
+    from recbench.runner.execute import execute
 
     run_dir = RunDirectory.open(Path(path))
     stored = read_json(run_dir.path / "config.json")
@@ -319,6 +319,6 @@ def compare(
     over seeds and a mark (``+`` worse by more than ``factor``, ``-`` better, ``~``
     within, ``x`` failed in B, ``!`` not compared); ``metrics`` (names or ids) and
     ``protocols`` narrow it. ``Comparison.regressed`` says whether anything regressed;
-    ``Comparison.to_markdown()`` renders the table. See :mod:`recbench.compare`.
+    ``Comparison.to_markdown()`` renders the table. See :mod:`recbench.report.compare`.
     """
     return compare_runs(run_a, run_b, factor=factor, metrics=metrics, protocols=protocols)

@@ -16,9 +16,9 @@ from rich.markup import escape as escape_markup
 from rich.table import Table
 from rich.text import Text
 
-from recbench import plugins_command
 from recbench.errors import ConfigError, RecbenchError
 from recbench.registry import Registry
+from recbench.report import plugin_listing
 
 KIND_OF_LIST = {"models": "model", "losses": "loss", "datasets": "dataset", "metrics": "metric"}
 
@@ -191,7 +191,7 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
 
     listing = sub.add_parser("list", help="list registered models, losses, datasets and metrics")
     listing.add_argument("kind", nargs="?", choices=sorted(KIND_OF_LIST), help="only this kind")
-    plugins_command.add_parser(sub)
+    plugin_listing.add_parser(sub)
     if registry is not None:
         registry.add_commands(sub)
     return parser
@@ -203,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         from recbench.api import load_registry
-        from recbench.settings import Settings
+        from recbench.config.settings import Settings
 
         settings = Settings.from_environ()
         registry = None
@@ -233,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "list":
             return _list(args, registry, console)
         if args.command == "plugins":
-            return plugins_command.run(args, registry, console)
+            return plugin_listing.run(args, registry, console)
         handler = getattr(args, "handler", None)
         if handler is None:
             parser.print_help()
@@ -255,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, settings, registry, argv: list[str], console: Console) -> int:
     from recbench.api import default_run_path, run
-    from recbench.config import DEFAULT_CUTOFFS, DEFAULT_PROTOCOLS, load_config_file
+    from recbench.config.run_config import DEFAULT_CUTOFFS, DEFAULT_PROTOCOLS, load_config_file
 
     file = load_config_file(args.config) if args.config else {}
 
@@ -298,7 +298,7 @@ def _print_summary(result, console: Console) -> None:
     ok = frame[frame["status"] == "ok"]
     failed = frame[frame["status"] != "ok"]
     if not ok.empty and ok["cutoff"].isna().all():  # a rating run: no metric has a cutoff
-        from recbench.rating_report import summary_table
+        from recbench.report.rating import summary_table
 
         console.print(summary_table(ok, result.model_labels()))
     elif not ok.empty:
@@ -356,7 +356,7 @@ def _export(args: argparse.Namespace, settings, registry, console: Console) -> i
 
 def _report(args: argparse.Namespace, console: Console) -> int:
     from recbench.api import write_report
-    from recbench.report import render
+    from recbench.report.render import render
     from recbench.results import RunDirectory
 
     run_dir = RunDirectory.open(args.run_dir)
@@ -374,7 +374,7 @@ def _report(args: argparse.Namespace, console: Console) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     from recbench.api import compare
-    from recbench.compare import DEFAULT_FACTOR
+    from recbench.report.compare import DEFAULT_FACTOR
 
     comparison = compare(
         args.run_a,

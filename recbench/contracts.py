@@ -10,12 +10,12 @@ A plugin registers *classes*. Every class carries the same metadata:
     A string that changes whenever results would change; it enters result cache keys.
 ``Options``
     A dataclass of options with defaults; unknown keys are rejected
-    (:func:`recbench.options.parse_options`).
+    (:func:`recbench.config.options.parse_options`).
 ``aliases`` (optional)
     Other ids that select it (``ml100k`` for ``ml-100k``).
 ``task`` (optional; models and metrics)
     ``"ranking"`` (the default) or ``"rating"`` for the rating track
-    (:mod:`recbench.rating`): a rating model has ``predict`` instead of ``score``
+    (:mod:`recbench.tasks.rating.rating`): a rating model has ``predict`` instead of ``score``
     (:class:`RatingModel`), a rating metric reads predicted and actual ratings
     (:class:`RatingMetric`).
 
@@ -33,14 +33,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from recbench.interactions import Interactions, Sequences
+from recbench.data.interactions import Interactions, Sequences
 from recbench.progress import Progress
 
 if TYPE_CHECKING:
-    from recbench.protocols import Queries
+    from recbench.data.protocols import Queries
     from recbench.ranking import Ranking
-    from recbench.rating import RatingEvents
     from recbench.registry import Registry
+    from recbench.tasks.rating.rating import RatingEvents
 
 KINDS = ("model", "loss", "dataset", "metric")
 #: What a model or metric is for: ranking items (the default, when a class declares no

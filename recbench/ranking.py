@@ -2,7 +2,7 @@
 
 :func:`rank` turns a batch of score rows into a :class:`Ranking`: the top-K item ids of
 every query and, for each rank, whether the item is the query's next item, a target or a
-remaining item (see :mod:`recbench.protocols`). Everything happens on the scores' device
+remaining item (see :mod:`recbench.data.protocols`). Everything happens on the scores' device
 with tensor operations: no Python loop over queries or items.
 
 Scores are compared at float32 precision: model outputs are cast to float32 first, so two
@@ -33,9 +33,9 @@ from typing import Literal, get_args
 import numpy as np
 import torch
 
+from recbench.data.interactions import PADDING_ITEM
+from recbench.data.protocols import Queries
 from recbench.errors import ConfigError, PluginError, close_matches
-from recbench.interactions import PADDING_ITEM
-from recbench.protocols import Queries
 
 TiePolicy = Literal["pessimistic", "optimistic", "arbitrary"]
 TIE_POLICIES: tuple[str, ...] = get_args(TiePolicy)

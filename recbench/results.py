@@ -33,7 +33,7 @@ import recbench
 from recbench.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
-    from recbench.data import PreparedData
+    from recbench.data.prepare import PreparedData
 
 SCHEMA_VERSION = 1
 

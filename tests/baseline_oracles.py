@@ -17,7 +17,7 @@ import torch
 from recbench_baselines.sparse_scoring import decay_function
 
 from recbench.contracts import SequenceBatch
-from recbench.interactions import Sequences
+from recbench.data.interactions import Sequences
 
 
 def sequences_as_lists(sequences: Sequences) -> list[list[int]]:

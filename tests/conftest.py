@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from recbench.settings import Settings
+from recbench.config.settings import Settings
 
 # tests/fixtures holds data and an example plugin with its own tests, not tests of ours.
 collect_ignore = ["fixtures"]

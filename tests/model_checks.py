@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from recbench.contracts import FitContext, SequenceBatch
-from recbench.interactions import Sequences
+from recbench.data.interactions import Sequences
 
 
 def fit_context(

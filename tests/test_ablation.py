@@ -7,11 +7,16 @@ import pytest
 import torch
 
 import recbench
-from recbench.ablation import ShuffledInputs, choose_model, order_verdict, shuffle_order
 from recbench.contracts import SequenceBatch
+from recbench.data.interactions import Sequences
 from recbench.errors import ConfigError
-from recbench.interactions import Sequences
 from recbench.results import RunDirectory
+from recbench.tasks.ranking.order_check import (
+    ShuffledInputs,
+    choose_model,
+    order_verdict,
+    shuffle_order,
+)
 
 
 def test_shuffling_permutes_each_sequence_and_is_seeded():

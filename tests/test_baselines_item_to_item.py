@@ -21,7 +21,7 @@ from test_baselines_neighborhood import (
     random_sequences,
 )
 
-from recbench.protocols import build_queries
+from recbench.data.protocols import build_queries
 
 
 def compare(model, oracle_model):

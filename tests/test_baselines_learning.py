@@ -17,7 +17,7 @@ MODELS = ["itemknn", "sknn", "vsknn", "sr", "markov"]
 
 @pytest.fixture(scope="module")
 def frame(tmp_path_factory):
-    from recbench.settings import Settings
+    from recbench.config.settings import Settings
 
     root = tmp_path_factory.mktemp("learning")
     settings = Settings(data_root=root / "data", cache_root=root / "cache", offline=True)

@@ -12,8 +12,8 @@ from baseline_oracles import OracleSessionKNN, PerQueryModel
 from recbench_baselines.sknn import SKNN, VSKNN, SKNNOptions, VSKNNOptions
 
 from recbench.contracts import FitContext, SequenceBatch
-from recbench.interactions import Sequences
-from recbench.protocols import build_queries
+from recbench.data.interactions import Sequences
+from recbench.data.protocols import build_queries
 
 CPU = torch.device("cpu")
 

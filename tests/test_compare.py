@@ -11,8 +11,8 @@ import pytest
 import recbench
 from recbench import cli
 from recbench.api import compare
-from recbench.compare import ALL_METRICS, Comparison, ComparisonRow
 from recbench.errors import ConfigError
+from recbench.report.compare import ALL_METRICS, Comparison, ComparisonRow
 from recbench.results import RunDirectory, cell_name, write_json
 
 #: metric id -> (higher_is_better, per_query), as a run's config.json records them

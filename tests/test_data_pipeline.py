@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 
 from recbench import hookimpl
+from recbench.config.settings import Settings
 from recbench.contracts import DataContext
-from recbench.data import PreparedData, prepare_dataset
+from recbench.data.interactions import Interactions
+from recbench.data.prepare import PreparedData, prepare_dataset
+from recbench.data.preprocess import PreprocessOptions
 from recbench.errors import ConfigError, DataError
-from recbench.interactions import Interactions
-from recbench.preprocess import PreprocessOptions
 from recbench.progress import Progress
 from recbench.registry import Registry, discover
-from recbench.settings import Settings
 
 NO_FILTERS = PreprocessOptions(min_user_activity=1, min_item_pop=1)
 

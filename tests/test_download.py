@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from recbench.download import fetch, safe_extract, sha256_file
+from recbench.data.download import fetch, safe_extract, sha256_file
 from recbench.errors import DataError
 from recbench.progress import Progress, Task
 

@@ -12,12 +12,12 @@ from recbench_metrics.ranking_metrics import RANKING_METRICS
 from rich.console import Console
 
 from recbench.contracts import SequenceBatch
+from recbench.data.interactions import Sequences
+from recbench.data.protocols import build_queries
 from recbench.errors import ConfigError, PluginError
-from recbench.evaluation import default_batch_size, evaluate
-from recbench.interactions import Sequences
 from recbench.progress import Progress
-from recbench.protocols import build_queries
-from recbench.statistics import summarize
+from recbench.stats.summary import summarize
+from recbench.tasks.ranking.evaluation import default_batch_size, evaluate
 
 CPU = torch.device("cpu")
 METRICS = {cls.id: cls() for cls in RANKING_METRICS}

@@ -17,7 +17,8 @@ from recbench_rnn.lstm import LSTMModel
 from recbench_rnn.mlstm import MLSTMModel
 from torch import nn
 
-from recbench.export import (
+from recbench.data.interactions import Sequences
+from recbench.serve.export import (
     EXAMPLE_BATCH,
     ExportError,
     ExportOptions,
@@ -29,7 +30,6 @@ from recbench.export import (
     onnxruntime_session,
     session_runner,
 )
-from recbench.interactions import Sequences
 
 N_ITEMS = 40
 MODELS = {"lstm": LSTMModel, "gru4rec": GRU4RecModel, "mlstm": MLSTMModel}

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from recbench_datasets.file import FileDataset, FileOptions
 
+from recbench.config.options import parse_options
 from recbench.contracts import DataContext
+from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError, DataError
-from recbench.interactions import Interactions
-from recbench.options import parse_options
 
 ROWS = [(1, 10, 4, 1000), (1, 20, 3, 1001), (2, 10, 5, 999), (3, 30, 1, 1002)]
 

@@ -16,10 +16,11 @@ import torch
 from torch import nn
 
 import recbench
-from recbench import cli, export, hookimpl, latency
-from recbench.export import ExportOptions, RuntimeUnavailable, onnxruntime_session
+from recbench import cli, hookimpl
 from recbench.registry import discover
 from recbench.results import write_json
+from recbench.serve import export, latency
+from recbench.serve.export import ExportOptions, RuntimeUnavailable, onnxruntime_session
 
 TINY = "synthetic:tiny"
 #: Cheap training and timing for tiny models.

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from recbench_metrics.ranking_metrics import RANKING_METRICS, BlockbusterOptions
 
 from recbench.contracts import MetricContext
+from recbench.data.interactions import Sequences
+from recbench.data.protocols import PROTOCOLS, build_queries
 from recbench.errors import ConfigError
-from recbench.interactions import Sequences
-from recbench.protocols import PROTOCOLS, build_queries
 from recbench.ranking import TIE_POLICIES, Ranking, rank
 from recbench.registry import Registry
 

@@ -18,12 +18,12 @@ from recbench_rnn.item2vec import (
 )
 from recbench_rnn.moc import MoCModel, MoCNetwork, MoCOptions
 
+from recbench.config.options import parse_options
 from recbench.contracts import SequenceBatch
+from recbench.data.interactions import Sequences
 from recbench.errors import ConfigError
-from recbench.export import ExportOptions, export_and_check, onnxruntime_session
-from recbench.interactions import Sequences
-from recbench.options import parse_options
 from recbench.registry import discover
+from recbench.serve.export import ExportOptions, export_and_check, onnxruntime_session
 
 N_ITEMS = 13
 

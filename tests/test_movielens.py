@@ -28,10 +28,10 @@ from recbench_datasets.movielens import (
     MovieLensOptions,
 )
 
+from recbench.config.settings import Settings
 from recbench.contracts import DataContext
 from recbench.errors import DataError
 from recbench.registry import discover
-from recbench.settings import Settings
 
 # (user, item, rating, timestamp), invented for these tests.
 ROWS = [

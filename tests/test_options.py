@@ -5,9 +5,9 @@ from typing import Literal
 
 import pytest
 
-from recbench.config import RunConfig, parse_assignment
+from recbench.config.options import as_dict, parse_options
+from recbench.config.run_config import RunConfig, parse_assignment
 from recbench.errors import ConfigError
-from recbench.options import as_dict, parse_options
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from recbench.config.options import parse_options
+from recbench.data.interactions import Interactions, Sequences
+from recbench.data.preprocess import PreprocessOptions, dataset_statistics, preprocess
 from recbench.errors import ConfigError, DataError
-from recbench.interactions import Interactions, Sequences
-from recbench.options import parse_options
-from recbench.preprocess import PreprocessOptions, dataset_statistics, preprocess
 
 NO_FILTERS = PreprocessOptions(min_user_activity=1, min_item_pop=1)
 

@@ -8,9 +8,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from recbench.data.interactions import Sequences
+from recbench.data.protocols import PROTOCOLS, build_queries, canonical_protocol
 from recbench.errors import ConfigError
-from recbench.interactions import Sequences
-from recbench.protocols import PROTOCOLS, build_queries, canonical_protocol
 
 # user 0 has 5 items, user 1 has 2, user 2 has 1 (no query), user 3 has none (no query)
 SEQUENCES = Sequences.from_lists([[1, 2, 3, 4, 5], [6, 7], [8], []], n_items=8)

@@ -8,9 +8,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from recbench.data.interactions import Sequences
+from recbench.data.protocols import PROTOCOLS, Queries, build_queries
 from recbench.errors import ConfigError, PluginError
-from recbench.interactions import Sequences
-from recbench.protocols import PROTOCOLS, Queries, build_queries
 from recbench.ranking import TIE_POLICIES, Ranking, rank
 
 INF = float("inf")

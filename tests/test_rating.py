@@ -1,4 +1,4 @@
-"""The rating track's core (recbench.rating): split, scaling, histories, metrics, the run,
+"""The rating track's core (recbench.tasks.rating.rating): split, scaling, histories, metrics, the run,
 its report, and the one-line errors of runs that mix tasks."""
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ import torch
 import recbench
 from recbench import cli
 from recbench.contracts import RatingBatch
+from recbench.data.interactions import Sequences
 from recbench.errors import ConfigError, PluginError
-from recbench.interactions import Sequences
-from recbench.rating import (
+from recbench.registry import discover, validate_class
+from recbench.results import SCHEMA_VERSION, RunDirectory
+from recbench.tasks.rating.rating import (
     RatingOptions,
     RatingScale,
     aggregate,
@@ -25,8 +27,6 @@ from recbench.rating import (
     predict_events,
     split_ratings,
 )
-from recbench.registry import discover, validate_class
-from recbench.results import SCHEMA_VERSION, RunDirectory
 
 TINY = "synthetic:tiny"
 

@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from recbench.options import parse_options
-from recbench.rating import RatingOptions, predict_events, split_ratings
+from recbench.config.options import parse_options
 from recbench.registry import discover
+from recbench.tasks.rating.rating import RatingOptions, predict_events, split_ratings
 from recbench.testing import tiny_data
 
 #: A trained model's test RMSE must be at most this share of the global mean's. On the
@@ -105,10 +105,10 @@ ARTICLE_RMSE = {"mf": 0.66, "dense": 0.28, "lstm_rating": 0.43}
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_ml100k_beats_the_article(real_settings):
-    from recbench.data import prepare_dataset
-    from recbench.preprocess import PreprocessOptions
+    from recbench.data.prepare import prepare_dataset
+    from recbench.data.preprocess import PreprocessOptions
     from recbench.progress import Progress
-    from recbench.rating import PREPROCESS_DEFAULTS
+    from recbench.tasks.rating.rating import PREPROCESS_DEFAULTS
 
     data = prepare_dataset(
         "ml-100k",

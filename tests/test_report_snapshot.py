@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 from recbench.api import write_report
-from recbench.report import render
+from recbench.report.render import render
 from recbench.results import RunDirectory
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report-run"

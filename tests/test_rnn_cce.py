@@ -15,11 +15,11 @@ from model_checks import (
 )
 from recbench_rnn.rnn_cce import RNNCCEModel, RNNCCENetwork, RNNCCEOptions
 
+from recbench.config.options import parse_options
 from recbench.contracts import SequenceBatch
+from recbench.data.interactions import Sequences
 from recbench.errors import ConfigError
-from recbench.export import ExportOptions, export_and_check
-from recbench.interactions import Sequences
-from recbench.options import parse_options
+from recbench.serve.export import ExportOptions, export_and_check
 from recbench.testing import tiny_data
 
 N_ITEMS = 13

@@ -15,8 +15,8 @@ import recbench
 from recbench import cli, hookimpl
 from recbench.api import load_registry
 from recbench.contracts import FitContext
+from recbench.data.interactions import Sequences
 from recbench.errors import ConfigError
-from recbench.interactions import Sequences
 from recbench.registry import discover
 from recbench.results import SCHEMA_VERSION, RunDirectory
 
@@ -248,7 +248,7 @@ def test_cli_list_shows_owner_and_version(env, capsys):
 
 
 def test_disable_and_load_plugins_from_the_environment(env, monkeypatch):
-    from recbench.settings import Settings
+    from recbench.config.settings import Settings
 
     monkeypatch.setenv("RECBENCH_DISABLE_PLUGINS", "someone-else, recbench")
     assert load_registry(Settings.from_environ()).all("model") == []

@@ -19,9 +19,9 @@ from recbench_datasets.sessions import (
 
 import recbench
 from recbench.contracts import DataContext
+from recbench.data.interactions import Sequences
+from recbench.data.splits import SplitOptions, make_split
 from recbench.errors import ConfigError, DataError
-from recbench.interactions import Sequences
-from recbench.splits import SplitOptions, make_split
 
 DAY = 86_400
 

@@ -1,4 +1,4 @@
-"""Paired tests and multiple-testing corrections (recbench.significance)."""
+"""Paired tests and multiple-testing corrections (recbench.stats.significance)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from recbench.significance import (
+from recbench.stats.significance import (
     adjust,
     benjamini_hochberg,
     difference_test,

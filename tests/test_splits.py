@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from recbench.data.interactions import Sequences
+from recbench.data.protocols import PROTOCOLS, build_queries
+from recbench.data.splits import SplitOptions, make_split
 from recbench.errors import ConfigError
-from recbench.interactions import Sequences
-from recbench.protocols import PROTOCOLS, build_queries
-from recbench.splits import SplitOptions, make_split
 
 
 def sequences_of(

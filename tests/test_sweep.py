@@ -9,9 +9,9 @@ from typing import Literal
 import pytest
 
 import recbench
+from recbench.config.sweep import expand
 from recbench.errors import ConfigError
 from recbench.results import RunDirectory
-from recbench.sweep import expand
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,10 @@ from recbench_datasets.synthetic import (
     max_sequence_length,
 )
 
+from recbench.config.options import parse_options
 from recbench.contracts import DataContext
+from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError
-from recbench.interactions import Interactions
-from recbench.options import parse_options
 
 
 def options(**values: object) -> SyntheticOptions:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 import recbench.testing
-from recbench.interactions import Interactions
+from recbench.data.interactions import Interactions
 from recbench.registry import Registry, discover
 from recbench.testing import ConformanceError, assert_conforms
 

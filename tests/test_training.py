@@ -14,11 +14,11 @@ from model_checks import fit_context
 from torch import nn
 
 from recbench import hookimpl
+from recbench.data.interactions import Sequences
 from recbench.errors import ConfigError
-from recbench.interactions import Sequences
 from recbench.registry import discover
-from recbench.sampling import NegativeSampler
-from recbench.training import (
+from recbench.train.sampling import NegativeSampler
+from recbench.train.trainer import (
     TrainingDiverged,
     TrainingOptions,
     _Lanes,
@@ -175,7 +175,7 @@ def test_linear_scores_in_every_layout():
 
 
 def test_gathered_scores_have_exact_gradients_in_blocks(monkeypatch):
-    import recbench.training as training
+    import recbench.train.trainer as training
 
     monkeypatch.setitem(training.GATHER_BLOCK, "cpu", 7)  # blocks of one or two rows
     torch.manual_seed(0)
@@ -236,7 +236,7 @@ def test_cce_receives_every_item_score():
 
 
 def test_cce_in_blocks_gives_the_gradient_of_the_whole_loss(monkeypatch):
-    import recbench.training as training
+    import recbench.train.trainer as training
 
     sequences = random_sequences()
     gradients = []

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 import torch
 
 from recbench.contracts import FitContext, SequenceBatch
-from recbench.interactions import Sequences
+from recbench.data.interactions import Sequences
 
 if TYPE_CHECKING:
-    from recbench.protocols import Queries
+    from recbench.data.protocols import Queries
 
 
 class Popularity:

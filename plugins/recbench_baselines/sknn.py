@@ -35,7 +35,7 @@ import scipy.sparse as sp
 import torch
 
 from recbench.contracts import FitContext, SequenceBatch
-from recbench.interactions import Sequences
+from recbench.data.interactions import Sequences
 from recbench_baselines.sparse_scoring import (
     Decay,
     batch_arrays,
@@ -47,7 +47,7 @@ from recbench_baselines.sparse_scoring import (
 )
 
 if TYPE_CHECKING:
-    from recbench.protocols import Queries
+    from recbench.data.protocols import Queries
 
 #: Decimal places similarities are rounded to before neighbours are ranked, so that
 #: similarities equal in exact arithmetic but summed in another order stay equal and

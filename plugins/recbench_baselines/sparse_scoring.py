@@ -19,7 +19,7 @@ import scipy.sparse as sp
 import torch
 
 from recbench.contracts import SequenceBatch
-from recbench.interactions import Sequences, ragged_indices
+from recbench.data.interactions import Sequences, ragged_indices
 
 #: Decay of a weight with a distance ``d >= 1`` (1 = adjacent / most recent), as in the
 #: sequential-rules and V-SKNN definitions of Ludewig & Jannach (2018):

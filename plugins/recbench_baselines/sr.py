@@ -10,7 +10,7 @@ import scipy.sparse as sp
 import torch
 
 from recbench.contracts import FitContext, SequenceBatch
-from recbench.interactions import Sequences
+from recbench.data.interactions import Sequences
 from recbench_baselines.sparse_scoring import (
     Decay,
     decay_by_distance,
@@ -22,7 +22,7 @@ from recbench_baselines.sparse_scoring import (
 )
 
 if TYPE_CHECKING:
-    from recbench.protocols import Queries
+    from recbench.data.protocols import Queries
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 from recbench.contracts import DataContext
+from recbench.data.interactions import Interactions
 from recbench.errors import ConfigError, DataError
-from recbench.interactions import Interactions
 
 #: Separators tried, in this order, when ``sep`` is not given.
 SNIFFED_SEPARATORS = ("::", "\t", ",", ";", "|", "whitespace")
@@ -153,7 +153,7 @@ def read_interactions(
     header: bool | None,
     compression: Compression = "auto",
 ) -> Interactions:
-    """Read a delimited file of events into :class:`~recbench.interactions.Interactions`.
+    """Read a delimited file of events into :class:`~recbench.data.interactions.Interactions`.
 
     Parameters
     ----------

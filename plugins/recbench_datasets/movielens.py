@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import ClassVar
 
 from recbench.contracts import DataContext
-from recbench.download import fetch, safe_extract
+from recbench.data.download import fetch, safe_extract
+from recbench.data.interactions import Interactions
 from recbench.errors import DataError
-from recbench.interactions import Interactions
 from recbench_datasets.file import read_interactions
 
 _COLUMNS = ("user", "item", "rating", "timestamp")

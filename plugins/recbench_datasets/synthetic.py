@@ -40,7 +40,7 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from recbench.contracts import DataContext
-from recbench.interactions import Interactions
+from recbench.data.interactions import Interactions
 
 #: Changes whenever the same options would generate different data.
 GENERATOR_VERSION = 1

@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 
 from recbench.contracts import RatingBatch, RatingFitContext
-from recbench.rating import RatingEvents
+from recbench.tasks.rating.rating import RatingEvents
 
 
 class GlobalMean:

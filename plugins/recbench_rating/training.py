@@ -21,8 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from recbench.contracts import RatingBatch, RatingFitContext
-from recbench.rating import RatingEvents
-from recbench.training import TrainingDiverged
+from recbench.tasks.rating.rating import RatingEvents
+from recbench.train.trainer import TrainingDiverged
 
 #: One epoch: given a seeded generator, yields ``(loss, n_predictions)`` per mini-batch.
 EpochSteps = Callable[[torch.Generator], Iterable[tuple[Tensor, int]]]

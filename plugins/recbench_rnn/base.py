@@ -11,8 +11,8 @@ import torch
 from torch import Tensor, nn
 
 from recbench.contracts import FitContext, SequenceBatch
-from recbench.interactions import Sequences
-from recbench.training import (
+from recbench.data.interactions import Sequences
+from recbench.train.trainer import (
     TrainingHistory,
     TrainingOptions,
     fit_network,
@@ -23,7 +23,7 @@ from recbench.training import (
 from recbench_rnn.recurrence import release_workspace
 
 if TYPE_CHECKING:
-    from recbench.protocols import Queries
+    from recbench.data.protocols import Queries
 
 State = tuple[Tensor, ...]
 
@@ -47,7 +47,7 @@ class EmbeddingOptions(TrainingOptions):
 
 
 class RecurrentNetwork(nn.Module):
-    """A network the trainer can train (:class:`recbench.training.SequenceNetwork`).
+    """A network the trainer can train (:class:`recbench.train.trainer.SequenceNetwork`).
 
     Subclasses define ``encode``, ``step``, ``initial_state``, ``output_weights`` and
     ``cell``; scores are dot products with the item output vectors plus an item bias.
@@ -108,7 +108,7 @@ class ScoringCell(nn.Module):
 
 class RecurrentModel:
     """A next-item model around a :class:`RecurrentNetwork`, trained by
-    :func:`recbench.training.fit_network`. Subclasses set the metadata and
+    :func:`recbench.train.trainer.fit_network`. Subclasses set the metadata and
     :meth:`build_network`."""
 
     id: ClassVar[str]

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from recbench.interactions import PADDING_ITEM
+from recbench.data.interactions import PADDING_ITEM
 from recbench_rnn.base import (
     EmbeddingOptions,
     RecurrentModel,

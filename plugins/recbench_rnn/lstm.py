@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from recbench.interactions import PADDING_ITEM
+from recbench.data.interactions import PADDING_ITEM
 from recbench_rnn.base import EmbeddingOptions, RecurrentModel, RecurrentNetwork, ScoringCell, State
 
 
 @dataclass(frozen=True)
 class LSTMOptions(EmbeddingOptions):
-    """Options of ``lstm``: the trainer's (:class:`recbench.training.TrainingOptions`),
+    """Options of ``lstm``: the trainer's (:class:`recbench.train.trainer.TrainingOptions`),
     plus the embedding size (also the LSTM's hidden size) and dropout rates on the input
     embeddings and on the LSTM's output."""
 

@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from recbench.interactions import PADDING_ITEM
+from recbench.data.interactions import PADDING_ITEM
 from recbench_rnn.base import (
     EmbeddingOptions,
     RecurrentModel,

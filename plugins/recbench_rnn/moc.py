@@ -11,14 +11,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recbench.contracts import FitContext, SequenceBatch
-from recbench.interactions import PADDING_ITEM, Sequences
-from recbench.training import TrainingOptions, last_positions, linear_scores, start_aligned
+from recbench.data.interactions import PADDING_ITEM, Sequences
+from recbench.train.trainer import TrainingOptions, last_positions, linear_scores, start_aligned
 from recbench_rnn.base import RecurrentModel, RecurrentNetwork, ScoringCell, State
 from recbench_rnn.item2vec import Item2VecOptions, Item2VecResult, train_item2vec
 from recbench_rnn.recurrence import gru_step
 
 if TYPE_CHECKING:
-    from recbench.protocols import Queries
+    from recbench.data.protocols import Queries
 
 #: Vectors shorter than this count as zero when normalised (the padding item's).
 NORM_EPS = 1e-12

@@ -10,14 +10,14 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from recbench.interactions import PADDING_ITEM
-from recbench.training import linear_scores
+from recbench.data.interactions import PADDING_ITEM
+from recbench.train.trainer import linear_scores
 from recbench_rnn.base import EmbeddingOptions, RecurrentModel, RecurrentNetwork, ScoringCell, State
 
 
 @dataclass(frozen=True)
 class RNNCCEOptions(EmbeddingOptions):
-    """Options of ``rnn_cce``: the trainer's (:class:`recbench.training.TrainingOptions`,
+    """Options of ``rnn_cce``: the trainer's (:class:`recbench.train.trainer.TrainingOptions`,
     with defaults sized for MovieLens 100K on a CPU), plus
 
     cell:

@@ -25,8 +25,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from recbench.config.options import option_fields
 from recbench.errors import ConfigError
-from recbench.options import option_fields
 
 ALTERNATIVES_SEPARATOR = "|"
 
@@ -48,7 +48,7 @@ def expand(model_id: str, options_cls: type, values: Mapping[str, Any]) -> list[
     """The variants of ``model_id`` that the option ``values`` (a sweep or not) describe.
 
     Without a sweep this is one variant labelled ``model_id`` with ``values`` unchanged.
-    Unknown option keys are left for :func:`recbench.options.parse_options` to report.
+    Unknown option keys are left for :func:`recbench.config.options.parse_options` to report.
     """
     fields = option_fields(options_cls)
     values = dict(values)

@@ -18,24 +18,25 @@ from typing import Any
 import torch
 
 import recbench
-from recbench import ablation, latency
-from recbench.config import CORE_SECTIONS, EvaluationOptions, RunConfig, check_sections
+from recbench.config.options import as_dict, parse_options
+from recbench.config.run_config import CORE_SECTIONS, EvaluationOptions, RunConfig, check_sections
+from recbench.config.settings import Settings
 from recbench.contracts import FitContext
-from recbench.data import PreparedData, prepare_dataset
+from recbench.data.prepare import PreparedData, prepare_dataset
+from recbench.data.preprocess import PreprocessOptions
+from recbench.data.protocols import Queries, build_queries, canonical_protocol
+from recbench.data.splits import Split, SplitOptions, make_split
 from recbench.environment import describe_environment, resolve_device
 from recbench.errors import ConfigError
-from recbench.evaluation import EvaluationResult, evaluate
-from recbench.export import ExportOptions
-from recbench.options import as_dict, parse_options
-from recbench.plans import MetricPlan, ModelPlan, metric_plans, model_plans, task_metrics
-from recbench.preprocess import PreprocessOptions
 from recbench.progress import Progress
-from recbench.protocols import Queries, build_queries, canonical_protocol
 from recbench.registry import Registry
 from recbench.results import RunDirectory, cell_name, key_of
-from recbench.seeding import seed_everything
-from recbench.settings import Settings
-from recbench.splits import Split, SplitOptions, make_split
+from recbench.runner.plans import MetricPlan, ModelPlan, metric_plans, model_plans, task_metrics
+from recbench.runner.seeding import seed_everything
+from recbench.serve import latency
+from recbench.serve.export import ExportOptions
+from recbench.tasks.ranking import order_check as ordering
+from recbench.tasks.ranking.evaluation import EvaluationResult, evaluate
 
 VALIDATION_PROTOCOL = "last-item"
 
@@ -100,7 +101,7 @@ def plan_run(config: RunConfig, registry: Registry) -> RunPlan:
             where="-o eval.validation_metric",
             hint="write it as METRIC@K, e.g. mrr@20",
         )
-    order_check = ablation.choose_model(
+    order_check = ordering.choose_model(
         config.order_check,
         [m.label for m in models],
         [m.label for m in models if callable(getattr(m.info.cls, "cell", None))],
@@ -139,17 +140,19 @@ def execute(
 ) -> RunDirectory:
     """Run the benchmark described by ``config`` into the run directory ``out``.
 
-    After its evaluation each model is exported and timed (:mod:`recbench.latency`)
+    After its evaluation each model is exported and timed (:mod:`recbench.serve.latency`)
     unless ``export.enabled`` is off; a model whose latency record exists is not redone
     unless ``force_export``. With ``export_only`` (model labels; empty: all) nothing is
     evaluated and the run's files are kept: the models whose record is missing (or all,
     with ``force_export``) are trained again with the run's configuration and seeds,
     then exported and timed (``recbench export``).
     """
-    from recbench import rating_runner
-    from recbench.rating import RATING_TASK
+    from recbench.runner import rating_runner
+    from recbench.tasks.rating.rating import RATING_TASK
 
-    if rating_runner.run_task(config, registry) == RATING_TASK:  # recbench.rating_runner runs it
+    if (
+        rating_runner.run_task(config, registry) == RATING_TASK
+    ):  # recbench.runner.rating_runner runs it
         return rating_runner.execute_rating(
             config,
             out=out,
@@ -227,15 +230,15 @@ def execute(
 def _order_check_job(
     plan: RunPlan, split: Split, seed: int
 ) -> tuple[ModelPlan, Split, dict[str, Any]]:
-    """The order check (:mod:`recbench.ablation`): the chosen model, trained on shuffled
+    """The order check (:mod:`recbench.tasks.ranking.order_check`): the chosen model, trained on shuffled
     training sequences, reading each of the benchmark's queries in a shuffled order."""
     model_plan = next(m for m in plan.models if m.label == plan.order_check)
     return (
         model_plan,
-        ablation.shuffled_training(split, seed),
+        ordering.shuffled_training(split, seed),
         {
-            "ablation": ablation.ORDER_SHUFFLED,
-            "reads": lambda model: ablation.ShuffledInputs(model, seed),
+            "ablation": ordering.ORDER_SHUFFLED,
+            "reads": lambda model: ordering.ShuffledInputs(model, seed),
         },
     )
 
@@ -268,7 +271,7 @@ def cell_key(
         "cutoffs": resolved["cutoffs"],
         "protocol": protocol,
         "seed": seed,
-        **({"ablation": ablation_id, "ablation_version": ablation.VERSION} if ablation_id else {}),
+        **({"ablation": ablation_id, "ablation_version": ordering.VERSION} if ablation_id else {}),
     }
     return key_of(payload)
 

@@ -38,9 +38,9 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from recbench.data.interactions import Sequences
+from recbench.data.protocols import PROTOCOLS
 from recbench.errors import ConfigError, close_matches
-from recbench.interactions import Sequences
-from recbench.protocols import PROTOCOLS
 
 SplitMethod = Literal["users", "temporal", "leave-last-out"]
 SPLIT_METHODS: tuple[str, ...] = get_args(SplitMethod)
@@ -53,7 +53,7 @@ class SplitOptions:
     Parameters
     ----------
     method:
-        ``"users"``, ``"temporal"`` or ``"leave-last-out"`` (see :mod:`recbench.splits`).
+        ``"users"``, ``"temporal"`` or ``"leave-last-out"`` (see :mod:`recbench.data.splits`).
     valid, test:
         Number of validation / test users: a value below 1 is a fraction of all users, a
         value of 1 or more a count (a whole number). ``valid = 0`` means no validation
@@ -115,7 +115,7 @@ class Split:
     """Training, validation and test sequences, and the protocols they support.
 
     ``valid`` may hold no users (no validation set: no model selection). ``protocols``
-    lists the evaluation protocols (:data:`recbench.protocols.PROTOCOLS`) that are valid
+    lists the evaluation protocols (:data:`recbench.data.protocols.PROTOCOLS`) that are valid
     on this split.
     """
 

@@ -4,7 +4,7 @@ Two units are timed, each at batch 1 (p50/p95/p99 of single calls) and at a larg
 batch (throughput, queries per second):
 
 ``step`` (neural models)
-    One step of the model's ``cell()`` (:mod:`recbench.export`): read one item per
+    One step of the model's ``cell()`` (:mod:`recbench.serve.export`): read one item per
     query, update the state, score every item -- the cost of serving one event to a
     user whose state is kept. Runtimes: ``torch`` (the cell in eager mode, under
     ``inference_mode``), ``onnxruntime`` (the exported ``cell.onnx``), and the opt-in
@@ -75,8 +75,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from recbench.config.options import as_dict
 from recbench.contracts import SequenceBatch
-from recbench.export import (
+from recbench.progress import Progress
+from recbench.results import read_json, write_json
+from recbench.serve.export import (
     ExportedCell,
     ExportOptions,
     Parity,
@@ -93,9 +96,6 @@ from recbench.export import (
     session_runner,
     torch_runner,
 )
-from recbench.options import as_dict
-from recbench.progress import Progress
-from recbench.results import read_json, write_json
 
 SCHEMA_VERSION = 1
 LATENCY_DIR = "latency"

@@ -4,8 +4,8 @@ Precedence: each plugin's defaults < a TOML config file < command-line ``-o`` ov
 Options are addressed as ``SECTION.KEY=VALUE`` where SECTION is a model id of the run,
 the dataset id, a metric id, or one of the core sections:
 
-``preprocess``  :class:`recbench.preprocess.PreprocessOptions`
-``split``       :class:`recbench.splits.SplitOptions`
+``preprocess``  :class:`recbench.data.preprocess.PreprocessOptions`
+``split``       :class:`recbench.data.splits.SplitOptions`
 ``eval``        :class:`EvaluationOptions`
 """
 
@@ -63,7 +63,7 @@ class RunConfig:
     cutoffs: tuple[int, ...] = DEFAULT_CUTOFFS
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     device: str = "auto"
-    #: Which model the order check trains on shuffled sequences (:mod:`recbench.ablation`):
+    #: Which model the order check trains on shuffled sequences (:mod:`recbench.tasks.ranking.order_check`):
     #: ``auto`` (the first sequence model), a model label, or ``off``.
     order_check: str = "auto"
 

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from recbench.ablation import is_ablation
 from recbench.results import RunDirectory, read_json, write_atomic
+from recbench.tasks.ranking.order_check import is_ablation
 
 FILES = {"metric_curves": "metric-curves.png", "accuracy_latency": "accuracy-latency.png"}
 #: The metrics drawn in the metric-curve figure, when the run has them.
@@ -135,7 +135,7 @@ def _accuracy_latency(
     protocols: Sequence[str],
     cells: Sequence[Mapping[str, Any]],
 ) -> Any:
-    from recbench.latency_report import accuracy_latency_points
+    from recbench.report.latency import accuracy_latency_points
 
     points = accuracy_latency_points(run_dir, config, models, protocols, cells)
     if not points:

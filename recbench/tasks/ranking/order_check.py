@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from recbench import significance
 from recbench.contracts import SequenceBatch
+from recbench.data.interactions import Sequences
+from recbench.data.splits import Split
 from recbench.errors import ConfigError, close_matches
-from recbench.interactions import Sequences
-from recbench.splits import Split
+from recbench.stats import significance
 
 ORDER_SHUFFLED = "order-shuffled"
 #: Enters the cells' keys: version 2 keeps the test queries and shuffles their inputs.

@@ -1,6 +1,6 @@
 """Negative sampling: items drawn uniformly or by popularity, never the padding item.
 
-Item ids run from 1 to ``n_items`` (0 is padding, :mod:`recbench.interactions`). A
+Item ids run from 1 to ``n_items`` (0 is padding, :mod:`recbench.data.interactions`). A
 :class:`NegativeSampler` draws ids from
 
 - ``uniform``: every item with the same probability;

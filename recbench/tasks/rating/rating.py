@@ -5,8 +5,8 @@ follows "PyTorch for Recommenders 101" (Fast Forward Labs, 2018), which trained 
 factorisation, a dense network and an LSTM on MovieLens 100K with ratings "scaled between
 [0, 1]" and reported the test RMSE. This module holds the protocol: the split, the
 scaling, the events and histories models receive, and the evaluation of their
-predictions; :mod:`recbench.rating_runner` plans and executes a rating run and writes its
-cells, :mod:`recbench.rating_report` renders its report. It knows no concrete model or
+predictions; :mod:`recbench.runner.rating_runner` plans and executes a rating run and writes its
+cells, :mod:`recbench.report.rating` renders its report. It knows no concrete model or
 metric: rating models and metrics are plugins that declare ``task = "rating"``
 (:class:`recbench.contracts.RatingModel`, :class:`recbench.contracts.RatingMetric`).
 
@@ -60,10 +60,10 @@ import numpy as np
 import torch
 
 from recbench.contracts import RatingBatch, RatingFitContext, RatingMetricContext
+from recbench.data.interactions import PADDING_ITEM, Sequences
 from recbench.errors import ConfigError, DataError, PluginError
-from recbench.interactions import PADDING_ITEM, Sequences
 from recbench.progress import Progress
-from recbench.statistics import MetricSummary, summarize
+from recbench.stats.summary import MetricSummary, summarize
 
 RATING_TASK = "rating"
 #: The option section of the rating protocol (``-o rating.test=0.2``).
@@ -491,7 +491,7 @@ def predict_events(
 def aggregate(values: np.ndarray, aggregation: str = "mean") -> MetricSummary:
     """The reported value of per-event ``values`` and its 95% half-width.
 
-    ``mean``: the mean (:func:`recbench.statistics.summarize`). ``root_mean``: the square
+    ``mean``: the mean (:func:`recbench.stats.summary.summarize`). ``root_mean``: the square
     root of the mean (RMSE from squared errors); its half-width is the mean's divided by
     ``2 * sqrt(mean)`` (the delta method), ``None`` when the value is 0.
     """

@@ -5,9 +5,9 @@ a one-paragraph summary; the environment; dataset statistics; protocol, split, s
 exclusion and tie policies; one section per protocol (a table per cutoff: mean ± 95%
 confidence half-width, best per column in bold, paired significance marks against the
 best baseline † and the best model ‡, Holm-corrected across the table); option sweeps;
-the order check (:mod:`recbench.ablation`); timing; serving latency with an
-accuracy-vs-latency view (:mod:`recbench.latency_report`); failures. Figures
-(:mod:`recbench.figures`) are linked when they were drawn. Given the same result files the
+the order check (:mod:`recbench.tasks.ranking.order_check`); timing; serving latency with an
+accuracy-vs-latency view (:mod:`recbench.report.latency`); failures. Figures
+(:mod:`recbench.report.figures`) are linked when they were drawn. Given the same result files the
 report is the same, byte for byte.
 """
 
@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
-from recbench import ablation, significance
 from recbench.results import RunDirectory, read_json
-from recbench.statistics import over_seeds
+from recbench.stats import significance
+from recbench.stats.summary import over_seeds
+from recbench.tasks.ranking import order_check
 
 PROTOCOL_DESCRIPTIONS = {
     "half-split": "input = the first half of each held-out user's sequence; targets = the rest "
@@ -37,7 +38,7 @@ PROTOCOL_DESCRIPTIONS = {
 
 #: Adjusted p-values below this mark a difference as significant.
 ALPHA = 0.05
-#: The paired test of the significance marks (:mod:`recbench.significance`).
+#: The paired test of the significance marks (:mod:`recbench.stats.significance`).
 TEST: significance.Test = "wilcoxon"
 VS_BASELINE_MARK = "†"
 VS_BEST_MARK = "‡"
@@ -92,22 +93,22 @@ def _metric_order(cells: Iterable[Mapping[str, Any]], metric_ids: Sequence[str])
 def render(run_dir: RunDirectory, figures: Mapping[str, str] | None = None) -> str:
     """The markdown report of ``run_dir``.
 
-    ``figures`` maps a figure id of :mod:`recbench.figures` to the link the report uses
+    ``figures`` maps a figure id of :mod:`recbench.report.figures` to the link the report uses
     for it (relative to where the report is written); figures not given are not shown.
     """
     figures = dict(figures or {})
     config_file = read_json(run_dir.path / "config.json")
     config = config_file["config"]
-    from recbench import rating_report
+    from recbench.report import rating
 
-    if rating_report.is_rating_run(config):  # the rating track has a report of its own
-        return rating_report.render_rating_report(run_dir)
+    if rating.is_rating_run(config):  # the rating track has a report of its own
+        return rating.render_rating_report(run_dir)
     environment = read_json(run_dir.path / "environment.json")
     dataset_path = run_dir.path / "dataset.json"
     dataset = read_json(dataset_path) if dataset_path.is_file() else None
     all_cells = list(run_dir.cells())
-    checks = [c for c in all_cells if ablation.is_ablation(c)]
-    cells = [c for c in all_cells if not ablation.is_ablation(c)]
+    checks = [c for c in all_cells if order_check.is_ablation(c)]
+    cells = [c for c in all_cells if not order_check.is_ablation(c)]
     ok = [c for c in cells if c.get("status") == "ok"]
     failed = [c for c in all_cells if c.get("status") != "ok"]
     metric_meta = config.get("metrics", {})
@@ -257,7 +258,7 @@ def render(run_dir: RunDirectory, figures: Mapping[str, str] | None = None) -> s
     ]
     lines += ["Times are means over seeds; fit time is shared by the protocols of a seed.", ""]
 
-    from recbench.latency_report import latency_section
+    from recbench.report.latency import latency_section
 
     lines += latency_section(
         run_dir, config, model_order, protocols, ok, figures.get("accuracy_latency")
@@ -620,7 +621,7 @@ def _order_check_section(
             b = run_dir.per_query(check).get(name)
             if a is None or b is None:
                 continue
-            verdict = ablation.order_verdict(name, a, b, ALPHA)
+            verdict = order_check.order_verdict(name, a, b, ALPHA)
             rows.append(
                 [
                     original["model_label"],

@@ -138,7 +138,7 @@ class Comparison:
     def to_markdown(self, *, only_changed: bool = False) -> str:
         """The header, the table (``only_changed``: without ``~`` rows), the legend and the
         verdict, as markdown."""
-        from recbench.report import markdown_table
+        from recbench.report.render import markdown_table
 
         lines = [f"A: {self.run_a}", f"B: {self.run_b}", ""]
         lines += [f"Note: {note}" for note in self.notes]

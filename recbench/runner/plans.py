@@ -1,8 +1,8 @@
 """The models and metrics of a run, with their plugins looked up and options parsed.
 
-Both runners plan with these, whatever the task (:mod:`recbench.runner` for ranking,
-:mod:`recbench.rating_runner` for rating prediction): a model becomes one
-:class:`ModelPlan` per variant of its option sweep (:mod:`recbench.sweep`), a metric one
+Both runners plan with these, whatever the task (:mod:`recbench.runner.execute` for ranking,
+:mod:`recbench.runner.rating_runner` for rating prediction): a model becomes one
+:class:`ModelPlan` per variant of its option sweep (:mod:`recbench.config.sweep`), a metric one
 :class:`MetricPlan`. Each knows its entry in the resolved configuration that is stored
 with the results (``config.json``).
 """
@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from recbench import sweep
-from recbench.options import as_dict, parse_options
+from recbench.config import sweep
+from recbench.config.options import as_dict, parse_options
 
 if TYPE_CHECKING:
     from recbench.registry import PluginInfo, Registry
@@ -71,7 +71,7 @@ class MetricPlan:
 
 
 def model_plans(info: PluginInfo, options: Mapping[str, Mapping[str, Any]]) -> list[ModelPlan]:
-    """One plan per variant of the model's options (:mod:`recbench.sweep`)."""
+    """One plan per variant of the model's options (:mod:`recbench.config.sweep`)."""
     variants = sweep.expand(info.id, info.cls.Options, options.get(info.id, {}))
     return [
         ModelPlan(

@@ -21,7 +21,7 @@ Mini-batches
 Negatives
     For each prediction the loss sees the positive's score and the scores of negatives
     (:class:`recbench.contracts.Loss` describes the signature). Sampled negatives come from
-    :class:`recbench.sampling.NegativeSampler` (uniform or popularity^alpha, never the
+    :class:`recbench.train.sampling.NegativeSampler` (uniform or popularity^alpha, never the
     padding item, optionally never the positive): ``negatives`` per prediction, or
     ``negatives`` shared by the whole mini-batch with ``shared_negatives``. With
     ``in_batch_negatives`` the targets of the other sequences at the same step join them
@@ -64,11 +64,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from recbench.config.options import parse_options
 from recbench.contracts import FitContext
+from recbench.data.interactions import PADDING_ITEM, Sequences
 from recbench.errors import ConfigError
-from recbench.interactions import PADDING_ITEM, Sequences
-from recbench.options import parse_options
-from recbench.sampling import NegativeSampler
+from recbench.train.sampling import NegativeSampler
 
 if TYPE_CHECKING:
     from recbench.registry import Registry

@@ -1,6 +1,6 @@
-"""Planning and executing a rating run (:mod:`recbench.rating`), and its cells.
+"""Planning and executing a rating run (:mod:`recbench.tasks.rating.rating`), and its cells.
 
-``recbench run --protocols rating`` comes here (:func:`recbench.runner.execute` hands it
+``recbench run --protocols rating`` comes here (:func:`recbench.runner.execute.execute` hands it
 over when :func:`run_task` says the run is for the rating task). Everything the user can
 get wrong is checked before any work starts (:func:`plan_rating_run`). For every seed the
 rating events are split once; each (model, seed) cell is written as soon as it is
@@ -21,17 +21,21 @@ import numpy as np
 import torch
 
 import recbench
-from recbench.config import RunConfig, check_sections
-from recbench.data import PreparedData, prepare_dataset
+from recbench.config.options import as_dict, parse_options
+from recbench.config.run_config import RunConfig, check_sections
+from recbench.config.settings import Settings
+from recbench.data.prepare import PreparedData, prepare_dataset
+from recbench.data.preprocess import PreprocessOptions
+from recbench.data.protocols import RATING_PROTOCOL, canonical_protocol
 from recbench.environment import describe_environment, resolve_device
 from recbench.errors import ConfigError
-from recbench.export import ExportOptions
-from recbench.options import as_dict, parse_options
-from recbench.plans import MetricPlan, ModelPlan, metric_plans, model_plans, task_metrics
-from recbench.preprocess import PreprocessOptions
 from recbench.progress import Progress
-from recbench.protocols import RATING_PROTOCOL, canonical_protocol
-from recbench.rating import (
+from recbench.registry import Registry
+from recbench.results import RunDirectory, cell_name, key_of
+from recbench.runner.plans import MetricPlan, ModelPlan, metric_plans, model_plans, task_metrics
+from recbench.runner.seeding import seed_everything
+from recbench.serve.export import ExportOptions
+from recbench.tasks.rating.rating import (
     OPTION_SECTION,
     PREPROCESS_DEFAULTS,
     RATING_TASK,
@@ -45,10 +49,6 @@ from recbench.rating import (
     max_history_of,
     split_ratings,
 )
-from recbench.registry import Registry
-from recbench.results import RunDirectory, cell_name, key_of
-from recbench.seeding import seed_everything
-from recbench.settings import Settings
 
 
 def run_task(config: RunConfig, registry: Registry) -> str:

@@ -1,9 +1,9 @@
 """The latency section of the markdown report, and the accuracy-vs-latency plot.
 
-Rendered from the run directory's ``latency/*.json`` records (:mod:`recbench.latency`)
+Rendered from the run directory's ``latency/*.json`` records (:mod:`recbench.serve.latency`)
 and its result cells alone: a table of every model's serving latency per runtime, the
 runtimes that were not timed and why, and an accuracy-vs-latency table (its plot is drawn
-by :mod:`recbench.figures`).
+by :mod:`recbench.report.figures`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from recbench.report import escape, markdown_table
+from recbench.report.render import escape, markdown_table
 from recbench.results import RunDirectory
 
 #: Above this share of CPU time used by other processes, the report warns.
@@ -93,7 +93,7 @@ def latency_section(
 ) -> list[str]:
     """The report's ``## Latency`` section (empty when the run has no latency records);
     ``plot_link`` is where the report finds the accuracy-vs-latency figure, if drawn."""
-    from recbench.latency import read_records
+    from recbench.serve.latency import read_records
 
     records = read_records(run_dir.path)
     if not records:
@@ -254,7 +254,7 @@ def accuracy_latency_points(
 ) -> list[dict[str, Any]]:
     """Per model: an accuracy (the validation metric under the first protocol, mean over
     seeds), its ``score()`` latency and its fastest parity-passing step runtime."""
-    from recbench.latency import read_records
+    from recbench.serve.latency import read_records
 
     if rows is None:
         rows = _latency_rows(read_records(run_dir.path))

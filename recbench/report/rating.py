@@ -1,6 +1,6 @@
-"""The report of a rating run (:mod:`recbench.rating`), rendered from its result files.
+"""The report of a rating run (:mod:`recbench.tasks.rating.rating`), rendered from its result files.
 
-:func:`render_rating_report` is what :func:`recbench.report.render` gives for a rating run:
+:func:`render_rating_report` is what :func:`recbench.report.render.render` gives for a rating run:
 a title and a one-sentence summary; the environment and the dataset (as in the ranking
 report); the protocol (split, scale, clipping, histories, metrics, uncertainty); one table
 of every model's errors on the [0, 1] scale and in stars (mean ± 95% half-width, the best
@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from recbench.protocols import RATING_PROTOCOL
-from recbench.rating import OPTION_SECTION, STARS_SUFFIX, RatingScale
-from recbench.report import dataset_section, environment_section, escape, markdown_table
+from recbench.data.protocols import RATING_PROTOCOL
+from recbench.report.render import dataset_section, environment_section, escape, markdown_table
 from recbench.results import RunDirectory, read_json
-from recbench.statistics import over_seeds
+from recbench.stats.summary import over_seeds
+from recbench.tasks.rating.rating import OPTION_SECTION, STARS_SUFFIX, RatingScale
 
 
 def is_rating_run(config: Mapping[str, Any]) -> bool:

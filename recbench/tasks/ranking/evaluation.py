@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from recbench.contracts import MetricContext
+from recbench.data.protocols import Queries
 from recbench.errors import ConfigError, PluginError
 from recbench.progress import Progress
-from recbench.protocols import Queries
 from recbench.ranking import Ranking, check_tie_policy, rank
-from recbench.statistics import MetricSummary, summarize
+from recbench.stats.summary import MetricSummary, summarize
 
 #: Score-matrix elements per batch (``batch size x (n_items + 1)``) when no batch size is
 #: given, by device type. A GPU wants large batches; on a CPU a batch whose scores, float64
@@ -93,7 +93,7 @@ def evaluate(
         Has ``score(SequenceBatch) -> [B, n_items + 1]`` and ``max_length``
         (:class:`recbench.contracts.Model`).
     queries:
-        The queries to answer (:func:`recbench.protocols.build_queries`).
+        The queries to answer (:func:`recbench.data.protocols.build_queries`).
     metrics:
         Metric id -> metric instance (:class:`recbench.contracts.Metric`).
     cutoffs:

@@ -23,14 +23,14 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from recbench.config.options import as_dict, parse_options
+from recbench.config.settings import Settings
 from recbench.contracts import DataContext
+from recbench.data.interactions import Sequences
+from recbench.data.preprocess import PreprocessOptions, dataset_statistics, preprocess
 from recbench.errors import ConfigError, DataError
-from recbench.interactions import Sequences
-from recbench.options import as_dict, parse_options
-from recbench.preprocess import PreprocessOptions, dataset_statistics, preprocess
 from recbench.progress import Progress
 from recbench.registry import Registry
-from recbench.settings import Settings
 
 #: Changes whenever the cached arrays would be laid out or computed differently.
 DATA_FORMAT_VERSION = 1
@@ -44,7 +44,7 @@ class PreparedData:
     ``dataset_id`` the registered id it resolved to (``"ml-100k"``, ``"file"``).
     ``item_ids[i]`` is the raw id of item ``i`` (``item_ids[0] == -1``, padding). ``key``
     is the hex cache key; ``statistics`` comes from
-    :func:`recbench.preprocess.dataset_statistics`; ``preprocessing`` holds the resolved
+    :func:`recbench.data.preprocess.dataset_statistics`; ``preprocessing`` holds the resolved
     preprocessing options.
     """
 

@@ -2,7 +2,7 @@
 
 :func:`preprocess` filters the raw events, orders every user's events by (timestamp,
 original row order), remaps item ids to ``1..n_items`` (0 is padding) and builds the CSR
-:class:`~recbench.interactions.Sequences`. :func:`dataset_statistics` describes the result
+:class:`~recbench.data.interactions.Sequences`. :func:`dataset_statistics` describes the result
 for reports. Everything is vectorised: no Python loop runs per user or per event.
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from recbench.data.interactions import Interactions, Sequences
 from recbench.errors import DataError
-from recbench.interactions import Interactions, Sequences
 
 #: ``item_ids[0]``: the raw id recorded for the padding item.
 PADDING_RAW_ID = -1

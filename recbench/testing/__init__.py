@@ -49,12 +49,12 @@ if TYPE_CHECKING:
     import torch
 
     from recbench.contracts import DataContext, FitContext, SequenceBatch
-    from recbench.interactions import Sequences
-    from recbench.protocols import Queries
+    from recbench.data.interactions import Sequences
+    from recbench.data.protocols import Queries
+    from recbench.data.splits import Split
     from recbench.ranking import Ranking
-    from recbench.rating import RatingEvents, RatingSplit
     from recbench.registry import PluginInfo, Registry
-    from recbench.splits import Split
+    from recbench.tasks.rating.rating import RatingEvents, RatingSplit
 
 __all__ = [
     "EPOCH_OPTIONS",
@@ -108,7 +108,7 @@ class TinyData:
     sequences:
         Every user's chronological sequence (item ids ``1..n_items``, 0 is padding).
     split:
-        The training, validation and test users (:class:`recbench.splits.Split`).
+        The training, validation and test users (:class:`recbench.data.splits.Split`).
     """
 
     def __init__(self, sequences: Sequences, split: Split):
@@ -141,7 +141,7 @@ class TinyData:
     def queries(self, protocol: str = "iterative", part: str = "test") -> Queries:
         """The queries of ``protocol`` (``half-split``, ``iterative``, ``last-item``) over
         the ``test`` or ``valid`` users."""
-        from recbench.protocols import build_queries
+        from recbench.data.protocols import build_queries
 
         key = (protocol, part)
         if key not in self._queries:
@@ -193,11 +193,11 @@ class TinyData:
 
     @functools.cached_property
     def ratings(self) -> RatingSplit:
-        """The same events as a rating split (:func:`recbench.rating.split_ratings` with
+        """The same events as a rating split (:func:`recbench.tasks.rating.rating.split_ratings` with
         the default options, seed 0: 72% training, 8% validation, 20% test events), for
         rating models and metrics. Its ``fit_context(device)`` gives a model what a run
         would."""
-        from recbench.rating import RatingOptions, split_ratings
+        from recbench.tasks.rating.rating import RatingOptions, split_ratings
 
         return split_ratings(self.sequences, RatingOptions(), 0)
 
@@ -234,8 +234,8 @@ class TinyData:
         recbench's evaluation (batched ranking, seen items excluded, pessimistic ties)."""
         import torch
 
-        from recbench.evaluation import evaluate
         from recbench.progress import Progress
+        from recbench.tasks.ranking.evaluation import evaluate
 
         result = evaluate(
             model,
@@ -255,10 +255,10 @@ class TinyData:
 def tiny_data(seed: int = 0) -> TinyData:
     """The kit's tiny dataset (:class:`TinyData`); ``seed`` seeds the generator and the
     split. Cached: the same object for the same seed."""
-    from recbench.options import parse_options
-    from recbench.preprocess import PreprocessOptions, preprocess
+    from recbench.config.options import parse_options
+    from recbench.data.preprocess import PreprocessOptions, preprocess
+    from recbench.data.splits import SplitOptions, make_split
     from recbench.registry import discover
-    from recbench.splits import SplitOptions, make_split
 
     # Through the registry, as any dataset: the core imports no plugin module by name.
     synthetic = discover(allow=()).get("dataset", "synthetic").cls
@@ -414,7 +414,7 @@ def assert_conforms(
     - dataset: ``argument_option`` names one of its options; ``fingerprint`` (its
       checksum in the cache key) is a non-empty string, the same on every call; a
       ``sha256`` attribute, if any, is 64 hex digits; ``load`` returns
-      :class:`recbench.interactions.Interactions` with events, integer ``user`` and
+      :class:`recbench.data.interactions.Interactions` with events, integer ``user`` and
       ``item`` ids and numeric ``timestamp``/``rating`` columns (or ``None``), which
       recbench's preprocessing turns into sequences.
     """
@@ -531,8 +531,8 @@ def _check_class(cls: Any, kind: str, options: Mapping[str, Any], settings: _Set
 
 
 def _check_options(checker: _Checker) -> None:
+    from recbench.config.options import option_fields, parse_options
     from recbench.errors import ConfigError
-    from recbench.options import option_fields, parse_options
 
     options_cls = checker.cls.Options
     owner = f"{checker.kind} '{checker.cls.id}'"
@@ -594,8 +594,8 @@ def _type_name(annotation: Any) -> str:
 
 
 def _construct(checker: _Checker, values: Mapping[str, Any]) -> Any:
+    from recbench.config.options import parse_options
     from recbench.errors import ConfigError
-    from recbench.options import parse_options
 
     try:
         options = parse_options(
@@ -612,7 +612,7 @@ def _construct_with_epochs(
     """The model built from ``options``, trained for ``settings.epochs`` when it has one
     of the :data:`EPOCH_OPTIONS` and ``options`` does not set it; also that option's name
     (``None`` when it has none) and its value."""
-    from recbench.options import option_fields
+    from recbench.config.options import option_fields
 
     values = dict(options)
     fields = option_fields(checker.cls.Options)
@@ -637,7 +637,7 @@ def _varied_lengths(lengths: np.ndarray, count: int) -> np.ndarray:
 def _check_model(checker: _Checker, options: Mapping[str, Any], settings: _Settings) -> None:
     import torch
 
-    from recbench.seeding import seed_everything
+    from recbench.runner.seeding import seed_everything
 
     model, epoch_key, epochs = _construct_with_epochs(checker, options, settings)
     max_length = checker.call("max_length", getattr, model, "max_length")
@@ -963,7 +963,7 @@ def _check_metric(checker: _Checker, options: Mapping[str, Any], settings: _Sett
     import torch
 
     from recbench.contracts import MetricContext
-    from recbench.protocols import PROTOCOLS
+    from recbench.data.protocols import PROTOCOLS
 
     _check_metric_metadata(checker)
     metric = _construct(checker, options)
@@ -1095,8 +1095,8 @@ def _check_rating_model(checker: _Checker, options: Mapping[str, Any], settings:
     import torch
 
     from recbench.errors import PluginError
-    from recbench.rating import max_history_of
-    from recbench.seeding import seed_everything
+    from recbench.runner.seeding import seed_everything
+    from recbench.tasks.rating.rating import max_history_of
 
     model, epoch_key, epochs = _construct_with_epochs(checker, options, settings)
     try:
@@ -1208,7 +1208,7 @@ def _check_rating_learns(
     single value (not personalised by design) must match it."""
     import numpy as np
 
-    from recbench.rating import predict_events
+    from recbench.tasks.rating.rating import predict_events
 
     test = split.test
     predicted = checker.call(
@@ -1243,7 +1243,7 @@ def _check_rating_metric(
     import torch
 
     from recbench.contracts import RatingMetricContext
-    from recbench.rating import AGGREGATIONS, aggregate
+    from recbench.tasks.rating.rating import AGGREGATIONS, aggregate
 
     _check_metric_metadata(checker)
     cls = checker.cls
@@ -1311,7 +1311,7 @@ def _rating_metric_values(
 
 
 def _check_dataset(checker: _Checker, options: Mapping[str, Any], settings: _Settings) -> None:
-    from recbench.options import option_fields
+    from recbench.config.options import option_fields
 
     cls = checker.cls
     argument = getattr(cls, "argument_option", None)
@@ -1340,9 +1340,9 @@ def _check_loading(
 ) -> None:
     import numpy as np
 
+    from recbench.data.interactions import Interactions
+    from recbench.data.preprocess import PreprocessOptions, preprocess
     from recbench.errors import DataError
-    from recbench.interactions import Interactions
-    from recbench.preprocess import PreprocessOptions, preprocess
 
     def call(method: str) -> Any:
         try:
@@ -1366,7 +1366,7 @@ def _check_loading(
     if not isinstance(interactions, Interactions):
         raise checker.fail(
             f"load() returned a {type(interactions).__name__}, not a "
-            "recbench.interactions.Interactions"
+            "recbench.data.interactions.Interactions"
         )
     if len(interactions) == 0:
         raise checker.fail("load() returned no events")

@@ -1,0 +1,1 @@
+"""Configuration: run configs, options, settings (environment variables), sweeps."""

@@ -1,0 +1,1 @@
+"""Data: interactions, preprocessing, splits, protocols' queries, downloads, the derived-data cache."""

@@ -1,0 +1,1 @@
+"""Reports: markdown rendering, latency, figures, compare, the plugin listing."""

@@ -1,0 +1,1 @@
+"""Running a benchmark: plans, the one runner, seeding."""

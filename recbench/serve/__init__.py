@@ -1,0 +1,1 @@
+"""Serving: ONNX export of one-step cells, runtimes, parity and latency."""

@@ -1,0 +1,1 @@
+"""Statistics: metric summaries, paired significance tests."""

@@ -1,0 +1,1 @@
+"""Tasks: what differs between ranking and rating (queries, fit, evaluation, cells, report sections)."""

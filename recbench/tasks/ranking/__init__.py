@@ -1,0 +1,1 @@
+"""The ranking task: evaluation of ranked lists and the order check."""

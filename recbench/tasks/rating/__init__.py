@@ -1,0 +1,1 @@
+"""The rating task: predicting held-out ratings."""
