@@ -8,8 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from recbench.hookspecs import PLUGIN_API_VERSION, hookimpl
-
-__version__ = "0.1.0"
+from recbench.version import __version__
 
 __all__ = ["PLUGIN_API_VERSION", "__version__", "hookimpl", "load_results", "run"]
 

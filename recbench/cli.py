@@ -57,7 +57,7 @@ def _positive_int(flag: str):
 
 def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
     """The argument parser; plugins of ``registry`` may add sub-commands to it."""
-    from recbench import __version__
+    from recbench.version import __version__
 
     parser = _Parser(prog="recbench", description="Benchmark sequence-based recommenders.")
     parser.add_argument("--version", action="version", version=f"recbench {__version__}")

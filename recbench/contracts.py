@@ -33,14 +33,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from recbench.data.batches import RatingBatch, SequenceBatch
 from recbench.data.interactions import Interactions, Sequences
+from recbench.data.prepare import DataContext
 from recbench.progress import Progress
 
 if TYPE_CHECKING:
     from recbench.data.protocols import Queries
+    from recbench.data.ratings import RatingEvents
     from recbench.ranking import Ranking
-    from recbench.registry import Registry
-    from recbench.tasks.rating.rating import RatingEvents
 
 KINDS = ("model", "loss", "dataset", "metric")
 #: What a model or metric is for: ranking items (the default, when a class declares no
@@ -56,33 +57,10 @@ def task_of(cls: Any) -> str:
     return str(getattr(cls, "task", "ranking"))
 
 
-@dataclass(frozen=True)
-class SequenceBatch:
-    """Input sequences of a batch of queries, as a model receives them.
+class PluginLookup(Protocol):
+    """Looks up a registered plugin by kind and id (the run's plugin registry)."""
 
-    ``items`` is ``[B, L]`` (int64, on the model's device), **left-padded** with 0 so that
-    the most recent item is always in the last column; ``lengths`` is ``[B]``, the number
-    of real items in each row (at least 1). ``L`` never exceeds the model's ``max_length``.
-    """
-
-    items: torch.Tensor
-    lengths: torch.Tensor
-
-
-@dataclass
-class DataContext:
-    """What a dataset plugin may use while loading.
-
-    ``data_root`` holds raw files (``<data_root>/<dataset id>/...``) and may be read-only;
-    downloads go to ``download_root`` (the same folder unless it is read-only).
-    ``offline`` forbids network access. ``cache_root`` is for derived files.
-    """
-
-    data_root: Path
-    download_root: Path
-    cache_root: Path
-    progress: Progress = field(default_factory=Progress.silent)
-    offline: bool = False
+    def get(self, kind: str, name: str) -> Any: ...
 
 
 @dataclass
@@ -104,7 +82,7 @@ class FitContext:
     progress: Progress = field(default_factory=Progress.silent)
     validate: Callable[[Any], float] | None = None
     validation_metric: str = ""
-    registry: Registry | None = None
+    registry: PluginLookup | None = None
     checkpoint_dir: Path | None = None
 
 
@@ -208,27 +186,6 @@ class Loss(Protocol):
     def __call__(
         self, positive: torch.Tensor, negative: torch.Tensor, mask: torch.Tensor | None = None
     ) -> torch.Tensor: ...
-
-
-@dataclass(frozen=True)
-class RatingBatch:
-    """A batch of rating events to predict, as a rating model receives them.
-
-    ``users`` and ``items`` are int64 ``[B]`` (user rows ``0..n_users - 1``, item ids
-    ``1..n_items``), on the model's device. The history of each event is the user's
-    *training* events that come before it in the user's chronological order, at most the
-    model's ``max_history`` most recent of them: ``history_items`` int64 ``[B, L]`` and
-    ``history_ratings`` float32 ``[B, L]`` (scaled to [0, 1]) are **left-padded** with 0
-    so that the most recent training event is in the last column, and ``history_lengths``
-    ``[B]`` counts the real ones (0 for an event without earlier training events). ``L``
-    is 0 for a model that reads no history.
-    """
-
-    users: torch.Tensor
-    items: torch.Tensor
-    history_items: torch.Tensor
-    history_ratings: torch.Tensor
-    history_lengths: torch.Tensor
 
 
 @dataclass

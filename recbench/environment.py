@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 
-import recbench
+from recbench.hookspecs import PLUGIN_API_VERSION
 from recbench.registry import Registry
+from recbench.version import __version__
 
 
 def git_revision(path: Path) -> str | None:
@@ -50,8 +51,8 @@ def resolve_device(name: str) -> torch.device:
 
 def describe_environment(registry: Registry, device: torch.device) -> dict[str, Any]:
     info: dict[str, Any] = {
-        "recbench": recbench.__version__,
-        "plugin_api": recbench.PLUGIN_API_VERSION,
+        "recbench": __version__,
+        "plugin_api": PLUGIN_API_VERSION,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "processor": platform.machine(),
@@ -59,7 +60,7 @@ def describe_environment(registry: Registry, device: torch.device) -> dict[str, 
         "numpy": np.__version__,
         "torch_threads": torch.get_num_threads(),
         "device": str(device),
-        "git": git_revision(Path(recbench.__file__).resolve().parent),
+        "git": git_revision(Path(__file__).resolve().parent),
     }
     if device.type == "cuda":
         info["cuda"] = torch.version.cuda

@@ -136,7 +136,7 @@ def plugin_api_problem(plugin: Any) -> str | None:
     A plugin declares the API it is written for in ``RECBENCH_PLUGIN_API`` (an integer,
     or a tuple of integers it supports); one that declares nothing is assumed compatible.
     """
-    from recbench import __version__
+    from recbench.version import __version__
 
     declared = getattr(plugin, hookspecs.PLUGIN_API_ATTRIBUTE, None)
     if declared is None:

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-import recbench
 from recbench.errors import ConfigError, DataError
+from recbench.version import __version__
 
 if TYPE_CHECKING:
     from recbench.data.prepare import PreparedData
@@ -156,7 +156,7 @@ class RunDirectory:
         command_line = shlex.join(command) if command else None
         config_file: dict[str, Any] = {
             "command": command_line,
-            "recbench": recbench.__version__,
+            "recbench": __version__,
             "config": config,
         }
         environment = dict(environment)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from recbench_baselines.sparse_scoring import decay_function
 
-from recbench.contracts import SequenceBatch
+from recbench.data.batches import SequenceBatch
 from recbench.data.interactions import Sequences
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import recbench
-from recbench.contracts import SequenceBatch
+from recbench.data.batches import SequenceBatch
 from recbench.data.interactions import Sequences
 from recbench.errors import ConfigError
 from recbench.results import RunDirectory

@@ -11,7 +11,8 @@ import torch
 from baseline_oracles import OracleSessionKNN, PerQueryModel
 from recbench_baselines.sknn import SKNN, VSKNN, SKNNOptions, VSKNNOptions
 
-from recbench.contracts import FitContext, SequenceBatch
+from recbench.contracts import FitContext
+from recbench.data.batches import SequenceBatch
 from recbench.data.interactions import Sequences
 from recbench.data.protocols import build_queries
 

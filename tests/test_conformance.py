@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from recbench.contracts import KINDS, DataContext
+from recbench.contracts import KINDS
+from recbench.data.prepare import DataContext
 from recbench.registry import PluginInfo, discover
 from recbench.testing import assert_conforms
 

@@ -12,9 +12,8 @@ import pytest
 
 from recbench import hookimpl
 from recbench.config.settings import Settings
-from recbench.contracts import DataContext
 from recbench.data.interactions import Interactions
-from recbench.data.prepare import PreparedData, prepare_dataset
+from recbench.data.prepare import DataContext, PreparedData, prepare_dataset
 from recbench.data.preprocess import PreprocessOptions
 from recbench.errors import ConfigError, DataError
 from recbench.progress import Progress

@@ -11,7 +11,7 @@ import torch
 from recbench_metrics.ranking_metrics import RANKING_METRICS
 from rich.console import Console
 
-from recbench.contracts import SequenceBatch
+from recbench.data.batches import SequenceBatch
 from recbench.data.interactions import Sequences
 from recbench.data.protocols import build_queries
 from recbench.errors import ConfigError, PluginError

@@ -13,8 +13,8 @@ import pytest
 from recbench_datasets.file import FileDataset, FileOptions
 
 from recbench.config.options import parse_options
-from recbench.contracts import DataContext
 from recbench.data.interactions import Interactions
+from recbench.data.prepare import DataContext
 from recbench.errors import ConfigError, DataError
 
 ROWS = [(1, 10, 4, 1000), (1, 20, 3, 1001), (2, 10, 5, 999), (3, 30, 1, 1002)]

@@ -19,7 +19,7 @@ from recbench_rnn.item2vec import (
 from recbench_rnn.moc import MoCModel, MoCNetwork, MoCOptions
 
 from recbench.config.options import parse_options
-from recbench.contracts import SequenceBatch
+from recbench.data.batches import SequenceBatch
 from recbench.data.interactions import Sequences
 from recbench.errors import ConfigError
 from recbench.registry import discover

@@ -29,7 +29,7 @@ from recbench_datasets.movielens import (
 )
 
 from recbench.config.settings import Settings
-from recbench.contracts import DataContext
+from recbench.data.prepare import DataContext
 from recbench.errors import DataError
 from recbench.registry import discover
 

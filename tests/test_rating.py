@@ -14,18 +14,17 @@ import torch
 
 import recbench
 from recbench import cli
-from recbench.contracts import RatingBatch
+from recbench.data.batches import RatingBatch
 from recbench.data.interactions import Sequences
+from recbench.data.ratings import RatingOptions, RatingScale, split_ratings
 from recbench.errors import ConfigError, PluginError
 from recbench.registry import discover, validate_class
 from recbench.results import SCHEMA_VERSION, RunDirectory
 from recbench.tasks.rating.rating import (
-    RatingOptions,
-    RatingScale,
     aggregate,
     evaluate_ratings,
     predict_events,
-    split_ratings,
+    rating_fit_context,
 )
 
 TINY = "synthetic:tiny"
@@ -63,7 +62,7 @@ def test_split_is_seeded_sized_and_disjoint():
     assert not np.array_equal(split.test.events, other.test.events)
     no_valid = split_ratings(sequences, RatingOptions(test=0.5, valid=0.0), seed=3)
     assert (len(no_valid.train), len(no_valid.valid), len(no_valid.test)) == (500, 0, 500)
-    assert no_valid.fit_context().validate is None
+    assert rating_fit_context(no_valid).validate is None
 
 
 def test_events_carry_their_user_item_rating_and_time():

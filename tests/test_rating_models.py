@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from recbench.config.options import parse_options
+from recbench.data.ratings import RatingOptions, split_ratings
 from recbench.registry import discover
-from recbench.tasks.rating.rating import RatingOptions, predict_events, split_ratings
+from recbench.tasks.rating.rating import predict_events, rating_fit_context
 from recbench.testing import tiny_data
 
 #: A trained model's test RMSE must be at most this share of the global mean's. On the
@@ -38,7 +39,7 @@ def split():
 
 def test_mean_predicts_the_mean_training_rating(split):
     model = make("mean")
-    model.fit(split.train, split.valid, split.fit_context())
+    model.fit(split.train, split.valid, rating_fit_context(split))
     predicted = predict_events(model, split.test, device="cpu")
     assert np.allclose(predicted, split.train.ratings.mean())
 
@@ -49,7 +50,7 @@ def test_mean_predicts_the_mean_training_rating(split):
 )
 def test_model_beats_the_global_mean(split, model_id, options):
     model = make(model_id, epochs=EPOCHS, **options)
-    model.fit(split.train, split.valid, split.fit_context())
+    model.fit(split.train, split.valid, rating_fit_context(split))
     baseline = rmse(np.full(len(split.test), split.train.mean_rating), split.test.ratings)
     value = rmse(predict_events(model, split.test, device="cpu"), split.test.ratings)
     assert value < LEARNING_MARGIN * baseline, (model_id, value, baseline)
@@ -60,7 +61,7 @@ def test_training_is_seeded(split, model_id):
     predictions = []
     for _ in range(2):
         model = make(model_id, epochs=1)
-        model.fit(split.train, split.valid, split.fit_context())
+        model.fit(split.train, split.valid, rating_fit_context(split))
         predictions.append(predict_events(model, split.test, device="cpu"))
     assert np.array_equal(predictions[0], predictions[1])
 
@@ -70,7 +71,7 @@ def test_lstm_rating_reads_only_earlier_training_events(split):
     changing an earlier training rating changes it."""
     sequences = tiny_data().sequences
     model = make("lstm_rating", epochs=1)
-    model.fit(split.train, split.valid, split.fit_context())
+    model.fit(split.train, split.valid, rating_fit_context(split))
     test = split.test
     # A test event with earlier training events and later events of the same user.
     user_end = sequences.offsets[test.users + 1]
@@ -123,7 +124,7 @@ def test_ml100k_beats_the_article(real_settings):
     baseline = rmse(np.full(len(split.test), split.train.mean_rating), split.test.ratings)
     for model_id, article in ARTICLE_RMSE.items():
         model = make(model_id, **({"epochs": 2} if model_id == "lstm_rating" else {}))
-        model.fit(split.train, split.valid, split.fit_context())
+        model.fit(split.train, split.valid, rating_fit_context(split))
         value = rmse(predict_events(model, split.test, device="cpu"), split.test.ratings)
         assert value < min(article, baseline), (model_id, value, article, baseline)
 

@@ -16,7 +16,7 @@ from model_checks import (
 from recbench_rnn.rnn_cce import RNNCCEModel, RNNCCENetwork, RNNCCEOptions
 
 from recbench.config.options import parse_options
-from recbench.contracts import SequenceBatch
+from recbench.data.batches import SequenceBatch
 from recbench.data.interactions import Sequences
 from recbench.errors import ConfigError
 from recbench.serve.export import ExportOptions, export_and_check

@@ -13,7 +13,7 @@ from recbench_rnn.mlstm import MLSTMModel
 from recbench_rnn.recurrence import gru_fused, gru_loop, mlstm_fused, mlstm_loop
 
 import recbench
-from recbench.contracts import SequenceBatch
+from recbench.data.batches import SequenceBatch
 
 N_ITEMS = 13
 

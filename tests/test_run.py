@@ -138,7 +138,7 @@ def test_a_failing_model_is_marked_and_the_run_goes_on(settings, tmp_path):
 def test_pop_ranks_by_training_popularity():
     from recbench_baselines.popularity import Popularity
 
-    from recbench.contracts import SequenceBatch
+    from recbench.data.batches import SequenceBatch
 
     train = Sequences(
         offsets=np.array([0, 3, 5, 6]),

@@ -18,8 +18,8 @@ from recbench_datasets.sessions import (
 )
 
 import recbench
-from recbench.contracts import DataContext
 from recbench.data.interactions import Sequences
+from recbench.data.prepare import DataContext
 from recbench.data.splits import SplitOptions, make_split
 from recbench.errors import ConfigError, DataError
 

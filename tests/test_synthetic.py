@@ -15,8 +15,8 @@ from recbench_datasets.synthetic import (
 )
 
 from recbench.config.options import parse_options
-from recbench.contracts import DataContext
 from recbench.data.interactions import Interactions
+from recbench.data.prepare import DataContext
 from recbench.errors import ConfigError
 
 

@@ -9,7 +9,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recbench.contracts import FitContext, SequenceBatch
+from recbench.contracts import FitContext
+from recbench.data.batches import SequenceBatch
 from recbench.data.interactions import Sequences
 from recbench_baselines.sparse_scoring import (
     empty_check,

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from recbench.contracts import FitContext, SequenceBatch
+from recbench.contracts import FitContext
+from recbench.data.batches import SequenceBatch
 from recbench.data.interactions import Sequences
 
 if TYPE_CHECKING:

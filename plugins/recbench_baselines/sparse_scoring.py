@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recbench.contracts import SequenceBatch
+from recbench.data.batches import SequenceBatch
 from recbench.data.interactions import Sequences, ragged_indices
 
 #: Decay of a weight with a distance ``d >= 1`` (1 = adjacent / most recent), as in the

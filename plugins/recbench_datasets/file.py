@@ -22,8 +22,8 @@ from typing import IO, ClassVar, Literal
 import numpy as np
 import pandas as pd
 
-from recbench.contracts import DataContext
 from recbench.data.interactions import Interactions
+from recbench.data.prepare import DataContext
 from recbench.errors import ConfigError, DataError
 
 #: Separators tried, in this order, when ``sep`` is not given.

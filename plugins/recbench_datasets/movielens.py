@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from recbench.contracts import DataContext
 from recbench.data.download import fetch, safe_extract
 from recbench.data.interactions import Interactions
+from recbench.data.prepare import DataContext
 from recbench.errors import DataError
 from recbench_datasets.file import read_interactions
 

@@ -28,8 +28,8 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from recbench.contracts import DataContext
 from recbench.data.interactions import Interactions
+from recbench.data.prepare import DataContext
 from recbench.errors import DataError
 
 #: Suffixes tried after the official file name, for a compressed copy.

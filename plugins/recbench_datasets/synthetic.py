@@ -39,8 +39,8 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from recbench.contracts import DataContext
 from recbench.data.interactions import Interactions
+from recbench.data.prepare import DataContext
 
 #: Changes whenever the same options would generate different data.
 GENERATOR_VERSION = 1

@@ -10,9 +10,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from recbench.contracts import RatingBatch, RatingFitContext
+from recbench.contracts import RatingFitContext
+from recbench.data.batches import RatingBatch
 from recbench.data.interactions import PADDING_ITEM, ragged_indices
-from recbench.tasks.rating.rating import RatingEvents, RatingHistory
+from recbench.data.ratings import RatingEvents, RatingHistory
 from recbench_rating.training import (
     RatingTrainingOptions,
     TrainingRecord,

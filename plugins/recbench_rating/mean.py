@@ -7,8 +7,9 @@ from typing import ClassVar
 
 import torch
 
-from recbench.contracts import RatingBatch, RatingFitContext
-from recbench.tasks.rating.rating import RatingEvents
+from recbench.contracts import RatingFitContext
+from recbench.data.batches import RatingBatch
+from recbench.data.ratings import RatingEvents
 
 
 class GlobalMean:

@@ -20,8 +20,9 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from recbench.contracts import RatingBatch, RatingFitContext
-from recbench.tasks.rating.rating import RatingEvents
+from recbench.contracts import RatingFitContext
+from recbench.data.batches import RatingBatch
+from recbench.data.ratings import RatingEvents
 from recbench.train.trainer import TrainingDiverged
 
 #: One epoch: given a seeded generator, yields ``(loss, n_predictions)`` per mini-batch.

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from recbench.contracts import FitContext, SequenceBatch
+from recbench.contracts import FitContext
+from recbench.data.batches import SequenceBatch
 from recbench.data.interactions import Sequences
 from recbench.train.trainer import (
     TrainingHistory,

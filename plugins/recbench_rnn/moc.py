@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from recbench.contracts import FitContext, SequenceBatch
+from recbench.contracts import FitContext
+from recbench.data.batches import SequenceBatch
 from recbench.data.interactions import PADDING_ITEM, Sequences
 from recbench.train.trainer import TrainingOptions, last_positions, linear_scores, start_aligned
 from recbench_rnn.base import RecurrentModel, RecurrentNetwork, ScoringCell, State

@@ -17,20 +17,41 @@ import os
 import tempfile
 import zipfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 
 from recbench.config.options import as_dict, parse_options
 from recbench.config.settings import Settings
-from recbench.contracts import DataContext
 from recbench.data.interactions import Sequences
 from recbench.data.preprocess import PreprocessOptions, dataset_statistics, preprocess
 from recbench.errors import ConfigError, DataError
 from recbench.progress import Progress
-from recbench.registry import Registry
+
+
+@dataclass
+class DataContext:
+    """What a dataset plugin may use while loading.
+
+    ``data_root`` holds raw files (``<data_root>/<dataset id>/...``) and may be read-only;
+    downloads go to ``download_root`` (the same folder unless it is read-only).
+    ``offline`` forbids network access. ``cache_root`` is for derived files.
+    """
+
+    data_root: Path
+    download_root: Path
+    cache_root: Path
+    progress: Progress = field(default_factory=Progress.silent)
+    offline: bool = False
+
+
+class DatasetLookup(Protocol):
+    """Where a dataset id is looked up (the plugin registry)."""
+
+    def get(self, kind: str, name: str) -> Any: ...
+
 
 #: Changes whenever the cached arrays would be laid out or computed differently.
 DATA_FORMAT_VERSION = 1
@@ -61,7 +82,7 @@ def prepare_dataset(
     name: str,
     options: Mapping[str, Any],
     preprocessing: PreprocessOptions,
-    registry: Registry,
+    registry: DatasetLookup,
     settings: Settings,
     progress: Progress,
 ) -> PreparedData:

@@ -34,7 +34,7 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from recbench.contracts import SequenceBatch
+from recbench.data.batches import SequenceBatch
 from recbench.data.interactions import PADDING_ITEM, Sequences, ragged_indices
 from recbench.errors import ConfigError, close_matches
 

@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 
 from recbench.data.protocols import RATING_PROTOCOL
+from recbench.data.ratings import RatingScale
 from recbench.report.render import dataset_section, environment_section, escape, markdown_table
 from recbench.results import RunDirectory, read_json
 from recbench.stats.summary import over_seeds
-from recbench.tasks.rating.rating import OPTION_SECTION, STARS_SUFFIX, RatingScale
+from recbench.tasks.rating.rating import OPTION_SECTION, STARS_SUFFIX
 
 
 def is_rating_run(config: Mapping[str, Any]) -> bool:

@@ -17,7 +17,6 @@ from typing import Any
 
 import torch
 
-import recbench
 from recbench.config.options import as_dict, parse_options
 from recbench.config.run_config import CORE_SECTIONS, EvaluationOptions, RunConfig, check_sections
 from recbench.config.settings import Settings
@@ -28,6 +27,7 @@ from recbench.data.protocols import Queries, build_queries, canonical_protocol
 from recbench.data.splits import Split, SplitOptions, make_split
 from recbench.environment import describe_environment, resolve_device
 from recbench.errors import ConfigError
+from recbench.hookspecs import PLUGIN_API_VERSION
 from recbench.progress import Progress
 from recbench.registry import Registry
 from recbench.results import RunDirectory, cell_name, key_of
@@ -37,6 +37,7 @@ from recbench.serve import latency
 from recbench.serve.export import ExportOptions
 from recbench.tasks.ranking import order_check as ordering
 from recbench.tasks.ranking.evaluation import EvaluationResult, evaluate
+from recbench.version import __version__
 
 VALIDATION_PROTOCOL = "last-item"
 
@@ -260,8 +261,8 @@ def cell_key(
     """Hash of everything that changes a cell's result."""
     resolved = plan.resolved()
     payload = {
-        "recbench": recbench.__version__,
-        "plugin_api": recbench.PLUGIN_API_VERSION,
+        "recbench": __version__,
+        "plugin_api": PLUGIN_API_VERSION,
         "model": resolved["models"][model.label],
         "model_distribution": [model.info.distribution, model.info.distribution_version],
         "dataset": data.key,

@@ -20,15 +20,16 @@ from typing import Any
 import numpy as np
 import torch
 
-import recbench
 from recbench.config.options import as_dict, parse_options
 from recbench.config.run_config import RunConfig, check_sections
 from recbench.config.settings import Settings
 from recbench.data.prepare import PreparedData, prepare_dataset
 from recbench.data.preprocess import PreprocessOptions
 from recbench.data.protocols import RATING_PROTOCOL, canonical_protocol
+from recbench.data.ratings import RatingOptions, RatingSplit, split_ratings
 from recbench.environment import describe_environment, resolve_device
 from recbench.errors import ConfigError
+from recbench.hookspecs import PLUGIN_API_VERSION
 from recbench.progress import Progress
 from recbench.registry import Registry
 from recbench.results import RunDirectory, cell_name, key_of
@@ -41,14 +42,13 @@ from recbench.tasks.rating.rating import (
     RATING_TASK,
     SPLIT_METHOD,
     STARS_SUFFIX,
-    RatingOptions,
-    RatingSplit,
     aggregation_of,
     evaluate_ratings,
     in_rating_units,
     max_history_of,
-    split_ratings,
+    rating_fit_context,
 )
+from recbench.version import __version__
 
 
 def run_task(config: RunConfig, registry: Registry) -> str:
@@ -243,8 +243,8 @@ def rating_cell_key(plan: RatingPlan, model: ModelPlan, data: PreparedData, seed
     resolved = plan.resolved()
     return key_of(
         {
-            "recbench": recbench.__version__,
-            "plugin_api": recbench.PLUGIN_API_VERSION,
+            "recbench": __version__,
+            "plugin_api": PLUGIN_API_VERSION,
             "model": resolved["models"][model.label],
             "model_distribution": [model.info.distribution, model.info.distribution_version],
             "dataset": data.key,
@@ -294,7 +294,8 @@ def _run_rating_model(
         "scale": split.scale.as_dict(),
         "max_history": None,
     }
-    ctx = split.fit_context(
+    ctx = rating_fit_context(
+        split,
         device,
         progress=progress,
         checkpoint_dir=run_dir.path / "checkpoints" / cell_name(data.name, label, "fit", seed),

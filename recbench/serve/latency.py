@@ -76,7 +76,7 @@ import torch
 from torch import Tensor, nn
 
 from recbench.config.options import as_dict
-from recbench.contracts import SequenceBatch
+from recbench.data.batches import SequenceBatch
 from recbench.progress import Progress
 from recbench.results import read_json, write_json
 from recbench.serve.export import (

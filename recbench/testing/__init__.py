@@ -48,13 +48,15 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from recbench.contracts import DataContext, FitContext, SequenceBatch
+    from recbench.contracts import FitContext
+    from recbench.data.batches import SequenceBatch
     from recbench.data.interactions import Sequences
+    from recbench.data.prepare import DataContext
     from recbench.data.protocols import Queries
+    from recbench.data.ratings import RatingEvents, RatingSplit
     from recbench.data.splits import Split
     from recbench.ranking import Ranking
     from recbench.registry import PluginInfo, Registry
-    from recbench.tasks.rating.rating import RatingEvents, RatingSplit
 
 __all__ = [
     "EPOCH_OPTIONS",
@@ -197,7 +199,7 @@ class TinyData:
         the default options, seed 0: 72% training, 8% validation, 20% test events), for
         rating models and metrics. Its ``fit_context(device)`` gives a model what a run
         would."""
-        from recbench.tasks.rating.rating import RatingOptions, split_ratings
+        from recbench.data.ratings import RatingOptions, split_ratings
 
         return split_ratings(self.sequences, RatingOptions(), 0)
 
@@ -273,7 +275,7 @@ def tiny_data(seed: int = 0) -> TinyData:
 
 
 def _data_context(folder: Path) -> DataContext:
-    from recbench.contracts import DataContext
+    from recbench.data.prepare import DataContext
 
     return DataContext(
         data_root=folder / "data",
@@ -1096,7 +1098,7 @@ def _check_rating_model(checker: _Checker, options: Mapping[str, Any], settings:
 
     from recbench.errors import PluginError
     from recbench.runner.seeding import seed_everything
-    from recbench.tasks.rating.rating import max_history_of
+    from recbench.tasks.rating.rating import max_history_of, rating_fit_context
 
     model, epoch_key, epochs = _construct_with_epochs(checker, options, settings)
     try:
@@ -1112,7 +1114,7 @@ def _check_rating_model(checker: _Checker, options: Mapping[str, Any], settings:
         model.fit,
         split.train,
         split.valid,
-        split.fit_context(device),
+        rating_fit_context(split, device),
     )
     with torch.no_grad():
         _check_rating_predictions(checker, model, split.test, max_history, device)

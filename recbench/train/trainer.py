@@ -65,7 +65,7 @@ import torch
 from torch import Tensor
 
 from recbench.config.options import parse_options
-from recbench.contracts import FitContext
+from recbench.contracts import FitContext, PluginLookup
 from recbench.data.interactions import PADDING_ITEM, Sequences
 from recbench.errors import ConfigError
 from recbench.train.sampling import NegativeSampler
@@ -444,7 +444,7 @@ def parse_key_values(text: str, *, where: str) -> dict[str, str]:
     return values
 
 
-def make_loss(name: str, options: str = "", registry: Registry | None = None) -> Any:
+def make_loss(name: str, options: str = "", registry: PluginLookup | None = None) -> Any:
     """The loss registered as ``name``, built with ``options`` (``key=value,...``)."""
     registry = registry if registry is not None else _default_registry()
     info = registry.get("loss", name)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from recbench.contracts import SequenceBatch
+from recbench.data.batches import SequenceBatch
 from recbench.data.interactions import Sequences
 from recbench.data.splits import Split
 from recbench.errors import ConfigError, close_matches

@@ -1,0 +1,3 @@
+"""The version of recbench (it enters every result's cache key)."""
+
+__version__ = "0.1.0"
