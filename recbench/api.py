@@ -18,10 +18,11 @@ from typing import Any
 
 from recbench.config.run_config import DEFAULT_CUTOFFS, DEFAULT_PROTOCOLS, RunConfig
 from recbench.config.settings import Settings
+from recbench.data.files import write_bytes_atomic
 from recbench.progress import Progress
 from recbench.registry import Registry, discover
 from recbench.report.compare import DEFAULT_FACTOR, Comparison, compare_runs
-from recbench.results import RunDirectory, read_json, write_atomic
+from recbench.results import RunDirectory, read_json
 
 
 def load_registry(settings: Settings) -> Registry:
@@ -211,7 +212,7 @@ def write_report(run_dir: RunDirectory, target: Path | None = None) -> Path:
     else:
         folder = target.parent / f"{target.stem}-figures"
     figures = write_figures(run_dir, folder)
-    write_atomic(target, render(run_dir, links(figures, target)).encode())
+    write_bytes_atomic(target, render(run_dir, links(figures, target)).encode())
     return target
 
 

@@ -176,6 +176,15 @@ class Loss(Protocol):
     optional class attribute ``candidates`` says what the trainer passes as ``negative``:
     ``"sampled"`` (the default: sampled negatives) or ``"all"`` (the scores of every item,
     ``N = n_items``, the positive's own column included -- for a full softmax).
+
+    An optional class attribute ``extra_inputs`` (a tuple of names, default empty) asks
+    the trainer for more, passed as keyword arguments of the same ``[.., N]`` shape as
+    ``negative``: ``"candidate_ids"`` (int64, the item id of each ``negative`` column)
+    and ``"sampling_probabilities"`` (float32, the probability with which the sampler
+    draws that item; for in-batch negatives the item's share of the training events;
+    1 with ``candidates = "all"``), e.g. for a log-Q corrected sampled softmax that
+    subtracts ``log(sampling_probabilities)`` from ``negative``. A loss that asks for
+    nothing gets no keyword argument.
     """
 
     id: ClassVar[str]

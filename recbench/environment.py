@@ -1,7 +1,16 @@
-"""A record of the environment a run was made in: versions, device, threads, git hash."""
+"""Records of the environment results were made in: versions, processor, threads, device.
+
+:func:`process_environment` describes this process (versions, processor, thread
+settings); both records recbench writes start from it: a run's ``environment.json``
+(:func:`describe_environment`: plus recbench's version and git hash, the device and the
+plugins) and every latency record (:func:`recbench.serve.latency.environment`: plus ONNX
+versions, GPUs and the load average).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import platform
 import subprocess
 import sys
@@ -49,16 +58,51 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"unknown device '{name}'", hint="use auto, cpu or cuda") from None
 
 
-def describe_environment(registry: Registry, device: torch.device) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "recbench": __version__,
-        "plugin_api": PLUGIN_API_VERSION,
+def cpu_name() -> str:
+    """The processor's model name (``/proc/cpuinfo`` on Linux), else platform's."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or platform.machine()
+
+
+#: Environment variables that set the thread pools of the numeric libraries.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def process_environment() -> dict[str, Any]:
+    """Versions, processor and thread settings of this process.
+
+    Keys: ``python``, ``platform``, ``processor`` (the machine type), ``cpu`` (the
+    processor's model name), ``cpu_count`` (logical CPUs), ``torch``, ``numpy``,
+    ``torch_threads``, ``torch_interop_threads`` and ``thread_variables`` (those of
+    :data:`THREAD_VARIABLES` that are set).
+    """
+    return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "processor": platform.machine(),
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "numpy": np.__version__,
         "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "thread_variables": {
+            name: os.environ[name] for name in THREAD_VARIABLES if name in os.environ
+        },
+    }
+
+
+def describe_environment(registry: Registry, device: torch.device) -> dict[str, Any]:
+    """A run's ``environment.json``: :func:`process_environment`, recbench's version,
+    plugin API and git hash, the device (``cuda``: the CUDA version, ``gpu``: its name)
+    and the plugins (distribution and version) with those that failed to load."""
+    info: dict[str, Any] = {
+        **process_environment(),
+        "recbench": __version__,
+        "plugin_api": PLUGIN_API_VERSION,
         "device": str(device),
         "git": git_revision(Path(__file__).resolve().parent),
     }

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shlex
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from recbench.data.files import write_bytes_atomic
 from recbench.errors import ConfigError, DataError
 from recbench.version import __version__
 
@@ -38,21 +37,8 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 1
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_json(path: Path, value: Any) -> None:
-    write_atomic(
+    write_bytes_atomic(
         path, (json.dumps(value, indent=2, sort_keys=True, default=_json_default) + "\n").encode()
     )
 
@@ -201,7 +187,7 @@ class RunDirectory:
             buffer = io.BytesIO()
             arrays: dict[str, Any] = {key: np.asarray(v) for key, v in per_query.items()}
             np.savez_compressed(buffer, **arrays)
-            write_atomic(self.path / "cells" / f"{name}.npz", buffer.getvalue())
+            write_bytes_atomic(self.path / "cells" / f"{name}.npz", buffer.getvalue())
             record["per_query_file"] = f"{name}.npz"
         write_json(self.cell_json(name), record)
 

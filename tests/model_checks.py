@@ -3,6 +3,7 @@ checks of a model's one-step cell against its full forward pass."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -10,13 +11,22 @@ import torch
 from recbench.contracts import FitContext
 from recbench.data.batches import SequenceBatch
 from recbench.data.interactions import Sequences
+from recbench.registry import Registry, discover
+
+
+@functools.cache
+def installed_registry() -> Registry:
+    """The installed plugins (discovered once): where the trainer looks up losses."""
+    return discover()
 
 
 def fit_context(
     train: Sequences, device: str | torch.device = "cpu", seed: int = 0, **kwargs: Any
 ) -> FitContext:
     """The context of fitting on ``train``: its catalogue and item counts, ``device`` and
-    ``seed``; ``kwargs`` set the other fields (``validate``, ``registry``...)."""
+    ``seed``, the installed plugins as ``registry``; ``kwargs`` set the other fields
+    (``validate``, ``registry``...)."""
+    kwargs.setdefault("registry", installed_registry())
     return FitContext(
         n_items=train.n_items,
         device=torch.device(device),

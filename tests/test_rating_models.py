@@ -66,6 +66,23 @@ def test_training_is_seeded(split, model_id):
     assert np.array_equal(predictions[0], predictions[1])
 
 
+def test_training_keeps_the_lowest_validation_rmse_in_a_weights_only_checkpoint(split, tmp_path):
+    import torch
+
+    model = make("mf", epochs=6, patience=2, learning_rate=0.05, l2=0.0)  # overfits
+    ctx = rating_fit_context(split, checkpoint_dir=tmp_path)
+    model.fit(split.train, split.valid, ctx)
+    history = model.training
+    metrics = [epoch.metric for epoch in history.epochs]
+    assert history.stopped_early and history.best_epoch < len(metrics)
+    assert history.best_metric == min(metrics) == metrics[history.best_epoch - 1]
+    assert ctx.validate(model) == pytest.approx(history.best_metric)
+    saved = torch.load(tmp_path / "best.pt", weights_only=True)
+    for key, value in model.network.state_dict().items():
+        assert torch.equal(saved[key], value)
+    assert [path.name for path in tmp_path.iterdir()] == ["best.pt"]  # no temporary file
+
+
 def test_lstm_rating_reads_only_earlier_training_events(split):
     """Changing a later or held-out rating leaves an earlier event's prediction alone;
     changing an earlier training rating changes it."""

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import itertools
+import math
 import types
 from collections import Counter
 from dataclasses import dataclass, replace
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from model_checks import fit_context
 from torch import nn
 
 from recbench import hookimpl
 from recbench.data.interactions import Sequences
 from recbench.errors import ConfigError
+from recbench.progress import Progress
 from recbench.registry import discover
+from recbench.train.loop import EpochLoop
 from recbench.train.sampling import NegativeSampler
 from recbench.train.trainer import (
     TrainingDiverged,
@@ -336,6 +341,77 @@ def test_session_parallel_epoch_trains_on_every_transition():
     assert history.epochs[0].predictions == sum(transitions_of(sequences).values())
 
 
+def scripted_epochs(losses):
+    """An epoch function that sets every weight to the epoch number and returns the
+    next of ``losses``."""
+
+    def train_epoch(epoch, bar):
+        with torch.no_grad():
+            for parameter in network.parameters():
+                parameter.fill_(epoch)
+        bar.advance()
+        return losses[epoch - 1], 10
+
+    network = nn.Linear(2, 1)
+    return network, train_epoch
+
+
+def test_the_loop_keeps_the_lowest_finite_score_when_lower_is_better(tmp_path):
+    network, train_epoch = scripted_epochs([1.0] * 6)
+    scores = iter([0.5, 0.3, float("nan"), 0.4, 0.35, 0.1])
+    loop = EpochLoop("t", epochs=6, patience=3, higher_is_better=False)
+    history = loop.run(
+        network,
+        train_epoch,
+        steps=1,
+        validate=lambda: next(scores),
+        checkpoint_dir=tmp_path,
+        device=CPU,
+        progress=Progress.silent(),
+    )
+    assert history.best_epoch == 2 and history.best_metric == 0.3
+    assert history.stopped_early and len(history.epochs) == 5  # nan, 0.4, 0.35: no better
+    assert torch.equal(network.weight, torch.full((1, 2), 2.0)) and not network.training
+    saved = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert torch.equal(saved["weight"], network.weight)
+    assert [p.name for p in tmp_path.iterdir()] == ["best.pt"]
+
+
+def test_the_loop_validates_every_n_epochs_and_after_the_last():
+    network, train_epoch = scripted_epochs([1.0] * 5)
+    validated = []
+    loop = EpochLoop("t", epochs=5, patience=0, validate_every=2)
+    history = loop.run(
+        network,
+        train_epoch,
+        steps=1,
+        validate=lambda: validated.append(network.weight[0, 0].item()) or 0.0,
+        checkpoint_dir=None,
+        device=CPU,
+        progress=Progress.silent(),
+    )
+    assert validated == [2.0, 4.0, 5.0] and history.best_epoch == 2
+    assert [e.metric for e in history.epochs] == [None, 0.0, None, 0.0, 0.0]
+    assert torch.equal(network.weight, torch.full((1, 2), 2.0))  # restored from memory
+
+
+def test_the_loop_stops_when_an_epoch_loss_is_not_finite():
+    network, train_epoch = scripted_epochs([0.5, float("inf")])
+    loop = EpochLoop("t", epochs=3, patience=0, divergence_hint="do something")
+    with pytest.raises(
+        TrainingDiverged, match="t: the training loss became inf in epoch 2; do something"
+    ):
+        loop.run(
+            network,
+            train_epoch,
+            steps=1,
+            validate=None,
+            checkpoint_dir=None,
+            device=CPU,
+            progress=Progress.silent(),
+        )
+
+
 class NaNLoss:
     id = "nan_loss"
     summary = "Always NaN"
@@ -353,17 +429,25 @@ class NaNLoss:
         return (positive.sum() + negative.sum()) * float("nan")
 
 
-def registry_with_nan_loss():
+def registry_with(loss: type) -> Any:
+    """The installed plugins and ``loss``."""
     registry = discover()
 
     @hookimpl
     def register_losses(register):
-        register(NaNLoss)
+        register(loss)
 
     registry.add_plugin(
-        "nan-loss", types.SimpleNamespace(register_losses=register_losses), "recbench-tests", "0"
+        f"{loss.id}-loss",
+        types.SimpleNamespace(register_losses=register_losses),
+        "recbench-tests",
+        "0",
     )
     return registry
+
+
+def registry_with_nan_loss():
+    return registry_with(NaNLoss)
 
 
 def test_a_nan_loss_stops_training_with_a_clear_message():
@@ -395,14 +479,29 @@ def test_a_diverging_model_is_marked_failed_and_the_run_goes_on(settings, tmp_pa
 
 
 def test_unknown_loss_and_bad_loss_options_are_config_errors():
+    registry = discover()
     with pytest.raises(ConfigError, match="did you mean 'bpr_max'"):
-        make_loss("bprmax")
+        make_loss("bprmax", registry=registry)
     with pytest.raises(ConfigError, match="unknown option 'lambda' for loss 'bpr_max'"):
-        make_loss("bpr_max", "lambda=2")
+        make_loss("bpr_max", "lambda=2", registry=registry)
     with pytest.raises(ConfigError, match="cannot read"):
-        make_loss("bpr_max", "score_regularization")
-    loss = make_loss("bpr_max", "score_regularization=0.25")
+        make_loss("bpr_max", "score_regularization", registry=registry)
+    loss = make_loss("bpr_max", "score_regularization=0.25", registry=registry)
     assert loss.options.score_regularization == 0.25
+
+
+def test_the_trainer_looks_losses_up_in_the_context_registry_only():
+    sequences = random_sequences()
+    network = LastItemNetwork(sequences.n_items)
+    options = TrainingOptions(epochs=1, batch_size=8, loss="bpr")
+    ctx = fit_context(sequences, registry=None)
+    with pytest.raises(ConfigError, match="the fit context has no plugin registry"):
+        fit_network(Holder(network), network, sequences, ctx, options, name="test")
+    ctx = fit_context(sequences)
+    with pytest.raises(ConfigError, match="test names no training loss"):
+        fit_network(
+            Holder(network), network, sequences, ctx, replace(options, loss=""), name="test"
+        )
 
 
 def test_invalid_trainer_options_are_rejected():
@@ -410,3 +509,133 @@ def test_invalid_trainer_options_are_rejected():
         TrainingOptions(batch_size=0)
     with pytest.raises(ValueError, match="learning_rate"):
         replace(TrainingOptions(), learning_rate=0.0)
+
+
+# -- losses that ask for candidate ids and sampling probabilities ------------------------
+
+
+class LogQSoftmax:
+    """A sampled softmax with the log-Q correction (Bengio and Senecal, 2008; Yi et al.,
+    2019): each negative's logit minus the log of its sampling probability. Records
+    what it receives."""
+
+    id = "logq_softmax"
+    summary = "Sampled softmax with log-Q correction (test)"
+    version = "1"
+    candidates = "sampled"
+    extra_inputs = ("candidate_ids", "sampling_probabilities")
+    calls: ClassVar[list[tuple[Any, ...]]] = []
+
+    @dataclass(frozen=True)
+    class Options:
+        pass
+
+    def __init__(self, options=None):
+        pass
+
+    def __call__(self, positive, negative, mask=None, *, candidate_ids, sampling_probabilities):
+        self.calls.append((negative.detach(), candidate_ids, sampling_probabilities))
+        logits = torch.cat([positive.unsqueeze(-1), negative - sampling_probabilities.log()], -1)
+        return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.int64))
+
+
+class AllItemsLogQ(LogQSoftmax):
+    id = "all_items_logq"
+    candidates = "all"
+
+
+def logq_trainer(sequences, loss=LogQSoftmax, **options):
+    network = LastItemNetwork(sequences.n_items)
+    ctx = fit_context(sequences, registry=registry_with(loss))
+    trainer_options = TrainingOptions(loss=loss.id, batch_size=8, **options)
+    return network, _Trainer(Holder(network), network, sequences, ctx, trainer_options, "t")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"sampling": "popularity", "sampling_alpha": 0.5},
+        {"sampling": "uniform", "negatives": 3},
+        {"sampling": "popularity", "sampling_alpha": 1.0, "shared_negatives": True, "negatives": 4},
+        {
+            "sampling": "popularity",
+            "sampling_alpha": 0.75,
+            "in_batch_negatives": True,
+            "negatives": 2,
+        },
+    ],
+)
+def test_a_loss_that_asks_gets_each_negatives_item_id_and_sampling_probability(options):
+    sequences = random_sequences()
+    counts = torch.as_tensor(sequences.item_counts(), dtype=torch.float64)
+    network, trainer = logq_trainer(sequences, **options)
+    targets = torch.tensor([[3, 4, 0], [5, 6, 7], [8, 0, 0]])
+    hidden = torch.randn(3, 3, 8)
+    _, negative, extra = trainer.scored(hidden, targets)
+    ids, drawn = extra["candidate_ids"], extra["sampling_probabilities"]
+    assert ids.shape == drawn.shape == negative.shape and ids.dtype == torch.int64
+    # the ids are the items whose scores the loss gets
+    full = network.score(hidden.reshape(1, 9, 8), None).reshape(3, 3, -1)
+    valid = (targets != 0).nonzero().tolist()
+    for k, (b, t) in enumerate(valid):
+        assert torch.allclose(negative[k], full[b, t, ids[k]], atol=1e-5)
+    # the probabilities are the sampler's distribution (count ** alpha over its sum) ...
+    if options["sampling"] == "uniform":
+        pmf = torch.full_like(counts, 1 / sequences.n_items)
+    else:
+        weights = counts ** options["sampling_alpha"] * (counts > 0)
+        pmf = weights / weights.sum()
+    expected = pmf[ids].float()
+    # ... except for another row's target, which has its share of the training events
+    if options.get("in_batch_negatives"):
+        for k, (b, t) in enumerate(valid):
+            others = [o for o in range(3) if o != b]
+            for j, o in enumerate(others):
+                if targets[o, t] != 0:
+                    assert ids[k, j] == targets[o, t]
+                    expected[k, j] = float(counts[targets[o, t]] / counts.sum())
+    assert torch.allclose(drawn, expected)
+
+
+def test_the_sampling_probabilities_are_how_often_the_trainer_draws_each_item():
+    sequences = random_sequences(n_items=12)
+    _, trainer = logq_trainer(
+        sequences,
+        epochs=1,
+        sampling="popularity",
+        sampling_alpha=1.0,
+        negatives=64,
+        exclude_positive=False,
+    )
+    LogQSoftmax.calls.clear()
+    history = trainer.run()
+    assert LogQSoftmax.calls and math.isfinite(history.epochs[0].loss)
+    ids = torch.cat([call[1].reshape(-1) for call in LogQSoftmax.calls])
+    drawn = torch.cat([call[2].reshape(-1) for call in LogQSoftmax.calls])
+    frequency = torch.bincount(ids, minlength=sequences.n_items + 1).double() / len(ids)
+    probability = torch.zeros(sequences.n_items + 1, dtype=torch.float64)
+    probability[ids] = drawn.double()
+    counts = torch.as_tensor(sequences.item_counts(), dtype=torch.float64)
+    assert torch.allclose(probability[1:], (counts / counts.sum())[1:].where(frequency[1:] > 0, 0))
+    assert torch.allclose(frequency, counts / counts.sum(), atol=0.01)
+
+
+def test_a_loss_over_every_item_gets_every_id_with_probability_one():
+    sequences = random_sequences()
+    network, trainer = logq_trainer(sequences, loss=AllItemsLogQ)
+    AllItemsLogQ.calls.clear()
+    window = torch.tensor([[3, 4, 5, 0], [5, 6, 7, 8]])
+    trainer.update(network.encode(window[:, :-1]), window[:, 1:])
+    ((negative, ids, drawn),) = AllItemsLogQ.calls
+    assert negative.shape == ids.shape == (5, sequences.n_items)
+    assert torch.equal(ids[0], torch.arange(1, sequences.n_items + 1))
+    assert torch.equal(drawn, torch.ones_like(drawn))
+
+
+def test_a_loss_asking_for_an_unknown_input_is_a_config_error():
+    class AsksForMore(LogQSoftmax):
+        id = "asks_for_more"
+        extra_inputs = ("candidate_ids", "user_ids")
+
+    with pytest.raises(ConfigError, match="asks for unknown inputs user_ids"):
+        logq_trainer(random_sequences(), loss=AsksForMore)

@@ -14,9 +14,9 @@ from recbench.contracts import RatingFitContext
 from recbench.data.batches import RatingBatch
 from recbench.data.interactions import PADDING_ITEM, ragged_indices
 from recbench.data.ratings import RatingEvents, RatingHistory
+from recbench.train.loop import TrainingHistory
 from recbench_rating.training import (
     RatingTrainingOptions,
-    TrainingRecord,
     check_at_least_one,
     check_dropout,
     fit_rating_network,
@@ -141,7 +141,7 @@ class LSTMRating:
     def __init__(self, options: LSTMRatingOptions | None = None):
         self.options = options or LSTMRatingOptions()
         self.network: LSTMRatingNetwork | None = None
-        self.training: TrainingRecord | None = None
+        self.training: TrainingHistory | None = None
 
     @property
     def max_history(self) -> int | None:

@@ -1,20 +1,20 @@
-"""The shared training loop of the rating models: mini-batches, Adam on the squared
-error, early stopping on the validation RMSE, the best weights kept.
+"""Training of the rating models: Adam on the mini-batch losses a model yields, in
+recbench's shared epoch loop.
 
-A model describes one epoch as an iterable of mini-batch losses (:data:`EpochSteps`); the
-loop does the rest. The models that read no history and rate (user, item) pairs share
-their whole ``fit`` and ``predict`` (:class:`EventRatingModel`). Each epoch is shown as a progress bar and logged with its training
-loss and validation RMSE; training stops after ``patience`` epochs without a better
-validation RMSE, and the network ends with the weights of the best epoch (saved as
-``best.pt``, weights only, when the context gives a checkpoint folder).
+A model describes one epoch as an iterable of mini-batch losses (:data:`EpochSteps`);
+:func:`fit_rating_network` takes an Adam step on each and hands the epochs to
+:class:`recbench.train.loop.EpochLoop`, which validates after every epoch (the RMSE,
+lower is better), stops after ``patience`` epochs without a better RMSE, keeps the best
+weights (``best.pt``, weights only, when the context gives a checkpoint folder) and
+restores them at the end. The models that read no history and rate (user, item) pairs
+share their whole ``fit`` and ``predict`` (:class:`EventRatingModel`).
 """
 
 from __future__ import annotations
 
-import math
-import time
+import functools
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -23,7 +23,8 @@ from torch import Tensor, nn
 from recbench.contracts import RatingFitContext
 from recbench.data.batches import RatingBatch
 from recbench.data.ratings import RatingEvents
-from recbench.train.trainer import TrainingDiverged
+from recbench.progress import Task
+from recbench.train.loop import EpochLoop, TrainingHistory
 
 #: One epoch: given a seeded generator, yields ``(loss, n_predictions)`` per mini-batch.
 EpochSteps = Callable[[torch.Generator], Iterable[tuple[Tensor, int]]]
@@ -77,18 +78,6 @@ def check_dropout(dropout: float) -> None:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
 
 
-@dataclass
-class TrainingRecord:
-    """What happened during training: per-epoch loss and validation RMSE."""
-
-    losses: list[float] = field(default_factory=list)
-    validation: list[float] = field(default_factory=list)
-    best_epoch: int | None = None
-    best_rmse: float | None = None
-    stopped_early: bool = False
-    seconds: float = 0.0
-
-
 def event_tensors(events: RatingEvents, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
     """The users, items (int64) and scaled ratings (float32) of ``events`` on ``device``."""
     return (
@@ -107,10 +96,6 @@ def event_batches(
         yield order[first : first + batch_size]
 
 
-def n_batches(n_examples: int, batch_size: int) -> int:
-    return -(-n_examples // batch_size)
-
-
 def fit_rating_network(
     model: Any,
     network: nn.Module,
@@ -120,84 +105,51 @@ def fit_rating_network(
     options: RatingTrainingOptions,
     *,
     name: str,
-) -> TrainingRecord:
+) -> TrainingHistory:
     """Train ``network`` (already on ``ctx.device``) with Adam, epoch by epoch.
 
     An epoch covers ``n_examples`` training examples in mini-batches of
-    ``options.batch_size`` (the length of its progress bar). ``ctx.validate(model)`` (the validation RMSE; ``model.predict`` must use ``network``)
-    runs after every epoch; the weights of the best epoch are restored at the end.
+    ``options.batch_size`` (the length of its progress bar). ``ctx.validate(model)``
+    (the validation RMSE; ``model.predict`` must use ``network``) runs after every
+    epoch; the weights of the best epoch are restored at the end.
 
     Raises
     ------
     TrainingDiverged
         When the training loss becomes NaN or infinite.
     """
-    started = time.perf_counter()
     optimizer = torch.optim.Adam(network.parameters(), lr=options.learning_rate)
     generator = torch.Generator().manual_seed(ctx.seed)
-    record = TrainingRecord()
-    best: dict[str, Tensor] | None = None
-    without_improvement = 0
-    progress = ctx.progress
-    for number in range(1, options.epochs + 1):
-        network.train()
-        epoch_started = time.perf_counter()
+
+    def train_epoch(number: int, bar: Task) -> tuple[float, int]:
         total = torch.zeros((), dtype=torch.float64, device=ctx.device)
         count = 0
-        with progress.task(
-            f"Training {name}: epoch {number}/{options.epochs}",
-            total=n_batches(n_examples, options.batch_size),
-        ) as bar:
-            for loss, size in epoch(generator):
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += loss.detach().to(torch.float64) * size
-                count += size
-                bar.advance()
-        value = float(total) / max(count, 1)
-        if not math.isfinite(value):
-            raise TrainingDiverged(
-                f"{name}: the training loss became {value} in epoch {number}; "
-                "lower the learning rate"
-            )
-        record.losses.append(value)
-        network.eval()
-        shown = ""
-        if ctx.validate is not None:
-            rmse = float(ctx.validate(model))
-            record.validation.append(rmse)
-            improved = record.best_rmse is None or rmse < record.best_rmse
-            if improved:
-                record.best_rmse, record.best_epoch = rmse, number
-                best = {k: v.detach().clone() for k, v in network.state_dict().items()}
-                without_improvement = 0
-            else:
-                without_improvement += 1
-            shown = f", validation rmse {rmse:.4f}{' (best)' if improved else ''}"
-        progress.log(
-            f"{name} epoch {number}/{options.epochs}: loss {value:.5f}{shown}, "
-            f"{time.perf_counter() - epoch_started:.1f} s"
-        )
-        if (
-            options.patience
-            and ctx.validate is not None
-            and without_improvement >= options.patience
-        ):
-            record.stopped_early = True
-            progress.log(
-                f"{name}: stopping early, no better validation rmse in {options.patience} "
-                f"epochs (best {record.best_rmse:.4f} at epoch {record.best_epoch})"
-            )
-            break
-    if best is not None:
-        network.load_state_dict(best)
-    network.eval()
-    if ctx.checkpoint_dir is not None:
-        ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        torch.save(network.state_dict(), ctx.checkpoint_dir / "best.pt")
-    record.seconds = time.perf_counter() - started
-    return record
+        for loss, size in epoch(generator):
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.detach().to(torch.float64) * size
+            count += size
+            bar.advance()
+        return float(total) / max(count, 1), count
+
+    validate = ctx.validate
+    loop = EpochLoop(
+        name,
+        epochs=options.epochs,
+        patience=options.patience,
+        higher_is_better=False,
+        metric_name="validation rmse",
+    )
+    return loop.run(
+        network,
+        train_epoch,
+        steps=-(-n_examples // options.batch_size),
+        validate=None if validate is None else functools.partial(validate, model),
+        checkpoint_dir=ctx.checkpoint_dir,
+        device=ctx.device,
+        progress=ctx.progress,
+    )
 
 
 def small_normal_(weight: Tensor, std: float) -> None:
@@ -223,7 +175,7 @@ class EventRatingModel:
     def __init__(self, options: RatingTrainingOptions | None = None):
         self.options = options or self.Options()
         self.network: nn.Module | None = None
-        self.training: TrainingRecord | None = None
+        self.training: TrainingHistory | None = None
 
     @property
     def max_history(self) -> int:

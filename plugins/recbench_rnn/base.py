@@ -32,8 +32,10 @@ State = tuple[Tensor, ...]
 @dataclass(frozen=True)
 class EmbeddingOptions(TrainingOptions):
     """The trainer's options plus what every recurrent model here has: the item
-    embedding size and dropout on the input embeddings and on the recurrent output."""
+    embedding size and dropout on the input embeddings and on the recurrent output; the
+    loss is ``adaptive_hinge`` unless a model's options say otherwise."""
 
+    loss: str = "adaptive_hinge"
     embedding_dim: int = 120
     dropout_embedding: float = 0.0
     dropout_hidden: float = 0.0

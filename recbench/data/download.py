@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from recbench.data.files import atomic_write
 from recbench.errors import DataError
 from recbench.progress import Progress
 
@@ -82,30 +83,25 @@ def fetch(url: str, destination: Path, *, sha256: str, progress: Progress, offli
             where=str(destination.parent),
             hint=manual,
         )
+
+    def download(sink: BinaryIO) -> None:
+        try:
+            actual = _stream(url, sink, destination.name, progress)
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", None) or exc.strerror or exc
+            raise DataError(
+                f"downloading {url} failed ({reason})", where=str(destination), hint=manual
+            ) from None
+        _check_hash(destination, expected, actual, url)
+
     try:
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary_name = tempfile.mkstemp(
-            dir=destination.parent, prefix=f".{destination.name}.", suffix=".part"
-        )
+        atomic_write(destination, download, suffix=".part")
     except OSError as exc:
         raise DataError(
             f"cannot write the download of {destination.name} ({exc.strerror or exc})",
             where=str(destination.parent),
             hint=f"make the folder writable or {manual}",
         ) from None
-    temporary = Path(temporary_name)
-    try:
-        with os.fdopen(handle, "wb") as sink:
-            actual = _stream(url, sink, destination.name, progress)
-        _check_hash(temporary, expected, actual, url, shown_as=destination)
-        os.replace(temporary, destination)
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", None) or exc.strerror or exc
-        raise DataError(
-            f"downloading {url} failed ({reason})", where=str(destination), hint=manual
-        ) from None
-    finally:
-        temporary.unlink(missing_ok=True)
     return destination
 
 
@@ -123,17 +119,14 @@ def _stream(url: str, sink: BinaryIO, label: str, progress: Progress) -> str:
     return digest.hexdigest()
 
 
-def _check_hash(
-    path: Path, expected: str, actual: str, url: str, *, shown_as: Path | None = None
-) -> None:
+def _check_hash(path: Path, expected: str, actual: str, url: str) -> None:
     if actual == expected:
         return
-    shown = shown_as or path
     raise DataError(
-        f"{shown.name} has SHA-256 {actual}, expected {expected}",
-        where=str(shown),
+        f"{path.name} has SHA-256 {actual}, expected {expected}",
+        where=str(path),
         hint=f"the file is corrupted or not the official one: delete it and retry, "
-        f"or download {url} by hand and save it as {shown}",
+        f"or download {url} by hand and save it as {path}",
     )
 
 

@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from recbench.config.options import as_dict, parse_options
 from recbench.config.settings import Settings
+from recbench.data.files import atomic_write, write_bytes_atomic
 from recbench.data.interactions import Sequences
 from recbench.data.preprocess import PreprocessOptions, dataset_statistics, preprocess
 from recbench.errors import ConfigError, DataError
@@ -263,26 +262,12 @@ def _write_cache(
         "data_format": DATA_FORMAT_VERSION,
     }
     try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
         # The arrays first, then the JSON: an entry counts only when both are there.
-        _atomic_write(cache_dir / f"{key}.npz", lambda handle: np.savez(handle, **arrays))
-        text = json.dumps(info, indent=2).encode("utf-8")
-        _atomic_write(cache_dir / f"{key}.json", lambda handle: handle.write(text))
+        atomic_write(cache_dir / f"{key}.npz", lambda handle: np.savez(handle, **arrays))
+        write_bytes_atomic(cache_dir / f"{key}.json", json.dumps(info, indent=2).encode("utf-8"))
     except OSError as exc:
         raise DataError(
             f"cannot write the dataset cache ({exc.strerror or exc})",
             where=str(cache_dir),
             hint="set RECBENCH_CACHE to a writable folder",
         ) from None
-
-
-def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    handle, temporary_name = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(handle, "wb") as sink:
-            write(sink)
-        os.replace(temporary_name, path)
-    finally:
-        Path(temporary_name).unlink(missing_ok=True)

@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from recbench.results import RunDirectory, read_json, write_atomic
+from recbench.data.files import write_bytes_atomic
+from recbench.results import RunDirectory, read_json
 from recbench.tasks.ranking.order_check import is_ablation
 
 FILES = {"metric_curves": "metric-curves.png", "accuracy_latency": "accuracy-latency.png"}
@@ -56,7 +57,7 @@ def write_figures(run_dir: RunDirectory, folder: Path) -> dict[str, Path]:
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=110, metadata={"Software": None})
         try:
-            write_atomic(target, buffer.getvalue())
+            write_bytes_atomic(target, buffer.getvalue())
         except OSError:
             continue
         written[figure_id] = target

@@ -40,9 +40,7 @@ import contextlib
 import copy
 import importlib.metadata
 import logging
-import shutil
 import time
-import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -52,6 +50,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from recbench.data.files import replace_folder
 
 #: The batch size of the example inputs the graphs are traced with. Not 1: the exporter
 #: specialises sizes 0 and 1. Parity runs at other sizes, so the dynamic axis is tested.
@@ -359,12 +359,7 @@ def export_cell(
         *initial_state(cell, EXAMPLE_BATCH),
     )
 
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = directory.parent / f".{directory.name}.{uuid.uuid4().hex[:12]}.tmp"
-    staging.mkdir()
-    try:
-        graphs = {}
+    def write_graphs(staging: Path) -> int | None:
         for kind, module, outputs in (
             ("cell", _Step(cell), output_names),
             ("topk", _Step(cell, top_k), topk_output_names),
@@ -377,20 +372,14 @@ def export_cell(
                 raise ExportError(f"onnx.checker rejected {path.name}: {exc}") from exc
             assert_batch_axis_symbolic(path)
             _run_once(path, input_names, cell, n_columns)
-            graphs[kind] = path
-        model = onnx.load(str(graphs["cell"]), load_external_data=False)
-        opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-        previous = staging.with_suffix(".old")
-        if directory.exists():
-            directory.rename(previous)
-        staging.rename(directory)
-        shutil.rmtree(previous, ignore_errors=True)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        model = onnx.load(str(staging / GRAPH_FILES["cell"]), load_external_data=False)
+        return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+
+    directory = Path(directory)
+    opset = replace_folder(directory, write_graphs)
     return ExportedCell(
         directory=directory,
-        graphs={kind: directory / GRAPH_FILES[kind] for kind in graphs},
+        graphs={kind: directory / name for kind, name in GRAPH_FILES.items()},
         input_names=input_names,
         output_names=output_names,
         topk_output_names=topk_output_names,

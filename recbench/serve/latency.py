@@ -60,9 +60,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-import platform
 import re
-import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -77,6 +75,7 @@ from torch import Tensor, nn
 
 from recbench.config.options import as_dict
 from recbench.data.batches import SequenceBatch
+from recbench.environment import process_environment
 from recbench.progress import Progress
 from recbench.results import read_json, write_json
 from recbench.serve.export import (
@@ -234,31 +233,12 @@ class MachineLoad:
         return round(min(1.0, max(0.0, (busy - own) / total)), 3)
 
 
-def cpu_name() -> str:
-    """The processor's model name (``/proc/cpuinfo`` on Linux), else platform's."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    return platform.processor() or platform.machine()
-
-
 def environment() -> dict[str, Any]:
-    """Versions, processor, devices and thread settings of this process."""
+    """A latency record's environment: :func:`recbench.environment.process_environment`,
+    whether CUDA is usable (``cuda``; then ``gpu`` and ``cuda_version``), the load
+    average and the ONNX versions."""
     info: dict[str, Any] = {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "cpu": cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "torch_interop_threads": torch.get_num_interop_threads(),
-        "thread_variables": {
-            name: os.environ[name]
-            for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-            if name in os.environ
-        },
+        **process_environment(),
         "cuda": cuda_usable(),
         "load_average": load_average(),
         **onnx_versions(),

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from recbench.contracts import FitContext
+    from recbench.contracts import FitContext, PluginLookup
     from recbench.data.batches import SequenceBatch
     from recbench.data.interactions import Sequences
     from recbench.data.prepare import DataContext
@@ -203,12 +203,19 @@ class TinyData:
 
         return split_ratings(self.sequences, RatingOptions(), 0)
 
-    def fit_context(self, device: str | torch.device = "cpu", seed: int = 0) -> FitContext:
+    def fit_context(
+        self,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        registry: PluginLookup | None = None,
+    ) -> FitContext:
         """The :class:`recbench.contracts.FitContext` a run would give a model: its
-        ``validate(model)`` returns ``mrr@20`` on the validation users' last items."""
+        ``validate(model)`` returns ``mrr@20`` on the validation users' last items; the
+        trainer looks up losses in ``registry`` (default: the installed plugins)."""
         import torch
 
         from recbench.contracts import FitContext
+        from recbench.registry import discover
 
         def validate(model: Any) -> float:
             return self.evaluate(model, protocol="last-item", part="valid", k=20, device=device)
@@ -220,6 +227,7 @@ class TinyData:
             item_counts=self.item_counts,
             validate=validate,
             validation_metric="mrr@20",
+            registry=registry if registry is not None else discover(),
         )
 
     def evaluate(

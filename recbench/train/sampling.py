@@ -69,6 +69,7 @@ class NegativeSampler:
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
         self._cdf: torch.Tensor | None = None
+        self._pmf: torch.Tensor | None = None
         if distribution == "popularity":
             if item_counts is None or len(item_counts) != n_items + 1:
                 raise ValueError("popularity sampling needs item_counts of length n_items + 1")
@@ -76,9 +77,11 @@ class NegativeSampler:
             weights[np.asarray(item_counts[1:]) <= 0] = 0.0
             if weights.sum() <= 0:
                 raise ValueError("popularity sampling needs at least one item with events")
-            cdf = np.cumsum(weights / weights.sum())
+            pmf = weights / weights.sum()
+            cdf = np.cumsum(pmf)
             cdf[-1] = 1.0
             self._cdf = torch.as_tensor(cdf, device=self.device)
+            self._pmf = torch.as_tensor(np.concatenate([[0.0], pmf]), device=self.device)
 
     def sample(self, shape: tuple[int, ...], exclude: torch.Tensor | None = None) -> torch.Tensor:
         """Item ids, int64 of ``shape``, in ``1 .. n_items``.
@@ -113,6 +116,19 @@ class NegativeSampler:
             items = torch.where(hits, redrawn + 1, items)
         hits = items == excluded
         return torch.where(hits, self._uniform(shape, exclude), items)
+
+    def probabilities(self, items: torch.Tensor) -> torch.Tensor:
+        """float32 of ``items``' shape: the probability that one draw gives each item.
+
+        ``1 / n_items`` for ``uniform``; ``count ** alpha`` over its sum for
+        ``popularity`` (0 for padding and for items without training events). This is
+        the distribution a draw comes from; :meth:`sample`'s exclusion of the positive
+        changes it only for the row of that positive (a log-Q correction leaves that
+        aside, as is usual).
+        """
+        if self._pmf is None:
+            return torch.full(items.shape, 1.0 / self.n_items, device=items.device)
+        return self._pmf[items].float()
 
     def _uniform(self, shape: tuple[int, ...], exclude: torch.Tensor | None) -> torch.Tensor:
         if exclude is None or self.n_items < 2:

@@ -35,30 +35,29 @@ Optimisation
     ``torch.compile`` of the encoder (off by default: a cold compile costs minutes).
 
 Model selection
-    After every ``validate_every`` epochs, ``ctx.validate(model)`` scores the validation
-    users (never the test set). The best weights are kept -- in memory, or as
-    ``best.pt`` (weights only, read back with ``weights_only=True``) in
-    ``ctx.checkpoint_dir`` -- and restored at the end; training stops after
-    ``patience`` validations without improvement. Without validation every epoch runs
-    and the final weights are kept (and written to ``best.pt`` when there is a
-    checkpoint directory).
+    Epochs run in the shared loop, :class:`recbench.train.loop.EpochLoop`: after every
+    ``validate_every`` epochs ``ctx.validate(model)`` scores the validation users (never
+    the test set); the best weights are kept (in memory, or as ``best.pt`` in
+    ``ctx.checkpoint_dir``) and restored at the end; training stops after ``patience``
+    validations without improvement. A loss that becomes NaN or infinite raises
+    :class:`TrainingDiverged`; the runner marks the model's cells failed and goes on.
 
-Failures
-    A loss that becomes NaN or infinite raises :class:`TrainingDiverged`; the runner
-    marks the model's cells failed and goes on with the next model.
+Losses
+    The loss is looked up in the run's plugin registry (``ctx.registry``). A loss may
+    ask for more than the scores (:class:`recbench.contracts.Loss`): with
+    ``extra_inputs = ("candidate_ids", "sampling_probabilities")`` it also gets the item
+    ids of the ``negative`` columns and the probability with which each was drawn, e.g.
+    for a log-Q correction of a sampled softmax.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import math
-import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -68,10 +67,12 @@ from recbench.config.options import parse_options
 from recbench.contracts import FitContext, PluginLookup
 from recbench.data.interactions import PADDING_ITEM, Sequences
 from recbench.errors import ConfigError
+from recbench.progress import Task
+from recbench.train.loop import EpochLoop
+from recbench.train.loop import EpochRecord as EpochRecord
+from recbench.train.loop import TrainingDiverged as TrainingDiverged
+from recbench.train.loop import TrainingHistory as TrainingHistory
 from recbench.train.sampling import NegativeSampler
-
-if TYPE_CHECKING:
-    from recbench.registry import Registry
 
 #: Windows sorted together (in multiples of the batch size) when ``sort_by_length``:
 #: enough to make batches of similar lengths, few enough to keep batches random.
@@ -82,10 +83,6 @@ SORT_CHUNK_BATCHES = 50
 SCORE_BLOCK = {"cpu": 1 << 20, "cuda": 1 << 27}
 #: On CUDA the loss is checked for NaN every this many batches (a check synchronises).
 CUDA_CHECK_EVERY = 16
-
-
-class TrainingDiverged(FloatingPointError):
-    """The training loss became NaN or infinite."""
 
 
 @dataclass(frozen=True)
@@ -109,7 +106,8 @@ class TrainingOptions:
         ``max_length + 1`` items.
     loss, loss_options:
         A registered loss id (``recbench list losses``) and its options as
-        ``key=value[,key=value]``, e.g. ``score_regularization=0.5``.
+        ``key=value[,key=value]``, e.g. ``score_regularization=0.5``. The trainer has no
+        default loss (the core names no plugin): a model's ``Options`` set ``loss``.
     negatives:
         Sampled negatives per prediction (or per mini-batch with ``shared_negatives``).
     sampling, sampling_alpha:
@@ -142,7 +140,7 @@ class TrainingOptions:
     clip_norm: float = 0.0
     max_length: int = 200
     windows: Literal["all", "last"] = "all"
-    loss: str = "adaptive_hinge"
+    loss: str = ""
     loss_options: str = ""
     negatives: int = 5
     sampling: Literal["uniform", "popularity"] = "uniform"
@@ -202,33 +200,6 @@ class SequenceNetwork(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state_dict: Any) -> Any: ...
-
-
-@dataclass
-class EpochRecord:
-    """One epoch: mean training loss per prediction, validation metric (None when not
-    validated), wall time, predictions trained on."""
-
-    epoch: int
-    loss: float
-    metric: float | None
-    seconds: float
-    predictions: int
-
-    @property
-    def predictions_per_second(self) -> float:
-        return self.predictions / self.seconds if self.seconds > 0 else float("inf")
-
-
-@dataclass
-class TrainingHistory:
-    """What happened during :func:`fit_network`."""
-
-    epochs: list[EpochRecord] = field(default_factory=list)
-    best_epoch: int | None = None
-    best_metric: float | None = None
-    stopped_early: bool = False
-    seconds: float = 0.0
 
 
 # -- scoring helpers shared by models ---------------------------------------------------
@@ -424,13 +395,6 @@ class _Lanes:
 # -- losses and optimisers --------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=1)
-def _default_registry() -> Registry:
-    from recbench.registry import discover
-
-    return discover()
-
-
 def parse_key_values(text: str, *, where: str) -> dict[str, str]:
     """``"a=1,b=x"`` -> ``{"a": "1", "b": "x"}`` (empty text: no values)."""
     values: dict[str, str] = {}
@@ -444,9 +408,9 @@ def parse_key_values(text: str, *, where: str) -> dict[str, str]:
     return values
 
 
-def make_loss(name: str, options: str = "", registry: PluginLookup | None = None) -> Any:
-    """The loss registered as ``name``, built with ``options`` (``key=value,...``)."""
-    registry = registry if registry is not None else _default_registry()
+def make_loss(name: str, options: str = "", *, registry: PluginLookup) -> Any:
+    """The loss registered as ``name`` in ``registry``, built with ``options``
+    (``key=value,...``)."""
     info = registry.get("loss", name)
     values = parse_key_values(options, where="option loss_options")
     return info.cls(parse_options(info.cls.Options, values, owner=f"loss '{info.id}'"))
@@ -461,35 +425,9 @@ def make_optimizer(parameters: Any, options: TrainingOptions) -> torch.optim.Opt
 # -- the trainer --------------------------------------------------------------------------
 
 
-class _BestWeights:
-    """The best weights so far: in memory, or as ``best.pt`` in a directory."""
-
-    def __init__(self, directory: Path | None):
-        self.directory = directory
-        self._state: dict[str, Tensor] | None = None
-
-    @property
-    def path(self) -> Path | None:
-        return None if self.directory is None else self.directory / "best.pt"
-
-    def save(self, network: SequenceNetwork) -> None:
-        state = {k: v.detach().clone() for k, v in network.state_dict().items()}
-        if self.directory is None:
-            self._state = state
-            return
-        assert self.path is not None
-        self.directory.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_suffix(".pt.partial")
-        torch.save(state, partial)
-        os.replace(partial, self.path)
-
-    def restore(self, network: SequenceNetwork, device: torch.device) -> None:
-        if self.path is not None:
-            state = torch.load(self.path, map_location=device, weights_only=True)
-        else:
-            assert self._state is not None
-            state = self._state
-        network.load_state_dict(state)
+#: What a loss may ask for besides the scores, in its ``extra_inputs`` (the trainer
+#: passes them as keyword arguments; :class:`recbench.contracts.Loss`).
+LOSS_INPUTS = ("candidate_ids", "sampling_probabilities")
 
 
 class _Trainer:
@@ -509,8 +447,9 @@ class _Trainer:
         self.options = options
         self.name = name
         self.device = torch.device(ctx.device)
-        self.loss = make_loss(options.loss, options.loss_options, ctx.registry)
+        self.loss = self._make_loss()
         self.all_candidates = getattr(self.loss, "candidates", "sampled") == "all"
+        self.extra_inputs = self._extra_inputs()
         self.sampler = NegativeSampler(
             train.n_items,
             options.sampling,
@@ -531,6 +470,38 @@ class _Trainer:
                 f"{name} cannot train with session-parallel batching (its network has no step)",
                 hint="use batching=padded",
             )
+        self.loop = EpochLoop(
+            name,
+            epochs=options.epochs,
+            patience=options.patience,
+            validate_every=options.validate_every,
+            metric_name=ctx.validation_metric or "validation metric",
+            divergence_hint="lower the learning rate or set clip_norm",
+        )
+
+    def _make_loss(self) -> Any:
+        if not self.options.loss:
+            raise ConfigError(
+                f"{self.name} names no training loss",
+                hint="set its loss option ('recbench list losses' shows the ids)",
+            )
+        if self.ctx.registry is None:
+            raise ConfigError(
+                f"{self.name} cannot look up its loss '{self.options.loss}': "
+                "the fit context has no plugin registry",
+                hint="give FitContext a registry, e.g. registry=recbench.registry.discover()",
+            )
+        return make_loss(self.options.loss, self.options.loss_options, registry=self.ctx.registry)
+
+    def _extra_inputs(self) -> tuple[str, ...]:
+        wanted = tuple(getattr(self.loss, "extra_inputs", ()))
+        unknown = [name for name in wanted if name not in LOSS_INPUTS]
+        if unknown:
+            raise ConfigError(
+                f"loss '{self.options.loss}' asks for unknown inputs {', '.join(unknown)}",
+                hint=f"a loss may ask for {', '.join(LOSS_INPUTS)}",
+            )
+        return wanted
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.use_bf16:
@@ -544,35 +515,57 @@ class _Trainer:
         ``hidden`` ``[B, T, D]``, ``targets`` ``[B, T]`` (0 where there is nothing to
         predict).
         """
+        positive, negative, _ = self.scored(hidden, targets)
+        return positive, negative
+
+    def scored(self, hidden: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """:meth:`predictions` and the extra inputs the loss asks for (:meth:`loss_inputs`)."""
         network, options = self.network, self.options
         valid = targets != PADDING_ITEM
         flat_hidden = hidden[valid]
         flat_targets = targets[valid]
         if self.all_candidates:
             everything = network.score(flat_hidden.unsqueeze(0), None).squeeze(0)
-            return everything.gather(1, flat_targets.unsqueeze(1)).squeeze(1), everything[:, 1:]
+            return (
+                everything.gather(1, flat_targets.unsqueeze(1)).squeeze(1),
+                everything[:, 1:],
+                self.every_item_inputs(len(flat_targets)),
+            )
         batch, steps = targets.shape
+        wanted = bool(self.extra_inputs)
         negatives: list[Tensor] = []
+        ids: list[Tensor] = []  # the item ids of each part of ``negatives`` (when wanted)
+        probabilities: list[Tensor] = []  # and the probability with which each was drawn
         positive: Tensor | None = None
         if options.in_batch_negatives and batch > 1:
             pool = targets.t()
-            pool = torch.where(pool == PADDING_ITEM, self.sampler.sample(tuple(pool.shape)), pool)
+            padding = pool == PADDING_ITEM
+            pool = torch.where(padding, self.sampler.sample(tuple(pool.shape)), pool)
             scores = network.score(hidden.transpose(0, 1), pool)  # [T, B, B]
             positive = scores.diagonal(dim1=1, dim2=2).t()[valid]
-            off_diagonal = (
-                scores.reshape(steps, batch * batch)[:, 1:]
-                .reshape(steps, batch - 1, batch + 1)[:, :, :-1]
-                .reshape(steps, batch, batch - 1)
-            )
-            negatives.append(off_diagonal.transpose(0, 1)[valid])
+            negatives.append(_other_rows(scores)[valid])
+            if wanted:
+                drawn = torch.where(
+                    padding, self.sampler.probabilities(pool), self.target_probabilities[pool]
+                )
+                ids.append(_other_rows(pool.unsqueeze(1).expand(steps, batch, batch))[valid])
+                probabilities.append(
+                    _other_rows(drawn.unsqueeze(1).expand(steps, batch, batch))[valid]
+                )
         if options.negatives > 0:
             count = len(flat_targets)
             if options.shared_negatives:
                 sampled = self.sampler.sample((1, options.negatives))
                 negatives.append(network.score(flat_hidden.unsqueeze(0), sampled).squeeze(0))
+                if wanted:
+                    ids.append(sampled.expand(count, -1))
+                    probabilities.append(self.sampler.probabilities(sampled).expand(count, -1))
             else:
                 exclude = flat_targets if options.exclude_positive else None
                 sampled = self.sampler.sample((count, options.negatives), exclude)
+                if wanted:
+                    ids.append(sampled)
+                    probabilities.append(self.sampler.probabilities(sampled))
                 if positive is None:
                     sampled = torch.cat((flat_targets.unsqueeze(1), sampled), dim=1)
                 scores = network.score(flat_hidden.unsqueeze(1), sampled).squeeze(1)
@@ -588,7 +581,38 @@ class _Trainer:
             positive = network.score(flat_hidden.unsqueeze(1), flat_targets.unsqueeze(1))
             positive = positive.reshape(-1)
         negative = negatives[0] if len(negatives) == 1 else torch.cat(negatives, dim=1)
-        return positive, negative
+        extra = {}
+        if wanted:
+            extra = self.loss_inputs(torch.cat(ids, dim=1), torch.cat(probabilities, dim=1))
+        return positive, negative, extra
+
+    def loss_inputs(self, candidate_ids: Tensor, probabilities: Tensor) -> dict[str, Tensor]:
+        """The keyword arguments of the loss besides the scores: those of
+        ``candidate_ids`` (int64 ``[M, N]``, the item id of each ``negative`` column) and
+        ``sampling_probabilities`` (float32 ``[M, N]``, the probability with which it was
+        drawn) that the loss names in its ``extra_inputs``.
+
+        A sampled negative's probability is that of one draw of the sampler
+        (:meth:`recbench.train.sampling.NegativeSampler.probabilities`); an in-batch
+        negative (another sequence's target) has its share of the training events; with
+        ``candidates = "all"`` every item is scored and has probability 1.
+        """
+        given = {"candidate_ids": candidate_ids, "sampling_probabilities": probabilities}
+        return {name: given[name] for name in self.extra_inputs}
+
+    def every_item_inputs(self, rows: int) -> dict[str, Tensor]:
+        """:meth:`loss_inputs` of ``rows`` predictions scored against every item."""
+        if not self.extra_inputs:
+            return {}
+        items = torch.arange(1, self.train.n_items + 1, device=self.device)
+        candidates = items.unsqueeze(0).expand(rows, -1)
+        return self.loss_inputs(candidates, torch.ones(candidates.shape, device=self.device))
+
+    @functools.cached_property
+    def target_probabilities(self) -> Tensor:
+        """float32 ``[n_items + 1]``: each item's share of the training events."""
+        counts = torch.as_tensor(np.asarray(self.ctx.item_counts), dtype=torch.float64)
+        return (counts / counts.sum()).to(self.device, torch.float32)
 
     def update(self, hidden: Tensor, targets: Tensor) -> tuple[Tensor, int]:
         """One optimiser step on the loss of ``hidden`` against ``targets``; returns the
@@ -598,8 +622,8 @@ class _Trainer:
             loss, count = self.all_candidates_backward(hidden, targets)
         else:
             with self.autocast():
-                positive, negative = self.predictions(hidden, targets)
-            loss = self.loss(positive.float(), negative.float())
+                positive, negative, extra = self.scored(hidden, targets)
+            loss = self.loss(positive.float(), negative.float(), **extra)
             loss.backward()
             loss, count = loss.detach(), len(positive)
         if self.options.clip_norm > 0:
@@ -625,14 +649,16 @@ class _Trainer:
             with self.autocast():
                 scores = self.network.score(detached[part].unsqueeze(0), None).squeeze(0)
             positive = scores.gather(1, flat_targets[part].unsqueeze(1)).squeeze(1)
-            loss = self.loss(positive.float(), scores[:, 1:].float()) * (len(positive) / count)
+            extra = self.every_item_inputs(len(positive))
+            loss = self.loss(positive.float(), scores[:, 1:].float(), **extra)
+            loss = loss * (len(positive) / count)
             loss.backward()
             total += loss.detach()
         flat_hidden.backward(detached.grad)
         return total, count
 
     # -- epochs ----------------------------------------------------------------------
-    def padded_epoch(self, bar: Any, epoch: int) -> tuple[float, int]:
+    def padded_epoch(self, epoch: int, bar: Task) -> tuple[float, int]:
         lengths = self.windows[1]
         total = torch.zeros((), device=self.device, dtype=torch.float64)
         predictions = 0
@@ -650,11 +676,11 @@ class _Trainer:
             total += loss * count
             predictions += count
             if number % self.check_every == 0 or number == len(batches):
-                self.check_finite(total, epoch, number)
+                self.loop.check_finite(float(total), epoch, number)
             bar.advance(1)
         return float(total) / max(predictions, 1), predictions
 
-    def session_parallel_epoch(self, bar: Any, epoch: int) -> tuple[float, int]:
+    def session_parallel_epoch(self, epoch: int, bar: Task) -> tuple[float, int]:
         network: Any = self.network
         total = torch.zeros((), device=self.device, dtype=torch.float64)
         predictions = 0
@@ -679,24 +705,13 @@ class _Trainer:
             total += loss * count
             predictions += count
             if number % self.check_every == 0:
-                self.check_finite(total, epoch, number)
+                self.loop.check_finite(float(total), epoch, number)
             bar.advance(count)
-        self.check_finite(total, epoch, None)
-        return float(total) / max(predictions, 1), predictions
-
-    def check_finite(self, total: Tensor, epoch: int, batch: int | None) -> None:
-        value = float(total)
-        if not math.isfinite(value):
-            where = f"epoch {epoch}" + (f", batch {batch}" if batch is not None else "")
-            raise TrainingDiverged(
-                f"{self.name}: the training loss became {value} in {where}; "
-                "lower the learning rate or set clip_norm"
-            )
+        return float(total) / max(predictions, 1), predictions  # checked by the loop
 
     def run(self) -> TrainingHistory:
-        options, ctx, progress = self.options, self.ctx, self.ctx.progress
+        options, ctx = self.options, self.ctx
         started = time.perf_counter()
-        history = TrainingHistory()
         self.items = torch.as_tensor(self.train.items, dtype=torch.int64, device=self.device)
         self.windows = training_windows(self.train, options.max_length, options.windows)
         self.window_starts = torch.as_tensor(self.windows[0], device=self.device)
@@ -706,64 +721,39 @@ class _Trainer:
                 f"{self.name}: no training sequence has 2 or more items",
                 hint="use a larger training set",
             )
-        best = _BestWeights(ctx.checkpoint_dir)
-        metric_name = ctx.validation_metric or "validation metric"
         if options.bf16 and not self.use_bf16:
-            progress.log(f"{self.name}: bf16 autocast is for CUDA only; training in float32")
-        failed_validations = 0
-        for epoch in range(1, options.epochs + 1):
-            self.network.train()
-            epoch_started = time.perf_counter()
-            if options.batching == "padded":
-                total_steps = -(-len(self.windows[0]) // options.batch_size)
-            else:
-                total_steps = int(np.maximum(self.train.lengths - 1, 0).sum())
-            with progress.task(
-                f"Training {self.name}: epoch {epoch}/{options.epochs}", total=total_steps
-            ) as bar:
-                if options.batching == "padded":
-                    loss, predictions = self.padded_epoch(bar, epoch)
-                else:
-                    loss, predictions = self.session_parallel_epoch(bar, epoch)
-            seconds = time.perf_counter() - epoch_started
-            metric: float | None = None
-            improved = False
-            if ctx.validate is not None and (
-                epoch % options.validate_every == 0 or epoch == options.epochs
-            ):
-                self.network.train(False)
-                metric = float(ctx.validate(self.model))
-                if math.isfinite(metric) and (
-                    history.best_metric is None or metric > history.best_metric
-                ):
-                    history.best_metric, history.best_epoch = metric, epoch
-                    best.save(self.network)
-                    failed_validations, improved = 0, True
-                else:
-                    failed_validations += 1
-            record = EpochRecord(epoch, loss, metric, seconds, predictions)
-            history.epochs.append(record)
-            shown = "" if metric is None else f", {metric_name} {metric:.4f}"
-            progress.log(
-                f"{self.name} epoch {epoch}/{options.epochs}: loss {loss:.4f}{shown}"
-                f"{' (best)' if improved else ''}, {seconds:.1f} s, "
-                f"{record.predictions_per_second:,.0f} predictions/s"
-            )
-            if options.patience and failed_validations >= options.patience:
-                history.stopped_early = True
-                progress.log(
-                    f"{self.name}: stopping early, no improvement of {metric_name} in "
-                    f"{options.patience} validations (best {history.best_metric:.4f} "
-                    f"at epoch {history.best_epoch})"
-                )
-                break
-        if history.best_epoch is not None:
-            best.restore(self.network, self.device)
-        elif ctx.checkpoint_dir is not None:  # not validated: keep the final weights
-            best.save(self.network)
-        self.network.train(False)
+            ctx.progress.log(f"{self.name}: bf16 autocast is for CUDA only; training in float32")
+        if options.batching == "padded":
+            epoch, steps = self.padded_epoch, -(-len(self.windows[0]) // options.batch_size)
+        else:
+            epoch = self.session_parallel_epoch
+            steps = int(np.maximum(self.train.lengths - 1, 0).sum())
+        validate: Callable[[], float] | None = None
+        if ctx.validate is not None:
+            validate = functools.partial(ctx.validate, self.model)
+        history = self.loop.run(
+            self.network,
+            epoch,
+            steps=steps,
+            validate=validate,
+            checkpoint_dir=ctx.checkpoint_dir,
+            device=self.device,
+            progress=ctx.progress,
+        )
         history.seconds = time.perf_counter() - started
         return history
+
+
+def _other_rows(values: Tensor) -> Tensor:
+    """``[T, B, B]`` -> ``[B, T, B - 1]``: ``values[t, b]`` without its column ``b`` (row
+    ``b``'s own target among the mini-batch's targets at step ``t``)."""
+    steps, batch = values.shape[0], values.shape[1]
+    return (
+        values.reshape(steps, batch * batch)[:, 1:]
+        .reshape(steps, batch - 1, batch + 1)[:, :, :-1]
+        .reshape(steps, batch, batch - 1)
+        .transpose(0, 1)
+    )
 
 
 def fit_network(
