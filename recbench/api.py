@@ -286,7 +286,9 @@ def stored_run_config(resolved: Mapping[str, Any]) -> RunConfig:
     for metric_id, metric in resolved.get("metrics", {}).items():
         if metric.get("options"):
             options[metric_id] = dict(metric["options"])
-    for section in ("preprocess", "split", "eval", "export"):
+    from recbench.tasks.catalog import stored_task
+
+    for section in ("preprocess", *stored_task(resolved).sections, "export"):
         if resolved.get(section):
             options[section] = dict(resolved[section])
     return RunConfig(

@@ -14,7 +14,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape as escape_markup
 from rich.table import Table
-from rich.text import Text
 
 from recbench.errors import ConfigError, RecbenchError
 from recbench.registry import Registry
@@ -294,36 +293,13 @@ def _run(args: argparse.Namespace, settings, registry, argv: list[str], console:
 
 
 def _print_summary(result, console: Console) -> None:
+    from recbench.report.render import console_table
+
     frame = result.to_dataframe()
     ok = frame[frame["status"] == "ok"]
     failed = frame[frame["status"] != "ok"]
-    if not ok.empty and ok["cutoff"].isna().all():  # a rating run: no metric has a cutoff
-        from recbench.report.rating import summary_table
-
-        console.print(summary_table(ok, result.model_labels()))
-    elif not ok.empty:
-        k = int(ok["cutoff"].dropna().min())
-        names = [m for m in ("sps", "recall", "mrr", "ndcg") if m in set(ok["metric"])]
-        table = Table(title=f"{ok['dataset'].iloc[0]} — mean over seeds, k={k}")
-        for column in ("model", "protocol", *(f"{n}@{k}" for n in names)):
-            table.add_column(column)
-        grouped = (
-            ok[ok["cutoff"] == k]
-            .groupby(["model", "protocol", "metric"], sort=False)["mean"]
-            .mean()
-        )
-        order = {label: i for i, label in enumerate(result.model_labels())}
-        rows = sorted(
-            dict.fromkeys(zip(ok["model"], ok["protocol"], strict=True)),
-            key=lambda row: (order.get(row[0], len(order)), row[0]),
-        )
-        for model, protocol in rows:
-            table.add_row(
-                Text(model),  # a label such as moc[mixtures=2] is not rich markup
-                protocol,
-                *(f"{grouped.get((model, protocol, n), float('nan')):.4f}" for n in names),
-            )
-        console.print(table)
+    if not ok.empty:
+        console.print(console_table(result.path, ok, result.model_labels()))
     for model, protocol in dict.fromkeys(zip(failed["model"], failed["protocol"], strict=True)):
         console.print(
             f"[red]failed:[/red] {escape_markup(model)} ({protocol}) — see the report",

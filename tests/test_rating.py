@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import types
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -13,7 +14,7 @@ import pytest
 import torch
 
 import recbench
-from recbench import cli
+from recbench import cli, hookimpl
 from recbench.data.batches import RatingBatch
 from recbench.data.interactions import Sequences
 from recbench.data.ratings import RatingOptions, RatingScale, split_ratings
@@ -267,7 +268,8 @@ def test_rating_run_writes_cells_arrays_and_a_report(settings, tmp_path):
     report = (result.path / "report.md").read_text()
     for text in ("## Results: rating", "rmse (stars) ↓", "mae ↓", "(r − 1) / 4", "## Timing"):
         assert text in report
-    mf_row = next(line for line in report.splitlines() if line.startswith("| mf "))
+    results = report.split("## Results: rating")[1]
+    mf_row = next(line for line in results.splitlines() if line.startswith("| mf "))
     assert "**" in mf_row  # mf beats the mean: the best of its columns
     assert "## Results: half-split" not in report
     (result.path / "report.md").unlink()
@@ -295,6 +297,67 @@ def test_rating_run_resumes_and_marks_failures(settings, tmp_path, monkeypatch):
     (cell,) = RunDirectory.open(other).cells()
     assert cell["status"] == "failed" and "boom" in cell["error"]
     assert "## Failures" in (other / "report.md").read_text()
+
+
+class Pessimist:
+    """A rating model that predicts the lowest rating for every event."""
+
+    id = "pessimist"
+    summary = "Predicts the lowest rating"
+    version = "1"
+    task: ClassVar[str] = "rating"
+    max_history = 0
+
+    @dataclass(frozen=True)
+    class Options:
+        pass
+
+    def __init__(self, options=None):
+        pass
+
+    def fit(self, train, valid, ctx):
+        pass
+
+    def predict(self, batch: RatingBatch) -> torch.Tensor:
+        return torch.zeros(batch.users.shape, dtype=torch.float32)
+
+
+def test_the_rating_report_marks_significant_differences(settings, tmp_path):
+    registry = discover()
+
+    @hookimpl
+    def register_models(register):
+        register(Pessimist)
+
+    registry.add_plugin(
+        "pessimist", types.SimpleNamespace(register_models=register_models), "recbench-tests", "0"
+    )
+    result = recbench.run(
+        models=["mean", "pessimist"],
+        dataset=TINY,
+        protocols=["rating"],
+        seeds=[0, 1],
+        out=tmp_path / "run",
+        settings=settings,
+        registry=registry,
+    )
+    report = (result.path / "report.md").read_text()
+    table = report.split("## Results: rating")[1].split("## ")[0]
+    rows = {
+        line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]]
+        for line in table.splitlines()
+        if line.startswith("| ") and not line.startswith("| model")
+    }
+    assert set(rows) == {"mean", "pessimist"}
+    # far worse than the mean on every test event: against the best baseline (†) and the
+    # best model (‡), in every column; the mean is both, so it is tested against neither
+    assert all(cell.endswith("†‡") for cell in rows["pessimist"])
+    assert not any(mark in cell for cell in rows["mean"] for mark in "†‡")
+    # two seeds: the ± is over seeds, in every cell
+    assert all(" ± " in cell for cell in rows["mean"] + rows["pessimist"])
+    assert "pessimist is significantly worse (p < 0.001)" in report
+    assert "Holm-corrected across the table" in report and "squared errors" in report
+    assert "(mean), ‡ from the best model" in report  # the baselines are named
 
 
 def test_ranking_runs_compute_no_rating_metric(settings, tmp_path):

@@ -50,6 +50,8 @@ def test_pop_run_writes_cells_arrays_and_a_report(settings, tmp_path):
         assert arrays["sps@10"].mean() == pytest.approx(cell["metrics"]["sps@10"]["mean"])
     config = json.loads((result.path / "config.json").read_text())
     assert config["config"]["models"]["pop"]["id"] == "pop"
+    assert config["config"]["task"] == "ranking"
+    assert config["config"]["model_defaults"] == {"pop": {}}  # what the report compares with
     report = (result.path / "report.md").read_text()
     for heading in (
         "## Environment",
@@ -193,6 +195,11 @@ def test_cli_run_then_report(env, tmp_path, capsys):
         (["--models", "pop", "-o", "pop.depth=3"], "unknown option 'depth' for model 'pop'"),
         (["--models", "pop", "-o", "lstm.depth=3"], "options given for 'lstm'"),
         (["--models", "pop", "-o", "split.test=9999"], "test"),
+        (
+            ["--models", "pop", "-o", "rating.test=0.3"],
+            "options of section 'rating' do not apply to the ranking protocols half-split, "
+            "iterative (in -o rating.*)",
+        ),
         (["--models", "pop", "--seeds", "a,b"], "--seeds takes comma-separated integers"),
         (
             ["--models", "pop", "--device", "cuda:0"]
@@ -305,3 +312,19 @@ def test_a_resumed_run_keeps_the_earlier_commands_and_revisions(settings, tmp_pa
     report = (first.path / "report.md").read_text()
     assert "Earlier invocation of this run directory: `recbench run first`" in report
     assert "earlier invocations of this run directory: git 0123abc" in report
+
+
+def test_the_report_shows_the_options_a_run_changed(settings, tmp_path):
+    result = run_tiny(
+        settings,
+        tmp_path / "run",
+        models=["pop", "itemknn"],
+        protocols=["last-item"],
+        overrides=["itemknn.neighbors=7", "export.enabled=false"],
+    )
+    report = (result.path / "report.md").read_text()
+    models = report.split("## Models")[1].split("\n## ")[0]
+    assert "| itemknn | –      | neighbors=7" in models
+    assert "| pop     | –      | defaults" in models
+    unchanged = run_tiny(settings, tmp_path / "plain", protocols=["last-item"])
+    assert "## Models" not in (unchanged.path / "report.md").read_text()

@@ -1,1 +1,2 @@
-"""Reports: markdown rendering, latency, figures, compare, the plugin listing."""
+"""Reports: one markdown skeleton with shared sections and each task's sections, significance
+marks, latency, figures, compare, the plugin listing."""

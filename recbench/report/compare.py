@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from recbench.errors import ConfigError, close_matches
+from recbench.report.markdown import markdown_table
 from recbench.results import RunDirectory, read_json
 
 DEFAULT_FACTOR = 1.05
@@ -138,8 +139,6 @@ class Comparison:
     def to_markdown(self, *, only_changed: bool = False) -> str:
         """The header, the table (``only_changed``: without ``~`` rows), the legend and the
         verdict, as markdown."""
-        from recbench.report.render import markdown_table
-
         lines = [f"A: {self.run_a}", f"B: {self.run_b}", ""]
         lines += [f"Note: {note}" for note in self.notes]
         if self.notes:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from recbench.report.render import escape, markdown_table
+from recbench.report.markdown import escape, markdown_table
 from recbench.results import RunDirectory
 
 #: Above this share of CPU time used by other processes, the report warns.

@@ -1,1 +1,1 @@
-"""Running a benchmark: plans, the one runner, seeding."""
+"""Running a benchmark: the one runner (every task), seeding."""

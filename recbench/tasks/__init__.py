@@ -1,1 +1,3 @@
-"""Tasks: what differs between ranking and rating (queries, fit, evaluation, cells, report sections)."""
+"""Tasks: what differs between ranking and rating (planning, split, fit, evaluation, cell
+fields); :mod:`recbench.tasks.base` says what a task supplies, :mod:`recbench.tasks.catalog`
+picks a run's task."""

@@ -1,1 +1,1 @@
-"""The ranking task: evaluation of ranked lists and the order check."""
+"""The ranking task: the task itself, evaluation of ranked lists and the order check."""

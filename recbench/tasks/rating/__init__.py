@@ -1,1 +1,1 @@
-"""The rating task: predicting held-out ratings."""
+"""The rating task: the task itself and the rating protocol (predicting held-out ratings)."""

@@ -5,8 +5,8 @@ follows "PyTorch for Recommenders 101" (Fast Forward Labs, 2018), which trained 
 factorisation, a dense network and an LSTM on MovieLens 100K with ratings "scaled between
 [0, 1]" and reported the test RMSE. This module holds the protocol: the split, the
 scaling, the events and histories models receive, and the evaluation of their
-predictions; :mod:`recbench.runner.rating_runner` plans and executes a rating run and writes its
-cells, :mod:`recbench.report.rating` renders its report. It knows no concrete model or
+predictions; :mod:`recbench.tasks.rating.task` is the task the runner runs with it, and
+:mod:`recbench.report.rating_sections` renders its report sections. It knows no concrete model or
 metric: rating models and metrics are plugins that declare ``task = "rating"``
 (:class:`recbench.contracts.RatingModel`, :class:`recbench.contracts.RatingMetric`).
 

@@ -1,10 +1,9 @@
 """The models and metrics of a run, with their plugins looked up and options parsed.
 
-Both runners plan with these, whatever the task (:mod:`recbench.runner.execute` for ranking,
-:mod:`recbench.runner.rating_runner` for rating prediction): a model becomes one
-:class:`ModelPlan` per variant of its option sweep (:mod:`recbench.config.sweep`), a metric one
-:class:`MetricPlan`. Each knows its entry in the resolved configuration that is stored
-with the results (``config.json``).
+Every task plans its models and metrics with these (:mod:`recbench.tasks.base`): a model
+becomes one :class:`ModelPlan` per variant of its option sweep (:mod:`recbench.config.sweep`),
+a metric one :class:`MetricPlan`. Each knows its entry in the resolved configuration that
+is stored with the results (``config.json``).
 """
 
 from __future__ import annotations
@@ -39,6 +38,11 @@ class ModelPlan:
             **({"swept": dict(self.swept)} if self.swept else {}),
             **({"baseline": True} if getattr(self.info.cls, "baseline", False) else {}),
         }
+
+    def default_options(self) -> dict[str, Any]:
+        """The model's options as its class declares them, before any ``-o`` (stored in
+        ``config.json`` so that the report can show which options a run changed)."""
+        return as_dict(self.info.cls.Options())
 
     def cell_fields(self, label: str) -> dict[str, Any]:
         """What each cell file of the model records about it; ``label`` is the cell's

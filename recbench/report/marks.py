@@ -1,0 +1,104 @@
+"""The significance marks of the reports' metric tables, and how p-values read in words.
+
+In a table (a protocol at a cutoff for ranking; the rating table) every model is tested
+against the column's best baseline (†) and best model (‡): a two-sided Wilcoxon
+signed-rank test on the per-query (per-event) values of the cells, paired within a seed
+and pooled over seeds (:func:`recbench.stats.significance.pooled_paired_test`), the
+p-values Holm-adjusted over every test of the table. Baselines are the models whose
+class declares ``baseline = True`` (``config.json``: ``models[label].baseline``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from recbench.results import RunDirectory
+from recbench.stats import significance
+
+#: Adjusted p-values below this mark a difference as significant.
+ALPHA = 0.05
+#: The paired test of the significance marks (:mod:`recbench.stats.significance`).
+TEST: significance.Test = "wilcoxon"
+VS_BASELINE_MARK = "†"
+VS_BEST_MARK = "‡"
+
+
+@dataclass(frozen=True)
+class TableTests:
+    """The significance tests of one table.
+
+    ``references[metric] = (best baseline, best model)`` (either ``None``);
+    ``adjusted[(model, metric)] = (p vs best baseline, p vs best model)``, Holm-adjusted
+    over every test of the table (NaN: not tested).
+    """
+
+    references: Mapping[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    adjusted: Mapping[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
+
+    def marks(self, model: str, metric: str) -> str:
+        p_baseline, p_best = self.adjusted.get((model, metric), (math.nan, math.nan))
+        return (VS_BASELINE_MARK if p_baseline < ALPHA else "") + (
+            VS_BEST_MARK if p_best < ALPHA else ""
+        )
+
+
+def table_tests(
+    run_dir: RunDirectory,
+    grouped: Mapping[tuple[str, str], Sequence[Mapping[str, Any]]],
+    protocol: str,
+    names: Sequence[str],
+    models: Sequence[str],
+    aggregated: Mapping[tuple[str, str, str], tuple[float, float | None]],
+    higher_is_better: Callable[[str], bool],
+    baselines: set[str],
+) -> TableTests:
+    """Every model against the column's best baseline and best model, per metric name of
+    ``names`` (each with per-query arrays in the cells of ``grouped[(protocol, model)]``;
+    ``aggregated[(protocol, model, name)]`` ranks the models)."""
+    arrays: dict[tuple[str, str], dict[int, np.ndarray]] = {}
+
+    def values(model: str, name: str) -> dict[int, np.ndarray]:
+        if (model, name) not in arrays:
+            per_seed = {}
+            for cell in grouped.get((protocol, model), []):
+                per_query = run_dir.per_query(cell)
+                if name in per_query:
+                    per_seed[int(cell["seed"])] = per_query[name]
+            arrays[(model, name)] = per_seed
+        return arrays[(model, name)]
+
+    references: dict[str, tuple[str | None, str | None]] = {}
+    raw: dict[tuple[str, str, int], float] = {}
+    for name in names:
+        higher = higher_is_better(name)
+        present = [m for m in models if (protocol, m, name) in aggregated]
+        ranked = sorted(
+            present,
+            key=lambda m: aggregated[(protocol, m, name)][0] * (-1 if higher else 1),
+        )
+        best_baseline = next((m for m in ranked if m in baselines), None)
+        best = ranked[0] if ranked else None
+        references[name] = (best_baseline, best)
+        for model in present:
+            for slot, reference in enumerate((best_baseline, best)):
+                if reference is None or reference == model:
+                    continue
+                raw[(model, name, slot)] = significance.pooled_paired_test(
+                    values(model, name), values(reference, name), TEST
+                )
+    keys = list(raw)
+    adjusted_values = significance.holm([raw[key] for key in keys]) if keys else np.zeros(0)
+    adjusted: dict[tuple[str, str], list[float]] = {}
+    for (model, name, slot), p in zip(keys, adjusted_values, strict=True):
+        adjusted.setdefault((model, name), [math.nan, math.nan])[slot] = float(p)
+    return TableTests(references, {key: (v[0], v[1]) for key, v in adjusted.items()})
+
+
+def p_text(p: float) -> str:
+    """``p < 0.001`` or ``p = 0.012``."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"

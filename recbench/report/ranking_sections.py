@@ -1,0 +1,414 @@
+"""The ranking task's report sections (:mod:`recbench.tasks.ranking.task`).
+
+A one-paragraph summary (who leads on the headline metric of each protocol, against whom,
+how sure); the protocol (split, seen-item exclusion and tie policies, model selection,
+uncertainty, significance, the protocols in words); one results section per protocol (a
+table per cutoff: mean ± 95% confidence half-width, best per column in bold, paired
+significance marks against the best baseline † and the best model ‡, Holm-corrected
+across the table, :mod:`recbench.report.marks`); option sweeps; the order check
+(:mod:`recbench.tasks.ranking.order_check`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from recbench.report.markdown import escape, markdown_table
+from recbench.report.marks import (
+    ALPHA,
+    VS_BASELINE_MARK,
+    VS_BEST_MARK,
+    TableTests,
+    p_text,
+    table_tests,
+)
+from recbench.report.sections import RunView, partial_seeds
+from recbench.tasks.ranking import order_check
+
+PROTOCOL_DESCRIPTIONS = {
+    "half-split": "input = the first half of each held-out user's sequence; targets = the rest "
+    "(the first of them is the next item for sps)",
+    "iterative": "one query per position t: input = items 1..t, target = item t+1 "
+    "(recall counts the remaining items t+1..n); the mean is over queries, so long "
+    "sequences weigh more",
+    "last-item": "input = all but the last item; target = the last item",
+}
+
+
+class RankingSections:
+    """The sections of a ranking run's report (see the module docstring)."""
+
+    title_suffix = ""
+    rate_unit = "queries"
+    timing_note = "Times are means over seeds; fit time is shared by the protocols of a seed."
+
+    def __init__(self, run: RunView):
+        self.run = run
+        self.meta: Mapping[str, Any] = run.config.get("metrics", {})
+        self.metric_names = _metric_order(run.ok, run.config.get("metric_order", []))
+        self.cutoffs = sorted(
+            {int(name.partition("@")[2]) for name in self.metric_names if "@" in name}
+        )
+        self.aggregated = run.aggregate(self.metric_names)
+        self.tests = {
+            (protocol, k): table_tests(
+                run.run_dir,
+                run.grouped,
+                protocol,
+                [n for n in self.metric_names if n.endswith(f"@{k}") and _has_per_query(run.ok, n)],
+                run.model_order,
+                self.aggregated,
+                self.higher_is_better,
+                run.baselines,
+            )
+            for protocol in run.protocols
+            for k in self.cutoffs
+        }
+
+    def higher_is_better(self, name: str) -> bool:
+        return bool(self.meta.get(name.partition("@")[0], {}).get("higher_is_better", True))
+
+    # -- sections ----------------------------------------------------------------------
+
+    def summary(self) -> str:
+        """Which model wins what, under which protocol, and how sure that is."""
+        run, aggregated = self.run, self.aggregated
+        if not aggregated:
+            return "No model finished: see Failures below."
+        models, baselines = run.model_order, run.baselines
+        k = self.cutoffs[0] if self.cutoffs else None
+        sentences = []
+        for protocol in run.protocols:
+            name = next(
+                (
+                    f"{m}@{k}"
+                    for m in ("sps", "recall", "mrr", "ndcg", "hit")
+                    if any((protocol, model, f"{m}@{k}") in aggregated for model in models)
+                ),
+                None,
+            )
+            if name is None or k is None:
+                continue
+            table = self.tests.get((protocol, k), TableTests())
+            scored = sorted(
+                (
+                    (aggregated[(protocol, m, name)][0], m)
+                    for m in models
+                    if (protocol, m, name) in aggregated
+                ),
+                key=lambda item: -item[0],
+            )
+            best_mean, best = scored[0]
+            if len(scored) == 1:
+                sentences.append(f"Under {protocol}, {best} reaches {name} = {best_mean:.4f}.")
+                continue
+            sentence = f"Under {protocol}, **{best}** leads on {name} ({best_mean:.4f}"
+            rival_pool = [m for _, m in scored if (m in baselines) != (best in baselines)]
+            rival = rival_pool[0] if baselines and rival_pool else None
+            kind = "sequence model" if best in baselines else "baseline"
+            second_mean, second = scored[1]
+            p_second = table.adjusted.get((second, name), (math.nan, math.nan))[1]
+            sentence += (
+                f"; next {second}"
+                + (f" (the best {kind})" if second == rival else "")
+                + f" {second_mean:.4f}, "
+                + _significance_words(p_second)
+                + ")"
+            )
+            if rival is not None and rival != second:
+                rival_mean = aggregated[(protocol, rival, name)][0]
+                p_rival = table.adjusted.get((rival, name), (math.nan, math.nan))[1]
+                sentence += (
+                    f"; the best {kind} is {rival} ({rival_mean:.4f}, "
+                    + _significance_words(p_rival)
+                    + ")"
+                )
+            sentences.append(sentence + ".")
+        n_seeds = len(run.finished_seeds)
+        seeds = f"{n_seeds} seed{'s' if n_seeds != 1 else ''}"
+        return (
+            " ".join(sentences)
+            + f" Results over {seeds}; p-values are Holm-adjusted paired Wilcoxon tests against"
+            " the leader (details and policies below)."
+        )
+
+    def protocol(self) -> list[str]:
+        run, config = self.run, self.run.config
+        lines = ["## Protocol", ""]
+        split = config.get("split", {})
+        lines += [
+            f"- Split: {escape(', '.join(f'{k}={v}' for k, v in split.items()))}; seeds "
+            f"{', '.join(map(str, run.seeds))} (each seed re-splits and re-trains).",
+        ]
+        lines += partial_seeds(run)
+        ok = run.ok
+        if ok:
+            sizes = ok[0]["split"]
+            lines += [
+                f"- Users: {sizes['train_users']:,} train, {sizes['valid_users']:,} validation, "
+                f"{sizes['test_users']:,} test (seed {ok[0]['seed']})."
+            ]
+        policies = ok[0]["policies"] if ok else {}
+        dataset = run.dataset
+        exclusion = policies.get("exclude_seen", dataset.get("exclude_seen") if dataset else None)
+        lines += [
+            f"- Seen-item exclusion: {'on (input items are never recommended)' if exclusion else 'off'}.",
+            f"- Ties: {policies.get('ties', config.get('eval', {}).get('ties', 'pessimistic'))} "
+            "(a target with the same score as other items ranks after them when pessimistic).",
+            f"- Model selection: {config.get('eval', {}).get('validation_metric')} on validation users "
+            "(last-item); the test users are evaluated once.",
+            "- Uncertainty: ± is the 95% confidence half-width — over queries (normal approximation) "
+            "for one seed, over seeds (Student t) for several. Corpus-level metrics "
+            "(user_coverage, item_coverage = number of distinct items, blockbuster_share) have none.",
+            f"- Significance: {VS_BASELINE_MARK} differs from the best baseline of the column "
+            f"({', '.join(sorted(run.baselines)) or 'none in this run'}), {VS_BEST_MARK} from the "
+            "best model of the column; two-sided Wilcoxon signed-rank test on the per-query "
+            "values, paired over the same queries (seeds pooled), Holm-corrected across each "
+            f"table, adjusted p < {ALPHA}. Queries of one user are not independent (iterative), "
+            "so these p-values are optimistic there.",
+        ]
+        for protocol in run.protocols:
+            lines += [f"- **{protocol}**: {PROTOCOL_DESCRIPTIONS.get(protocol, '')}"]
+        return [*lines, ""]
+
+    def results(self, figures: Mapping[str, str]) -> list[str]:
+        run = self.run
+        lines: list[str] = []
+        for protocol in run.protocols:
+            sample = next((c for c in run.ok if c["protocol"] == protocol), None)
+            lines += [f"## Results: {protocol}", ""]
+            if sample is not None:
+                lines += [
+                    f"{sample['n_queries']:,} queries from {sample['n_users']:,} test users.",
+                    "",
+                ]
+            for k in self.cutoffs:
+                names = [n for n in self.metric_names if n.endswith(f"@{k}")]
+                lines += [
+                    f"### @{k}",
+                    "",
+                    self._metric_table(protocol, names, self.tests[(protocol, k)]),
+                    "",
+                ]
+        if "metric_curves" in figures:
+            lines += [f"![metrics at every cutoff]({figures['metric_curves']})", ""]
+        return lines
+
+    def after_results(self) -> list[str]:
+        run = self.run
+        return [
+            *_sweep_section(
+                {label: run.config["models"][label] for label in run.model_order},
+                run.protocols,
+                self.aggregated,
+                run.grouped,
+                self.cutoffs,
+            ),
+            *_order_check_section(run, self.cutoffs),
+        ]
+
+    def _metric_table(self, protocol: str, names: Sequence[str], tests: TableTests) -> str:
+        aggregated, models = self.aggregated, self.run.model_order
+        best: dict[str, float] = {}
+        for name in names:
+            values = [
+                aggregated[(protocol, m, name)][0]
+                for m in models
+                if (protocol, m, name) in aggregated
+            ]
+            values = [v for v in values if not math.isnan(v)]
+            if len(values) > 1:
+                best[name] = max(values) if self.higher_is_better(name) else min(values)
+        rows = []
+        for model in models:
+            row: list[str] = [model]
+            if not any((protocol, model, n) in aggregated for n in names):
+                continue
+            for name in names:
+                if (protocol, model, name) not in aggregated:
+                    row.append("–")
+                    continue
+                mean, ci = aggregated[(protocol, model, name)]
+                text = _format_value(mean, name.partition("@")[0])
+                if name in best and mean == best[name]:
+                    text = f"**{text}**"
+                if ci is not None and not math.isnan(ci):
+                    text += f" ± {ci:.4f}"
+                text += tests.marks(model, name)
+                row.append(text)
+            rows.append(row)
+        headers = ["model"] + [f"{n} {'↑' if self.higher_is_better(n) else '↓'}" for n in names]
+        return markdown_table(rows, headers)
+
+    @staticmethod
+    def console_table(frame: Any, model_labels: Sequence[str]) -> Any:
+        """A console table of a ranking run's results (``frame``: the ok rows of
+        :meth:`recbench.api.RunResult.to_dataframe`): the headline metrics at the
+        smallest cutoff per model and protocol, means over seeds."""
+        from rich.table import Table
+        from rich.text import Text
+
+        k = int(frame["cutoff"].dropna().min())
+        names = [m for m in ("sps", "recall", "mrr", "ndcg") if m in set(frame["metric"])]
+        table = Table(title=f"{frame['dataset'].iloc[0]} — mean over seeds, k={k}")
+        for column in ("model", "protocol", *(f"{n}@{k}" for n in names)):
+            table.add_column(column)
+        grouped = (
+            frame[frame["cutoff"] == k]
+            .groupby(["model", "protocol", "metric"], sort=False)["mean"]
+            .mean()
+        )
+        order = {label: i for i, label in enumerate(model_labels)}
+        rows = sorted(
+            dict.fromkeys(zip(frame["model"], frame["protocol"], strict=True)),
+            key=lambda row: (order.get(row[0], len(order)), row[0]),
+        )
+        for model, protocol in rows:
+            table.add_row(
+                Text(model),  # a label such as moc[mixtures=2] is not rich markup
+                protocol,
+                *(f"{grouped.get((model, protocol, n), float('nan')):.4f}" for n in names),
+            )
+        return table
+
+
+def _format_value(value: float, metric_id: str) -> str:
+    if math.isnan(value):
+        return "n/a"
+    if metric_id == "item_coverage":
+        return f"{value:,.0f}"
+    return f"{value:.4f}"
+
+
+def _metric_order(cells: Iterable[Mapping[str, Any]], metric_ids: Sequence[str]) -> list[str]:
+    """Metric names (``id@k``) of the cells, in the run's metric order, then by name."""
+    names: dict[str, None] = {}
+    for cell in cells:
+        for name in cell.get("metrics", {}):
+            names.setdefault(name, None)
+    rank = {metric_id: i for i, metric_id in enumerate(metric_ids)}
+    return sorted(names, key=lambda n: (rank.get(n.partition("@")[0], len(rank)), n))
+
+
+def _has_per_query(cells: Sequence[Mapping[str, Any]], name: str) -> bool:
+    return any(c["metrics"].get(name, {}).get("per_query") for c in cells)
+
+
+def _significance_words(p: float) -> str:
+    if math.isnan(p):
+        return "not tested"
+    if p < ALPHA:
+        return f"significantly lower, {p_text(p)}"
+    return f"not significantly different, {p_text(p)}"
+
+
+def _sweep_section(
+    models: Mapping[str, Any],
+    protocols: Sequence[str],
+    aggregated: Mapping[tuple[str, str, str], tuple[float, float | None]],
+    grouped: Mapping[tuple[str, str], Sequence[Mapping[str, Any]]],
+    cutoffs: Sequence[int],
+) -> list[str]:
+    """One table per swept model: its variants side by side, the swept option values
+    as columns, then the headline metrics per protocol and the fit time."""
+    sweeps: dict[str, list[str]] = defaultdict(list)
+    for label, entry in models.items():
+        if entry.get("swept"):
+            sweeps[entry["id"]].append(label)
+    if not sweeps or not cutoffs:
+        return []
+    k = cutoffs[0]
+    lines = ["## Option sweeps", ""]
+    for model_id, labels in sweeps.items():
+        keys = list(dict.fromkeys(key for label in labels for key in models[label]["swept"]))
+        headline = [
+            (protocol, name)
+            for protocol in protocols
+            for name in (f"sps@{k}", f"mrr@{k}")
+            if any((protocol, label, name) in aggregated for label in labels)
+        ]
+        rows = []
+        for label in labels:
+            row = [str(models[label]["swept"].get(key, "")) for key in keys]
+            for protocol, name in headline:
+                value = aggregated.get((protocol, label, name))
+                row.append("–" if value is None else _format_value(value[0], name))
+            fits = [
+                g["timing"]["fit_seconds"]
+                for protocol in protocols[:1]
+                for g in grouped.get((protocol, label), [])
+            ]
+            row.append(f"{np.mean(fits):.2f}" if fits else "–")
+            rows.append(row)
+        headers = [*keys, *(f"{name} ({protocol})" for protocol, name in headline), "fit s"]
+        lines += [f"`{escape(model_id)}`, one cell per value:", ""]
+        lines += [markdown_table(rows, headers), ""]
+    return lines
+
+
+def _order_check_section(run: RunView, cutoffs: Sequence[int]) -> list[str]:
+    """In-order against order-shuffled results of the order-check model."""
+    checks, ok, run_dir = run.ablations, run.ok, run.run_dir
+    if not checks:
+        return []
+    lines = [
+        "## Order check",
+        "",
+        "The model below was trained again on the first seed's training users with every "
+        "user's items shuffled, and evaluated on the same test queries with each query's "
+        "input items shuffled: the targets are unchanged, so it can use which items a user "
+        "has but not their order. Two-sided Wilcoxon signed-rank test, paired over the "
+        "queries (not corrected for the several metrics shown).",
+        "",
+    ]
+    rows = []
+    verdicts = []
+    for check in checks:
+        if check.get("status") != "ok":
+            continue
+        original = next(
+            (
+                c
+                for c in ok
+                if c["model_label"] + f" ({check['ablation']})" == check["model_label"]
+                and c["protocol"] == check["protocol"]
+                and c["seed"] == check["seed"]
+            ),
+            None,
+        )
+        if original is None:
+            continue
+        names = [f"{m}@{cutoffs[0]}" for m in ("sps", "recall", "mrr")] if cutoffs else []
+        for name in names:
+            a = run_dir.per_query(original).get(name)
+            b = run_dir.per_query(check).get(name)
+            if a is None or b is None:
+                continue
+            verdict = order_check.order_verdict(name, a, b, ALPHA)
+            rows.append(
+                [
+                    original["model_label"],
+                    check["protocol"],
+                    name,
+                    f"{verdict.in_order:.4f}",
+                    f"{verdict.shuffled:.4f}",
+                    f"{verdict.shuffled - verdict.in_order:+.4f}",
+                    "< 0.001" if verdict.p_value < 0.001 else f"{verdict.p_value:.3f}",
+                ]
+            )
+            verdicts.append((check["protocol"], verdict))
+    if not rows:
+        return []
+    lines += [
+        markdown_table(rows, ["model", "protocol", "metric", "in order", "shuffled", "Δ", "p"]),
+        "",
+    ]
+    for protocol in dict.fromkeys(p for p, _ in verdicts):
+        first = next(v for p, v in verdicts if p == protocol)
+        lines += [f"- **{protocol}** ({first.metric}): {first.conclusion}."]
+    return [*lines, ""]
