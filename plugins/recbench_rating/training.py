@@ -20,10 +20,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from recbench.contracts import RatingFitContext
-from recbench.data.batches import RatingBatch
-from recbench.data.ratings import RatingEvents
-from recbench.train.trainer import TrainingDiverged
+from recbench.plugin import RatingBatch, RatingEvents, RatingFitContext, TrainingDiverged
 
 #: One epoch: given a seeded generator, yields ``(loss, n_predictions)`` per mini-batch.
 EpochSteps = Callable[[torch.Generator], Iterable[tuple[Tensor, int]]]
