@@ -1,6 +1,8 @@
 """recbench: benchmark sequence-based recommenders against strong baselines.
 
 ``import recbench`` is cheap: plugins (and torch-heavy modules) load on first use.
+Plugins import recbench through :mod:`recbench.plugin`, the declared plugin API;
+:data:`hookimpl` is also here, for ``from recbench import hookimpl``.
 """
 
 from __future__ import annotations

@@ -20,7 +20,10 @@ A plugin registers *classes*. Every class carries the same metadata:
     (:class:`RatingMetric`).
 
 and is constructed as ``cls(options)``. The kind-specific methods are the Protocols below;
-the registry checks them at registration time.
+the registry checks them at registration time, and reads the optional attributes of
+:data:`OPTIONAL_ATTRIBUTES` once, there (a class without one gets its default), so the
+rest of the core reads them from the registration record
+(:class:`recbench.registry.PluginInfo`), never from the class.
 """
 
 from __future__ import annotations
@@ -51,10 +54,29 @@ TASKS = ("ranking", "rating")
 TASK_KINDS = ("model", "metric")
 
 
+#: What a loss's ``candidates`` may say it receives as ``negative``.
+LOSS_CANDIDATES = ("sampled", "all")
+#: How the per-event values of a rating metric may be aggregated (``aggregation``).
+AGGREGATIONS = ("mean", "root_mean")
+
+#: kind -> the optional class attributes of that kind and their defaults. ``aliases``:
+#: other ids; ``task``: see :data:`TASKS`; ``baseline``: a simple reference model (the
+#: report compares every model with the best baseline); ``candidates``: what a loss
+#: receives as negatives (:class:`Loss`); ``argument_option``: the option that
+#: ``--dataset id:ARG`` sets (:class:`Dataset`); ``aggregation`` and ``rating_units``: of
+#: a rating metric (:class:`RatingMetric`).
+OPTIONAL_ATTRIBUTES: dict[str, dict[str, Any]] = {
+    "model": {"aliases": (), "task": "ranking", "baseline": False},
+    "loss": {"aliases": (), "candidates": "sampled"},
+    "dataset": {"aliases": (), "argument_option": None},
+    "metric": {"aliases": (), "task": "ranking", "aggregation": "mean", "rating_units": True},
+}
+
+
 def task_of(cls: Any) -> str:
     """The task of a model or metric class: its ``task`` attribute, ``"ranking"`` when
     it declares none."""
-    return str(getattr(cls, "task", "ranking"))
+    return str(getattr(cls, "task", OPTIONAL_ATTRIBUTES["model"]["task"]))
 
 
 class PluginLookup(Protocol):

@@ -43,7 +43,7 @@ class _AmountColumn(ProgressColumn):
         return self._count.render(task)
 
 
-class Task:
+class ProgressBar:
     """Handle of one bar: ``advance`` it, or change its description."""
 
     def __init__(self, bar: RichProgress | None, task_id: Any):
@@ -82,10 +82,10 @@ class Progress:
     @contextmanager
     def task(
         self, description: str, total: float | None = None, *, bytes: bool = False
-    ) -> Iterator[Task]:
+    ) -> Iterator[ProgressBar]:
         """A bar for one piece of work; ``bytes`` shows sizes and speed instead of counts."""
         if self.quiet:
-            yield Task(None, None)
+            yield ProgressBar(None, None)
             return
         if self._live is None:
             self._live = RichProgress(
@@ -103,7 +103,7 @@ class Progress:
         task_id = live.add_task(description, total=total, bytes=bytes)
         self._open_tasks += 1
         try:
-            yield Task(live, task_id)
+            yield ProgressBar(live, task_id)
         finally:
             live.remove_task(task_id)
             self._open_tasks -= 1

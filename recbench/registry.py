@@ -8,10 +8,17 @@ time with a ``register`` callback that validates each object against its contrac
 records the owning distribution and rejects duplicate ids naming both owners.
 
 A plugin module may declare the plugin API it is written for
-(``RECBENCH_PLUGIN_API = 1``, see :data:`recbench.hookspecs.PLUGIN_API_ATTRIBUTE`); one
-written for another API is refused before any of its hooks is called. The registry also
-records, per plugin, the hooks it implements, what it registered and the commands it
-added, for ``recbench plugins``.
+(``RECBENCH_PLUGIN_API = 2``, see :data:`recbench.hookspecs.PLUGIN_API_ATTRIBUTE`); one
+written for another API is refused before any of its hooks is called. A plugin that fails
+to import a recbench module or name (one written for an older API, before plugins
+imported only :mod:`recbench.plugin`) is skipped with one line saying so. The registry
+also records, per plugin, the hooks it implements, what it registered and the commands it
+added, for ``recbench plugins``; and what was skipped, so that an unknown id can say which
+skipped plugin may have provided it.
+
+Each class is validated once, at registration (:func:`validate_class`): its metadata,
+methods and option declarations; its optional attributes are read then, into
+:class:`PluginInfo`, which the rest of the core reads instead of the class.
 """
 
 from __future__ import annotations
@@ -26,15 +33,20 @@ from typing import Any
 import pluggy
 
 from recbench import hookspecs
+from recbench.config.options import declaration_problem
 from recbench.contracts import (
+    AGGREGATIONS,
     KINDS,
+    LOSS_CANDIDATES,
+    OPTIONAL_ATTRIBUTES,
     REQUIRED_ATTRIBUTES,
     TASK_KINDS,
     TASKS,
     required_methods,
     task_of,
 )
-from recbench.errors import ConfigError, PluginError, close_matches
+from recbench.errors import ConfigError, PluginError, RecbenchError, close_matches
+from recbench.version import __version__
 
 ENTRY_POINT_GROUP = "recbench"
 _ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
@@ -57,40 +69,55 @@ def normalize_distribution(name: str) -> str:
 
 @dataclass(frozen=True)
 class PluginInfo:
-    """A registered object and where it came from."""
+    """A registered class, where it came from, and its metadata.
+
+    Built by :func:`validate_class`, which reads the class's metadata once: an optional
+    attribute the class does not define holds its default
+    (:data:`recbench.contracts.OPTIONAL_ATTRIBUTES`), and one that does not apply to the
+    kind keeps the default below. The core reads these fields, not the class.
+    """
 
     kind: str
     id: str
-    cls: Any  # the registered class; its attributes are checked by _validate
-    plugin: str
-    distribution: str
-    distribution_version: str
-
-    @property
-    def summary(self) -> str:
-        return str(self.cls.summary)
-
-    @property
-    def version(self) -> str:
-        return str(self.cls.version)
-
-    @property
-    def aliases(self) -> tuple[str, ...]:
-        return tuple(getattr(self.cls, "aliases", ()))
-
-    @property
-    def task(self) -> str | None:
-        """``"ranking"`` or ``"rating"`` for a model or metric; ``None`` for other kinds."""
-        return task_of(self.cls) if self.kind in TASK_KINDS else None
+    cls: Any  # the registered class, validated by validate_class
+    plugin: str = ""
+    distribution: str = ""
+    distribution_version: str = ""
+    #: The class's one-line ``summary`` and its ``version`` (a result cache key).
+    summary: str = ""
+    version: str = ""
+    #: Other ids that select it.
+    aliases: tuple[str, ...] = ()
+    #: ``"ranking"`` or ``"rating"`` for a model or metric; ``None`` for other kinds.
+    task: str | None = None
+    #: A model that is a simple reference (the report compares with the best one).
+    baseline: bool = False
+    #: A model with a one-step ``cell()``: a sequence model, exported and timed.
+    has_cell: bool = False
+    #: What a loss receives as negatives: ``"sampled"`` or ``"all"``.
+    candidates: str = "sampled"
+    #: The dataset option that ``--dataset id:ARG`` sets (``None``: it takes none).
+    argument_option: str | None = None
+    #: How a rating metric's per-event values are aggregated: ``"mean"`` or ``"root_mean"``.
+    aggregation: str = "mean"
+    #: A rating metric whose values are in rating units (also reported in stars).
+    rating_units: bool = True
 
 
 @dataclass(frozen=True)
 class PluginFailure:
-    """A plugin that could not be loaded or registered, and why."""
+    """A plugin that could not be loaded or registered, and why.
+
+    ``kind`` is the kind whose register hook failed (``"command"`` for
+    ``register_commands``), ``None`` when the whole plugin was skipped; ``ids`` are the
+    ids that the failed hook tried to register (rolled back), where they are known.
+    """
 
     distribution: str
     plugin: str
     reason: str
+    kind: str | None = None
+    ids: tuple[str, ...] = ()
 
     def one_line(self) -> str:
         return f"plugin '{self.plugin}' from {self.distribution} was skipped: {self.reason}"
@@ -136,8 +163,6 @@ def plugin_api_problem(plugin: Any) -> str | None:
     A plugin declares the API it is written for in ``RECBENCH_PLUGIN_API`` (an integer,
     or a tuple of integers it supports); one that declares nothing is assumed compatible.
     """
-    from recbench.version import __version__
-
     declared = getattr(plugin, hookspecs.PLUGIN_API_ATTRIBUTE, None)
     if declared is None:
         return None
@@ -203,7 +228,9 @@ class Registry:
         except Exception as exc:  # a misspelled hook, a bad hook signature
             if self.manager.has_plugin(name):
                 self.manager.unregister(name=name)
-            self.failures.append(PluginFailure(distribution, name, _reason(exc)))
+            self.failures.append(
+                PluginFailure(distribution, name, failure_reason(exc, distribution))
+            )
             return False
         self.distributions[name] = (distribution, version)
         self.plugin_apis[name] = getattr(plugin, hookspecs.PLUGIN_API_ATTRIBUTE, None)
@@ -217,8 +244,12 @@ class Registry:
     def _call_register_hook(self, kind: str, impl: Any) -> None:
         distribution, version = self.distributions[impl.plugin_name]
         added: list[PluginInfo] = []
+        tried: list[str] = []  # the ids the hook registered or tried to
 
         def register(obj: type) -> None:
+            object_id = getattr(obj, "id", None)
+            if isinstance(object_id, str):
+                tried.append(object_id)
             info = validate_class(kind, obj, impl.plugin_name, distribution, version)
             self._insert(info)
             added.append(info)
@@ -228,7 +259,10 @@ class Registry:
         except Exception as exc:
             for info in added:  # roll back what this hook registered before it failed
                 self._remove(info)
-            self.failures.append(PluginFailure(distribution, impl.plugin_name, _reason(exc)))
+            reason = failure_reason(exc, distribution)
+            self.failures.append(
+                PluginFailure(distribution, impl.plugin_name, reason, kind, tuple(tried))
+            )
 
     def _insert(self, info: PluginInfo) -> None:
         for name in (info.id, *info.aliases):
@@ -253,12 +287,41 @@ class Registry:
 
     # -- lookup ------------------------------------------------------------------------
     def get(self, kind: str, name: str) -> PluginInfo:
-        """The plugin registered as ``name`` (id or alias); unknown names list close ones."""
+        """The plugin registered as ``name`` (id or alias).
+
+        Raises
+        ------
+        ConfigError
+            For an unknown name: it was skipped with its plugin (and why), or it is
+            unknown, with the close names and the plugins that were skipped and may have
+            provided it.
+        """
         found = self._find(kind, name)
-        if found is None:
-            known = list(self.plugins[kind]) + list(self.aliases[kind])
-            raise ConfigError(f"unknown {kind} '{name}'", hint=close_matches(name, known))
-        return found
+        if found is not None:
+            return found
+        for failure in self.failures:
+            if failure.kind == kind and name in failure.ids:
+                raise ConfigError(
+                    f"{kind} '{name}' was skipped with its plugin '{failure.plugin}' from "
+                    f"{failure.distribution}: {failure.reason}"
+                )
+        known = list(self.plugins[kind]) + list(self.aliases[kind])
+        hint = close_matches(name, known)
+        skipped = [f.one_line() for f in self.failures if self._may_have_provided(f, kind)]
+        if skipped:
+            hint += "; note: " + "; ".join(skipped)
+        raise ConfigError(f"unknown {kind} '{name}'", hint=hint)
+
+    def _may_have_provided(self, failure: PluginFailure, kind: str) -> bool:
+        """Whether the skipped ``failure`` may have provided an unknown ``kind`` id: the
+        plugin was skipped as a whole, or its ``kind`` hook failed, and it registered no
+        ``kind``."""
+        if failure.kind not in (None, kind):
+            return False
+        return not any(
+            (info.plugin, info.distribution) == (failure.plugin, failure.distribution)
+            for info in self.plugins[kind].values()
+        )
 
     def all(self, kind: str) -> list[PluginInfo]:
         """Every plugin of ``kind``, in registration order (recbench's own first)."""
@@ -272,7 +335,10 @@ class Registry:
             try:
                 impl.function(cli=cli)
             except Exception as exc:
-                self.failures.append(PluginFailure(distribution, impl.plugin_name, _reason(exc)))
+                reason = failure_reason(exc, distribution)
+                self.failures.append(
+                    PluginFailure(distribution, impl.plugin_name, reason, kind="command")
+                )
             added = [c for c in getattr(cli, "choices", None) or () if c not in before]
             self.commands[impl.plugin_name] = added
 
@@ -327,7 +393,14 @@ class Registry:
 def validate_class(
     kind: str, obj: Any, plugin: str = "", distribution: str = "", version: str = ""
 ) -> PluginInfo:
-    """Check ``obj`` against the metadata and methods that a ``kind`` plugin must have.
+    """Check ``obj`` against what a ``kind`` plugin must have, and read its metadata.
+
+    Checks the metadata (``id``, ``summary``, ``version``), the ``Options`` declaration
+    (a dataclass whose options all have a supported type and a default of that type,
+    :func:`recbench.config.options.declaration_problem`), the methods and attributes of
+    the kind's contract, and the optional attributes
+    (:data:`recbench.contracts.OPTIONAL_ATTRIBUTES`), which it reads into the returned
+    :class:`PluginInfo` with their defaults.
 
     Raises
     ------
@@ -340,10 +413,12 @@ def validate_class(
     object_id = getattr(obj, "id", None)
     if not isinstance(object_id, str) or not _ID_PATTERN.match(object_id):
         raise PluginError(f"{what}: 'id' must be a lower-case string like 'my-model'")
+    texts: dict[str, str] = {}
     for attr in ("summary", "version"):
         value = getattr(obj, attr, None)
         if not isinstance(value, str) or not value or "\n" in value:
             raise PluginError(f"{what}: '{attr}' must be a one-line string")
+        texts[attr] = value
     options = getattr(obj, "Options", None)
     if not (isinstance(options, type) and dataclasses.is_dataclass(options)):
         raise PluginError(f"{what}: 'Options' must be a dataclass (with defaults)")
@@ -351,6 +426,9 @@ def validate_class(
         options()
     except TypeError as exc:
         raise PluginError(f"{what}: every option needs a default ({exc})") from None
+    problem = declaration_problem(options)
+    if problem is not None:
+        raise PluginError(f"{what}: {problem}")
     task = task_of(obj) if kind in TASK_KINDS else "ranking"
     if task not in TASKS:
         raise PluginError(
@@ -365,7 +443,48 @@ def validate_class(
     for attr in REQUIRED_ATTRIBUTES[kind]:
         if not hasattr(obj, attr):
             raise PluginError(f"{what}: missing attribute '{attr}'")
-    return PluginInfo(kind, object_id, obj, plugin, distribution, version)
+    return PluginInfo(
+        kind=kind,
+        id=object_id,
+        cls=obj,
+        plugin=plugin,
+        distribution=distribution,
+        distribution_version=version,
+        summary=texts["summary"],
+        version=texts["version"],
+        has_cell=kind == "model" and callable(getattr(obj, "cell", None)),
+        **_optional_attributes(kind, task, obj, options, what),
+    )
+
+
+def _optional_attributes(
+    kind: str, task: str, cls: type, options: type, what: str
+) -> dict[str, Any]:
+    """The optional attributes of a ``kind`` class, checked, with their defaults."""
+    values = {
+        name: getattr(cls, name, default) for name, default in OPTIONAL_ATTRIBUTES[kind].items()
+    }
+    aliases = values["aliases"]
+    if not isinstance(aliases, (tuple, list)) or not all(
+        isinstance(alias, str) and _ID_PATTERN.match(alias) for alias in aliases
+    ):
+        raise PluginError(f"{what}: 'aliases' must be a tuple of lower-case ids, got {aliases!r}")
+    values["aliases"] = tuple(aliases)
+    if "task" in values:
+        values["task"] = task
+    for flag in ("baseline", "rating_units"):
+        if flag in values and not isinstance(values[flag], bool):
+            raise PluginError(f"{what}: '{flag}' must be True or False, got {values[flag]!r}")
+    for name, choices in (("candidates", LOSS_CANDIDATES), ("aggregation", AGGREGATIONS)):
+        if name in values and values[name] not in choices:
+            raise PluginError(
+                f"{what}: '{name}' must be one of {', '.join(map(repr, choices))}, "
+                f"got {values[name]!r}"
+            )
+    option = values.get("argument_option")
+    if option is not None and option not in {f.name for f in dataclasses.fields(options)}:
+        raise PluginError(f"{what}: 'argument_option' {option!r} is not one of its options")
+    return values
 
 
 def _new_manager() -> pluggy.PluginManager:
@@ -374,9 +493,50 @@ def _new_manager() -> pluggy.PluginManager:
     return manager
 
 
-def _reason(exc: BaseException) -> str:
+def failure_reason(exc: BaseException, distribution: str) -> str:
+    """Why a plugin of ``distribution`` that raised ``exc`` was skipped, in one line.
+
+    A plugin that imports a recbench module or name that does not exist was written for
+    an older plugin API (before plugins imported only :mod:`recbench.plugin`), or for a
+    newer one when the missing name is one of :mod:`recbench.plugin`'s: say so, and what
+    to do, instead of the bare import error.
+    """
+    missing = _missing_recbench_import(exc)
+    api = hookspecs.PLUGIN_API_VERSION
+    this = f"this recbench ({__version__}, plugin API {api})"
+    if missing is not None and missing[1] == "recbench.plugin":
+        return (
+            f"it targets a newer recbench plugin API: it imports {missing[0]}, which {this} "
+            f"does not provide; upgrade recbench, or install a release of {distribution} "
+            f"written for plugin API {api}"
+        )
+    if missing is not None:
+        return (
+            f"it targets an older recbench plugin API: it imports {missing[0]}, which {this} "
+            f"does not have; install a release of {distribution} written for plugin API "
+            f"{api} (plugins import only recbench.plugin), or disable it with "
+            f"RECBENCH_DISABLE_PLUGINS={distribution}"
+        )
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, RecbenchError):
+        return text  # written for the user already
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _missing_recbench_import(exc: BaseException) -> tuple[str, str] | None:
+    """(what is missing, in words; the recbench module it was looked up in) when ``exc``
+    is a failed import of a recbench module or of a name from one, else ``None``."""
+    module = getattr(exc, "name", None)
+    if isinstance(exc, ModuleNotFoundError):
+        if isinstance(module, str) and module.startswith("recbench."):
+            return module, module
+        return None
+    if isinstance(exc, ImportError) and isinstance(module, str):
+        if module != "recbench" and not module.startswith("recbench."):
+            return None
+        name = re.match(r"cannot import name '([^']+)'", str(exc.msg))
+        return (f"'{name.group(1)}' from {module}" if name else module), module
+    return None
 
 
 def _entry_point_sources() -> Iterable[_Source]:
@@ -420,7 +580,8 @@ def discover(
         try:
             plugin = source.load()
         except Exception as exc:
-            registry.failures.append(PluginFailure(source.distribution, source.name, _reason(exc)))
+            reason = failure_reason(exc, source.distribution)
+            registry.failures.append(PluginFailure(source.distribution, source.name, reason))
             continue
         registry.add_plugin(source.name, plugin, source.distribution, source.version)
     if require_builtins and not seen_builtins:

@@ -1,5 +1,6 @@
-"""docs/plugins.md documents every hook with its exact signature, every fixture and
-parameter of the conformance kit, and the plugin switches; its Python examples compile."""
+"""docs/plugins.md documents every hook with its exact signature, every name of the plugin
+API (recbench.plugin), every optional class attribute, every fixture and parameter of the
+conformance kit, and the plugin switches; its Python examples compile."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+import recbench.plugin
 import recbench.testing
 from recbench import hookspecs
-from recbench.contracts import REQUIRED_ATTRIBUTES, REQUIRED_METHODS
+from recbench.contracts import OPTIONAL_ATTRIBUTES, REQUIRED_ATTRIBUTES, REQUIRED_METHODS
 from recbench.registry import HOOK_NAMES
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "plugins.md"
@@ -55,6 +57,29 @@ def test_every_contract_method_and_attribute_is_documented(kind):
         assert f"def {method}(self" in TEXT, f"the {kind} method {method} is not documented"
     for attribute in REQUIRED_ATTRIBUTES[kind]:
         assert f"    {attribute} = " in TEXT, f"the {kind} attribute {attribute} is not documented"
+
+
+@pytest.mark.parametrize("name", recbench.plugin.__all__)
+def test_every_name_of_the_plugin_api_is_documented(name):
+    assert f"`{name}`" in TEXT or f"`{name}(" in TEXT, (
+        f"docs/plugins.md does not mention recbench.plugin.{name}"
+    )
+
+
+def test_the_plugin_api_exports_what_it_says_and_only_that():
+    exported = {name for name in vars(recbench.plugin) if not name.startswith("_")}
+    modules = {name for name in exported if inspect.ismodule(getattr(recbench.plugin, name))}
+    assert set(recbench.plugin.__all__) == exported - modules - {"annotations"}
+    for name in recbench.plugin.__all__:
+        assert name in recbench.plugin.__doc__, f"the docstring of recbench.plugin omits {name}"
+
+
+@pytest.mark.parametrize(
+    ("kind", "attribute"),
+    [(kind, name) for kind, names in OPTIONAL_ATTRIBUTES.items() for name in names],
+)
+def test_every_optional_attribute_is_documented_with_an_example(kind, attribute):
+    assert f"    {attribute} = " in TEXT, f"the optional {kind} attribute {attribute} is not shown"
 
 
 def test_the_kit_fixtures_and_assert_conforms_are_documented():

@@ -17,7 +17,7 @@ import pytest
 
 from recbench.data.download import fetch, safe_extract, sha256_file
 from recbench.errors import DataError
-from recbench.progress import Progress, Task
+from recbench.progress import Progress, ProgressBar
 
 PAYLOAD = b"1\t2\t5\t881250949\n" * 5000
 
@@ -32,11 +32,11 @@ class RecordingProgress(Progress):
     @contextlib.contextmanager
     def task(
         self, description: str, total: float | None = None, *, bytes: bool = False
-    ) -> Iterator[Task]:
+    ) -> Iterator[ProgressBar]:
         bar = {"description": description, "total": total, "bytes": bytes, "advanced": 0}
         self.bars.append(bar)
 
-        class Recorder(Task):
+        class Recorder(ProgressBar):
             def advance(self, amount: float = 1) -> None:
                 bar["advanced"] += amount
 

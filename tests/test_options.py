@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field, make_dataclass
+from typing import Any, Literal
 
 import pytest
 
-from recbench.config.options import as_dict, parse_options
+from recbench.config.options import as_dict, declaration_problem, parse_options
 from recbench.config.run_config import RunConfig, parse_assignment
 from recbench.errors import ConfigError
 
@@ -78,3 +78,69 @@ def test_run_config_rejects_empty_and_duplicate_models():
         RunConfig(models=(), dataset="ml-100k")
     with pytest.raises(ConfigError, match="listed twice"):
         RunConfig(models=("pop", "pop"), dataset="ml-100k")
+
+
+# -- option declarations, as checked when a plugin registers --------------------------------
+
+
+def declared(annotation: Any, default: Any) -> type:
+    """An options dataclass with one option ``x`` of ``annotation`` and ``default``."""
+    if callable(default) and not isinstance(default, type):
+        return make_dataclass("Options", [("x", annotation, field(default_factory=default))])
+    return make_dataclass("Options", [("x", annotation, field(default=default))])
+
+
+def test_every_supported_type_with_a_default_of_its_type_is_accepted():
+    assert declaration_problem(Options) is None
+    for annotation, default in [
+        (float, 0),  # an int default of a float option is a float
+        (float, float("nan")),
+        (str, ""),
+        (Literal[1, 2], 2),
+        (tuple[str, ...], ()),
+        (tuple[Literal["a", "b"], ...], ("b", "a")),
+        (str | None, None),
+        (int | str, "auto"),
+        (Any, None),
+    ]:
+        assert declaration_problem(declared(annotation, default)) is None, annotation
+
+
+@pytest.mark.parametrize(
+    ("annotation", "default"),
+    [(dict, dict), (list[int], list), (dict[str, float] | None, None), (tuple[int, int], (1, 2))],
+)
+def test_a_type_the_command_line_cannot_set_is_refused(annotation, default):
+    problem = declaration_problem(declared(annotation, default))
+    assert problem is not None
+    assert problem.startswith("option 'x' has type ")
+    assert problem.endswith(
+        "which cannot be set from the command line: use int, float, bool, str, a Literal of "
+        "such values, a tuple[X, ...] of these, or an optional (X | None) of these"
+    )
+
+
+@pytest.mark.parametrize(
+    ("annotation", "default"),
+    [
+        (int, True),
+        (int, 1.5),
+        (str, None),
+        (bool, "yes"),
+        (Literal["a", "b"], "c"),
+        (tuple[int, ...], lambda: [1, 2]),
+    ],
+)
+def test_a_default_that_is_not_of_the_declared_type_is_refused(annotation, default):
+    problem = declaration_problem(declared(annotation, default))
+    assert problem is not None and "but its default" in problem and "is not one" in problem
+
+
+def test_annotations_that_cannot_be_resolved_are_refused():
+    @dataclass(frozen=True)
+    class Unresolved:
+        x: NotDefinedAnywhere = 1  # noqa: F821
+
+    problem = declaration_problem(Unresolved)
+    assert problem is not None
+    assert problem.startswith("cannot read the types of its options (NameError")

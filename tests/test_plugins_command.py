@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from recbench import cli
+from recbench.hookspecs import PLUGIN_API_VERSION
 
 THIRD_PARTY = """
 from dataclasses import dataclass
-from recbench import hookimpl
+from recbench.plugin import hookimpl
 
 RECBENCH_PLUGIN_API = {api}
 
@@ -56,12 +57,20 @@ def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.syspath_prepend(str(site))
     created: list[str] = []
 
-    def _install(dist: str, module: str, version: str = "2.5", api: int = 1, model_id="widget"):
+    def _install(
+        dist: str,
+        module: str,
+        version: str = "2.5",
+        api: int = PLUGIN_API_VERSION,
+        model_id: str = "widget",
+        source: str | None = None,
+    ):
         info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
         info.mkdir()
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
         (info / "entry_points.txt").write_text(f"[recbench]\n{module} = {module}\n")
-        source = THIRD_PARTY.format(api=api, model_id=model_id)
+        if source is None:
+            source = THIRD_PARTY.format(api=api, model_id=model_id)
         (site / f"{module}.py").write_text(textwrap.dedent(source))
         created.append(module)
 
@@ -93,7 +102,7 @@ def test_a_third_party_distribution_with_its_hooks_and_registrations(install, ca
     assert code == 0
     assert out.splitlines() == [
         "recbench-widgets 2.5",
-        "  recbench_widgets (plugin API 1)",
+        f"  recbench_widgets (plugin API {PLUGIN_API_VERSION})",
         "    hooks: register_commands, register_models",
         "    model: widget",
         "    command: widget-info",
@@ -113,7 +122,7 @@ def test_json_lists_every_plugin(install, capsys):
             "distribution": "recbench-widgets",
             "version": "2.5",
             "loaded": True,
-            "plugin_api": 1,
+            "plugin_api": PLUGIN_API_VERSION,
             "hooks": ["register_commands", "register_models"],
             "registered": {"model": ["widget"]},
             "commands": ["widget-info"],
@@ -156,3 +165,68 @@ def test_a_refused_plugin_is_shown_with_the_reason(install, capsys):
     )
     assert "written for recbench plugin API 0" in entry["errors"][0]
     assert "plugin 'recbench_old' from recbench-old was skipped" in err
+
+
+# -- plugins that are skipped: one line each, never a traceback ------------------------------
+
+LEGACY = "from recbench.interactions import Sequences\n" + THIRD_PARTY.format(
+    api=1, model_id="legacy"
+).replace("RECBENCH_PLUGIN_API = 1\n", "")
+BAD_OPTIONS = (
+    THIRD_PARTY.format(api=PLUGIN_API_VERSION, model_id="badopt")
+    .replace(
+        "    class Options:\n        pass\n",
+        "    class Options:\n        weights: dict = field(default_factory=dict)\n",
+    )
+    .replace("from dataclasses import dataclass\n", "from dataclasses import dataclass, field\n")
+)
+
+
+def test_a_plugin_for_the_older_api_breaks_neither_list_nor_plugins(install, capsys):
+    install("recbench-legacy", "recbench_legacy", version="0.1", source=LEGACY)
+    code = cli.main(["list", "models"])
+    captured = capsys.readouterr()
+    assert code == 0 and "pop" in captured.out
+    [warning] = captured.err.splitlines()
+    assert warning.startswith(
+        "recbench: warning: plugin 'recbench_legacy' from recbench-legacy was skipped: it "
+        "targets an older recbench plugin API: it imports recbench.interactions"
+    )
+    code, out, err = plugins(capsys)
+    assert code == 0 and err.splitlines() == [warning]
+    assert "    skipped: it targets an older recbench plugin API" in out
+
+
+@pytest.mark.parametrize(
+    ("distribution", "source", "extra", "error"),
+    [
+        (
+            "recbench-legacy",
+            LEGACY,
+            [],
+            "recbench: error: unknown model 'legacy': choose from ",
+        ),
+        (
+            "recbench-badopt",
+            BAD_OPTIONS,
+            ["-o", "badopt.weights=a:1"],
+            "recbench: error: model 'badopt' was skipped with its plugin 'recbench_badopt' from "
+            "recbench-badopt: model 'badopt' from recbench-badopt: option 'weights' has type "
+            "dict, which cannot be set from the command line",
+        ),
+    ],
+)
+def test_running_a_model_of_a_skipped_plugin_says_it_was_skipped_and_why(
+    install, capsys, env, tmp_path, distribution, source, extra, error
+):
+    module = distribution.replace("-", "_")
+    install(distribution, module, source=source)
+    model = distribution.removeprefix("recbench-")
+    argv = ["run", "--models", model, "--dataset", "synthetic:tiny", "--out", str(tmp_path / "r")]
+    code = cli.main([*argv, *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    [warning, line] = err.splitlines()
+    assert warning.startswith(f"recbench: warning: plugin '{module}' from {distribution} was ")
+    assert line.startswith(error)
+    assert line.endswith(warning.split(" was skipped: ", 1)[1])  # why it was skipped

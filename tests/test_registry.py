@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from recbench.errors import ConfigError, PluginError
-from recbench.registry import Registry, discover
+from recbench.hookspecs import PLUGIN_API_VERSION
+from recbench.registry import Registry, discover, validate_class
+from recbench.version import __version__
 
 MODEL_SOURCE = """
 from dataclasses import dataclass
-from recbench import hookimpl
+from recbench.plugin import hookimpl
 
 class {cls}:
     id = "{model_id}"
@@ -170,7 +174,7 @@ def test_hook_that_raises_midway_rolls_back_its_registrations():
         def score(self, batch): ...
 
     class Plugin:
-        from recbench import hookimpl
+        from recbench.plugin import hookimpl
 
         @staticmethod
         @hookimpl
@@ -196,7 +200,12 @@ def test_missing_builtins_fail_fast(monkeypatch: pytest.MonkeyPatch):
 
 
 @pytest.mark.parametrize(
-    "declared", ["", "RECBENCH_PLUGIN_API = 1", "RECBENCH_PLUGIN_API = (1, 2)"]
+    "declared",
+    [
+        "",
+        f"RECBENCH_PLUGIN_API = {PLUGIN_API_VERSION}",
+        f"RECBENCH_PLUGIN_API = ({PLUGIN_API_VERSION}, {PLUGIN_API_VERSION + 1})",
+    ],
 )
 def test_a_plugin_for_this_api_or_declaring_none_is_loaded(install, declared):
     source = declared + "\n" + MODEL_SOURCE.format(cls="Fits", model_id="fits")
@@ -206,20 +215,20 @@ def test_a_plugin_for_this_api_or_declaring_none_is_loaded(install, declared):
     assert registry.failures == []
 
 
-def test_a_plugin_for_another_api_is_refused_before_its_hooks_run(install):
-    source = "RECBENCH_PLUGIN_API = 2\n" + MODEL_SOURCE.format(cls="Future", model_id="future")
-    source = source.replace("register(Future)", "raise AssertionError('hook called')")
-    install("recbench-future", "recbench_future", source, "3.0")
+def test_a_plugin_for_the_old_api_is_refused_before_its_hooks_run(install):
+    source = "RECBENCH_PLUGIN_API = 1\n" + MODEL_SOURCE.format(cls="Old", model_id="old")
+    source = source.replace("register(Old)", "raise AssertionError('hook called')")
+    install("recbench-old", "recbench_old", source, "0.3")
     registry = discover()
     with pytest.raises(ConfigError):
-        registry.get("model", "future")
+        registry.get("model", "old")
     [failure] = registry.failures
     assert failure.one_line() == (
-        "plugin 'recbench_future' from recbench-future was skipped: it is written for recbench "
-        "plugin API 2, but this recbench (0.1.0) provides plugin API 1: install a release of "
-        "the plugin written for API 1, or a recbench that provides API 2"
+        "plugin 'recbench_old' from recbench-old was skipped: it is written for recbench "
+        "plugin API 1, but this recbench (0.1.0) provides plugin API 2: install a release of "
+        "the plugin written for API 2, or a recbench that provides API 1"
     )
-    assert not registry.manager.has_plugin("recbench_future")
+    assert not registry.manager.has_plugin("recbench_old")
 
 
 def test_a_malformed_api_declaration_is_refused(install):
@@ -229,6 +238,195 @@ def test_a_malformed_api_declaration_is_refused(install):
     assert "RECBENCH_PLUGIN_API must be an integer (or a tuple of integers), got '1'" in (
         failure.reason
     )
+
+
+# -- plugins written against an older plugin API ------------------------------------------
+
+
+def older_api_line(distribution: str, module: str, missing: str) -> str:
+    return (
+        f"plugin '{module}' from {distribution} was skipped: it targets an older recbench "
+        f"plugin API: it imports {missing}, which this recbench ({__version__}, plugin API "
+        f"{PLUGIN_API_VERSION}) does not have; install a release of {distribution} written for "
+        f"plugin API {PLUGIN_API_VERSION} (plugins import only recbench.plugin), or disable it "
+        f"with RECBENCH_DISABLE_PLUGINS={distribution}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("statement", "missing"),
+    [
+        ("from recbench.interactions import Sequences", "recbench.interactions"),
+        ("import recbench.training", "recbench.training"),
+        ("from recbench.contracts import Queries", "'Queries' from recbench.contracts"),
+        ("from recbench import Sequences", "'Sequences' from recbench"),
+    ],
+)
+def test_a_plugin_importing_a_moved_internal_is_skipped_in_one_line(install, statement, missing):
+    source = statement + "\n" + MODEL_SOURCE.format(cls="Legacy", model_id="legacy")
+    install("recbench-legacy", "recbench_legacy", source, "0.1")
+    registry = discover()
+    [failure] = registry.failures
+    assert failure.one_line() == older_api_line("recbench-legacy", "recbench_legacy", missing)
+    assert registry.get("model", "pop")  # the others keep working
+
+
+def test_a_moved_internal_imported_inside_a_hook_is_reported_the_same_way(install):
+    source = MODEL_SOURCE.format(cls="Lazy", model_id="lazy").replace(
+        "    register(Lazy)", "    register(Lazy)\n    from recbench.protocols import Queries"
+    )
+    install("recbench-lazy", "recbench_lazy", source)
+    registry = discover()
+    [failure] = registry.failures
+    assert failure.one_line() == older_api_line(
+        "recbench-lazy", "recbench_lazy", "recbench.protocols"
+    )
+    assert (failure.kind, failure.ids) == ("model", ("lazy",))
+    assert registry.all("model") == discover(deny=["recbench-lazy"]).all("model")  # rolled back
+
+
+def test_a_plugin_needing_a_newer_plugin_api_says_so(install):
+    source = "from recbench.plugin import TimeMachine\n" + MODEL_SOURCE.format(
+        cls="Future", model_id="future"
+    )
+    install("recbench-future", "recbench_future", source, "3.0")
+    [failure] = discover().failures
+    assert failure.reason == (
+        "it targets a newer recbench plugin API: it imports 'TimeMachine' from "
+        f"recbench.plugin, which this recbench ({__version__}, plugin API {PLUGIN_API_VERSION}) "
+        "does not provide; upgrade recbench, or install a release of recbench-future written "
+        f"for plugin API {PLUGIN_API_VERSION}"
+    )
+
+
+def test_a_missing_dependency_that_is_not_recbench_keeps_its_own_message(install):
+    install("recbench-needy", "recbench_needy", "import recbench_helpers_not_installed\n")
+    [failure] = discover().failures
+    assert failure.reason == (
+        "ModuleNotFoundError: No module named 'recbench_helpers_not_installed'"
+    )
+
+
+# -- option declarations are checked at registration ---------------------------------------
+
+BAD_OPTIONS = MODEL_SOURCE.replace(
+    "from dataclasses import dataclass\n", "from dataclasses import dataclass, field\n"
+).replace("        width: int = 3\n", "        weights: dict = field(default_factory=dict)\n")
+
+
+def test_a_plugin_declaring_an_unsupported_option_type_is_skipped_in_one_line(install):
+    install("recbench-badopt", "recbench_badopt", BAD_OPTIONS.format(cls="Bad", model_id="badopt"))
+    registry = discover()
+    [failure] = registry.failures
+    assert failure.one_line() == (
+        "plugin 'recbench_badopt' from recbench-badopt was skipped: model 'badopt' from "
+        "recbench-badopt: option 'weights' has type dict, which cannot be set from the "
+        "command line: use int, float, bool, str, a Literal of such values, a tuple[X, ...] "
+        "of these, or an optional (X | None) of these"
+    )
+    assert (failure.kind, failure.ids) == ("model", ("badopt",))
+
+
+def test_a_default_of_another_type_than_declared_is_refused():
+    class Model:
+        id = "typed"
+        summary = "a model whose default does not match its type"
+        version = "1"
+
+        @dataclass(frozen=True)
+        class Options:
+            layers: int = "two"  # type: ignore[assignment]
+
+        def fit(self, train, valid, ctx): ...
+        def score(self, batch): ...
+
+    with pytest.raises(PluginError, match="option 'layers' has type int but its default 'two'"):
+        validate_class("model", Model)
+
+
+# -- an unknown id says which plugins were skipped ------------------------------------------
+
+
+def test_an_id_of_a_class_that_was_skipped_says_so_and_why(install):
+    install("recbench-badopt", "recbench_badopt", BAD_OPTIONS.format(cls="Bad", model_id="badopt"))
+    with pytest.raises(ConfigError) as caught:
+        discover().get("model", "badopt")
+    assert caught.value.one_line().startswith(
+        "model 'badopt' was skipped with its plugin 'recbench_badopt' from recbench-badopt: "
+        "model 'badopt' from recbench-badopt: option 'weights' has type dict"
+    )
+
+
+def test_an_unknown_id_names_the_skipped_plugins_that_may_have_provided_it(install):
+    legacy = "from recbench.interactions import Sequences\n" + MODEL_SOURCE
+    install("recbench-legacy", "recbench_legacy", legacy.format(cls="L", model_id="legacy"))
+    broken_metrics = MODEL_SOURCE + (
+        "\n@hookimpl\ndef register_metrics(register):\n    raise RuntimeError('no metrics')\n"
+    )
+    install("recbench-half", "recbench_half", broken_metrics.format(cls="H", model_id="half"))
+    registry = discover()
+    with pytest.raises(ConfigError) as caught:
+        registry.get("model", "legacy")
+    line = caught.value.one_line()
+    assert line.startswith("unknown model 'legacy': choose from ")
+    assert line.endswith(
+        "; note: " + older_api_line("recbench-legacy", "recbench_legacy", "recbench.interactions")
+    )
+    # recbench-half registered its model: it is no suspect for an unknown model, but is
+    # one for an unknown metric
+    assert "recbench-half" not in line
+    with pytest.raises(ConfigError) as caught:
+        registry.get("metric", "map")
+    line = caught.value.one_line()
+    assert "; note: plugin 'recbench_half' from recbench-half was skipped: RuntimeError" in line
+    assert "; plugin 'recbench_legacy' from recbench-legacy was skipped" in line
+
+
+def test_an_unknown_id_has_no_note_when_nothing_was_skipped():
+    with pytest.raises(ConfigError) as caught:
+        discover().get("model", "nothing-like-it")
+    assert "note:" not in caught.value.one_line()
+
+
+# -- optional metadata is read once, at registration ----------------------------------------
+
+
+def test_optional_attributes_are_filled_with_their_defaults_at_registration():
+    registry = discover()
+    pop, lstm = registry.get("model", "pop"), registry.get("model", "lstm")
+    assert (pop.baseline, pop.has_cell, pop.task, pop.aliases) == (True, False, "ranking", ())
+    assert (lstm.baseline, lstm.has_cell) == (False, True)
+    assert registry.get("dataset", "ml-100k").aliases == ("ml100k",)
+    assert registry.get("dataset", "file").argument_option == "path"
+    assert registry.get("dataset", "ml-100k").argument_option is None
+    assert registry.get("loss", "cce").candidates == "all"
+    assert registry.get("loss", "bpr").candidates == "sampled"
+    assert registry.get("metric", "rmse").aggregation == "root_mean"
+    assert registry.get("metric", "mae").aggregation == "mean"
+    assert registry.get("metric", "mae").rating_units is True
+
+
+@pytest.mark.parametrize(
+    ("attribute", "message"),
+    [
+        ("aliases = 'other'", "'aliases' must be a tuple of lower-case ids, got 'other'"),
+        ("baseline = 'yes'", "'baseline' must be True or False, got 'yes'"),
+    ],
+)
+def test_malformed_optional_attributes_are_refused(attribute, message):
+    namespace: dict = {}
+    exec(
+        "from dataclasses import dataclass\n"
+        "class Model:\n"
+        "    id = 'odd'\n    summary = 'odd'\n    version = '1'\n"
+        f"    {attribute}\n"
+        "    @dataclass(frozen=True)\n    class Options:\n        pass\n"
+        "    def fit(self, train, valid, ctx): ...\n"
+        "    def score(self, batch): ...\n",
+        namespace,
+    )
+    with pytest.raises(PluginError, match=re.escape(message)):
+        validate_class("model", namespace["Model"])
 
 
 # -- what each plugin did ------------------------------------------------------------------

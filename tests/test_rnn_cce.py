@@ -331,7 +331,7 @@ def test_bad_options_are_one_line_errors(values, message):
 
 def test_the_network_refuses_an_unknown_cell():
     with pytest.raises(ValueError, match="cell must be one of"):
-        RNNCCENetwork(N_ITEMS, "rnn", 4, 4, True)
+        RNNCCENetwork(N_ITEMS, RNNCCEOptions(cell="rnn", embedding_dim=4))
 
 
 def test_score_before_fit_is_an_error():

@@ -504,16 +504,16 @@ def test_a_plugin_with_a_duplicate_id_is_rejected_naming_both_owners(install):
 
 
 def test_a_plugin_for_another_plugin_api_is_rejected(install):
-    source = MODULE.format(api="RECBENCH_PLUGIN_API = 2", model_id="future")
+    source = MODULE.format(api="RECBENCH_PLUGIN_API = 3", model_id="future")
     module = install("recbench-future", "recbench_future", source, version="3.0")
     with pytest.raises(
         ConformanceError,
-        match=r"written for recbench plugin API 2, but this recbench .* provides plugin API 1",
+        match=r"written for recbench plugin API 3, but this recbench .* provides plugin API 2",
     ):
         assert_conforms(module)
 
 
 def test_a_module_without_hooks_is_rejected(install):
-    module = install("recbench-empty", "recbench_empty", "RECBENCH_PLUGIN_API = 1\n")
+    module = install("recbench-empty", "recbench_empty", "RECBENCH_PLUGIN_API = 2\n")
     with pytest.raises(ConformanceError, match="implements no recbench hook"):
         assert_conforms(module)

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recbench.contracts import FitContext
-from recbench.data.batches import SequenceBatch
-from recbench.data.interactions import Sequences
+from recbench.plugin import FitContext, Queries, SequenceBatch, Sequences
 from recbench_baselines.sparse_scoring import (
     Decay,
     batch_arrays,
@@ -21,9 +18,6 @@ from recbench_baselines.sparse_scoring import (
     scores_tensor,
     top_per_row,
 )
-
-if TYPE_CHECKING:
-    from recbench.data.protocols import Queries
 
 #: Similarity entries computed at once while fitting (bounds the memory of a block of
 #: the item x item co-occurrence matrix).

@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
-from recbench.contracts import FitContext
-from recbench.data.batches import SequenceBatch
-from recbench.data.interactions import Sequences
-
-if TYPE_CHECKING:
-    from recbench.data.protocols import Queries
+from recbench.plugin import FitContext, Queries, SequenceBatch, Sequences
 
 
 class Popularity:

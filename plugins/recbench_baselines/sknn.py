@@ -28,15 +28,13 @@ timestamps, the row order), so "most recent" is "smallest sequence number" every
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recbench.contracts import FitContext
-from recbench.data.batches import SequenceBatch
-from recbench.data.interactions import Sequences
+from recbench.plugin import FitContext, Queries, SequenceBatch, Sequences
 from recbench_baselines.sparse_scoring import (
     Decay,
     batch_arrays,
@@ -46,9 +44,6 @@ from recbench_baselines.sparse_scoring import (
     row_positions,
     scores_tensor,
 )
-
-if TYPE_CHECKING:
-    from recbench.data.protocols import Queries
 
 #: Decimal places similarities are rounded to before neighbours are ranked, so that
 #: similarities equal in exact arithmetic but summed in another order stay equal and

@@ -2,7 +2,7 @@
 
 The models keep their learned structure in ``scipy.sparse`` CSR matrices on the CPU and
 score a whole batch of queries with sparse products; this module holds what they share:
-reading a :class:`~recbench.contracts.SequenceBatch` into numpy, the per-user item sets of
+reading a :class:`~recbench.plugin.SequenceBatch` into numpy, the per-user item sets of
 the training sequences, pruning a sparse matrix to its top entries per row, the decay
 functions of the published definitions, and turning dense scores into a tensor on the
 model's device.
@@ -18,8 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recbench.data.batches import SequenceBatch
-from recbench.data.interactions import Sequences, ragged_indices
+from recbench.plugin import SequenceBatch, Sequences, ragged_indices
 
 #: Decay of a weight with a distance ``d >= 1`` (1 = adjacent / most recent), as in the
 #: sequential-rules and V-SKNN definitions of Ludewig & Jannach (2018):

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recbench.contracts import FitContext
-from recbench.data.batches import SequenceBatch
-from recbench.data.interactions import Sequences
+from recbench.plugin import FitContext, Queries, SequenceBatch, Sequences
 from recbench_baselines.sparse_scoring import (
     Decay,
     decay_by_distance,
@@ -21,9 +18,6 @@ from recbench_baselines.sparse_scoring import (
     top_per_row,
     transition_pairs,
 )
-
-if TYPE_CHECKING:
-    from recbench.data.protocols import Queries
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,7 @@ from typing import IO, ClassVar, Literal
 import numpy as np
 import pandas as pd
 
-from recbench.data.interactions import Interactions
-from recbench.data.prepare import DataContext
-from recbench.errors import ConfigError, DataError
+from recbench.plugin import ConfigError, DataContext, DataError, Interactions
 
 #: Separators tried, in this order, when ``sep`` is not given.
 SNIFFED_SEPARATORS = ("::", "\t", ",", ";", "|", "whitespace")
@@ -153,7 +151,7 @@ def read_interactions(
     header: bool | None,
     compression: Compression = "auto",
 ) -> Interactions:
-    """Read a delimited file of events into :class:`~recbench.data.interactions.Interactions`.
+    """Read a delimited file of events into :class:`~recbench.plugin.Interactions`.
 
     Parameters
     ----------

@@ -23,10 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from recbench.data.download import fetch, safe_extract
-from recbench.data.interactions import Interactions
-from recbench.data.prepare import DataContext
-from recbench.errors import DataError
+from recbench.plugin import DataContext, DataError, Interactions, fetch, safe_extract
 from recbench_datasets.file import read_interactions
 
 _COLUMNS = ("user", "item", "rating", "timestamp")

@@ -8,7 +8,7 @@ publishers hand them out through pages that need a login or an archive format
 (7-Zip) that Python cannot unpack, and publish no checksums. A missing file is an error
 that says where to get it and where to put it (see ``datasets/README.md``).
 
-A session becomes one sequence (the ``user`` of :class:`~recbench.data.interactions.Interactions`
+A session becomes one sequence (the ``user`` of :class:`~recbench.plugin.Interactions`
 is the session id). As in the usual session-based preprocessing (Hidasi et al. 2016;
 Ludewig & Jannach 2018) sessions with a single event are dropped here, before recbench's
 preprocessing removes items with fewer than 5 events and then sessions shorter than 2
@@ -28,9 +28,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from recbench.data.interactions import Interactions
-from recbench.data.prepare import DataContext
-from recbench.errors import DataError
+from recbench.plugin import DataContext, DataError, Interactions
 
 #: Suffixes tried after the official file name, for a compressed copy.
 COMPRESSED_SUFFIXES = ("", ".gz", ".bz2", ".xz", ".zip")

@@ -39,8 +39,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from recbench.data.interactions import Interactions
-from recbench.data.prepare import DataContext
+from recbench.plugin import DataContext, Interactions
 
 #: Changes whenever the same options would generate different data.
 GENERATOR_VERSION = 1

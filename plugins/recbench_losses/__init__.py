@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from recbench import hookimpl
+from recbench.plugin import hookimpl
+
+#: The plugin API these hooks are written for (see recbench.plugin).
+RECBENCH_PLUGIN_API = 2
 
 
 @hookimpl

@@ -3,10 +3,10 @@ rating metrics: rmse, mae."""
 
 from __future__ import annotations
 
-from recbench import hookimpl
+from recbench.plugin import hookimpl
 
-#: The plugin API these hooks are written for (see recbench.hookspecs).
-RECBENCH_PLUGIN_API = 1
+#: The plugin API these hooks are written for (see recbench.plugin).
+RECBENCH_PLUGIN_API = 2
 
 
 @hookimpl

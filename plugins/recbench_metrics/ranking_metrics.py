@@ -1,6 +1,6 @@
 """Top-k ranking metrics.
 
-Every metric reads a :class:`recbench.ranking.Ranking` (the top-K items of each query and
+Every metric reads a :class:`recbench.plugin.Ranking` (the top-K items of each query and
 whether each is the next item, a target or a remaining item) at a cutoff ``k <= K``.
 Per-query metrics return float64 ``[Q]`` (the core takes the mean and its confidence
 interval and keeps the array for paired tests); corpus metrics return a 0-d tensor for
@@ -18,9 +18,7 @@ from typing import ClassVar
 
 import torch
 
-from recbench.contracts import MetricContext
-from recbench.errors import ConfigError
-from recbench.ranking import Ranking
+from recbench.plugin import ConfigError, MetricContext, Ranking
 
 
 @dataclass(frozen=True)

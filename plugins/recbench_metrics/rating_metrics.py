@@ -22,7 +22,7 @@ from typing import ClassVar
 
 import torch
 
-from recbench.contracts import RatingMetricContext
+from recbench.plugin import RatingMetricContext
 
 
 @dataclass(frozen=True)

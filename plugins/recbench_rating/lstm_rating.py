@@ -10,11 +10,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from recbench.contracts import RatingFitContext
-from recbench.data.batches import RatingBatch
-from recbench.data.interactions import PADDING_ITEM, ragged_indices
-from recbench.data.ratings import RatingEvents, RatingHistory
-from recbench.train.loop import TrainingHistory
+from recbench.plugin import (
+    PADDING_ITEM,
+    RatingBatch,
+    RatingEvents,
+    RatingFitContext,
+    RatingHistory,
+    TrainingHistory,
+    ragged_indices,
+)
 from recbench_rating.training import (
     RatingTrainingOptions,
     check_at_least_one,

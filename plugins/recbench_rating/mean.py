@@ -7,9 +7,7 @@ from typing import ClassVar
 
 import torch
 
-from recbench.contracts import RatingFitContext
-from recbench.data.batches import RatingBatch
-from recbench.data.ratings import RatingEvents
+from recbench.plugin import RatingBatch, RatingEvents, RatingFitContext
 
 
 class GlobalMean:

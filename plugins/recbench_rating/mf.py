@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from recbench.contracts import RatingFitContext
+from recbench.plugin import RatingFitContext
 from recbench_rating.training import (
     EventRatingModel,
     RatingTrainingOptions,

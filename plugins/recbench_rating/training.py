@@ -20,11 +20,14 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from recbench.contracts import RatingFitContext
-from recbench.data.batches import RatingBatch
-from recbench.data.ratings import RatingEvents
-from recbench.progress import Task
-from recbench.train.loop import EpochLoop, TrainingHistory
+from recbench.plugin import (
+    EpochLoop,
+    ProgressBar,
+    RatingBatch,
+    RatingEvents,
+    RatingFitContext,
+    TrainingHistory,
+)
 
 #: One epoch: given a seeded generator, yields ``(loss, n_predictions)`` per mini-batch.
 EpochSteps = Callable[[torch.Generator], Iterable[tuple[Tensor, int]]]
@@ -121,7 +124,7 @@ def fit_rating_network(
     optimizer = torch.optim.Adam(network.parameters(), lr=options.learning_rate)
     generator = torch.Generator().manual_seed(ctx.seed)
 
-    def train_epoch(number: int, bar: Task) -> tuple[float, int]:
+    def train_epoch(number: int, bar: ProgressBar) -> tuple[float, int]:
         total = torch.zeros((), dtype=torch.float64, device=ctx.device)
         count = 0
         for loss, size in epoch(generator):

@@ -4,7 +4,10 @@ the input embeddings)."""
 
 from __future__ import annotations
 
-from recbench import hookimpl
+from recbench.plugin import hookimpl
+
+#: The plugin API these hooks are written for (see recbench.plugin).
+RECBENCH_PLUGIN_API = 2
 
 
 @hookimpl

@@ -1,19 +1,20 @@
-"""What the recurrent models share: the model class the runner sees, the network
-interface the trainer sees, and one-step scoring cells for export."""
+"""What the recurrent models share: the model class the runner sees and the network
+interface the trainer and the one-step cells (:class:`recbench.plugin.ScoringCell`) see."""
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from recbench.contracts import FitContext
-from recbench.data.batches import SequenceBatch
-from recbench.data.interactions import Sequences
-from recbench.train.trainer import (
+from recbench.plugin import (
+    FitContext,
+    Queries,
+    ScoringCell,
+    SequenceBatch,
+    Sequences,
     TrainingHistory,
     TrainingOptions,
     fit_network,
@@ -22,9 +23,6 @@ from recbench.train.trainer import (
     start_aligned,
 )
 from recbench_rnn.recurrence import release_workspace
-
-if TYPE_CHECKING:
-    from recbench.data.protocols import Queries
 
 State = tuple[Tensor, ...]
 
@@ -50,10 +48,11 @@ class EmbeddingOptions(TrainingOptions):
 
 
 class RecurrentNetwork(nn.Module):
-    """A network the trainer can train (:class:`recbench.train.trainer.SequenceNetwork`).
+    """A network the trainer can train (:class:`recbench.plugin.SequenceNetwork`).
 
     Subclasses define ``encode``, ``step``, ``initial_state``, ``output_weights`` and
     ``cell``; scores are dot products with the item output vectors plus an item bias.
+    ``step`` is also what a :class:`~recbench.plugin.ScoringCell` runs by default.
     """
 
     n_items: int
@@ -79,39 +78,9 @@ class RecurrentNetwork(nn.Module):
         return linear_scores(hidden, candidates, weight, bias)
 
 
-class ScoringCell(nn.Module):
-    """One step of a trained model, for export and latency measurements.
-
-    ``forward(item_ids [B], *state) -> (scores [B, n_items + 1], *new_state)``: column
-    ``j`` of the scores is item id ``j`` (column 0, padding, is never a
-    recommendation), as in :meth:`RecurrentModel.score`. :meth:`initial_state` gives
-    the state before the first item. The cell is a frozen snapshot of the weights at
-    the time :meth:`RecurrentModel.cell` was called, and keeps the item matrix as a
-    contiguous ``[D, n_items + 1]`` copy (the fast layout for a batch-1 product).
-    """
-
-    state_names: ClassVar[tuple[str, ...]] = ()
-    item_matrix: Tensor
-    item_bias: Tensor
-
-    def __init__(self, network: RecurrentNetwork):
-        super().__init__()
-        self.network = copy.deepcopy(network).eval()
-        self.network.requires_grad_(False)
-        weight, bias = self.network.output_weights()
-        self.register_buffer("item_matrix", weight.detach().t().contiguous())
-        self.register_buffer("item_bias", bias.detach().clone())
-
-    def scores(self, hidden: Tensor) -> Tensor:
-        return torch.addmm(self.item_bias, hidden, self.item_matrix)
-
-    def initial_state(self, batch_size: int) -> State:
-        return self.network.initial_state(batch_size)
-
-
 class RecurrentModel:
     """A next-item model around a :class:`RecurrentNetwork`, trained by
-    :func:`recbench.train.trainer.fit_network`. Subclasses set the metadata and
+    :func:`recbench.plugin.fit_network`. Subclasses set the metadata and
     :meth:`build_network`."""
 
     id: ClassVar[str]
@@ -151,7 +120,7 @@ class RecurrentModel:
         return network.score(last.unsqueeze(0), None).squeeze(0)
 
     def cell(self) -> ScoringCell:
-        """The one-step module (see :class:`ScoringCell`)."""
+        """The one-step module (a :class:`~recbench.plugin.ScoringCell`)."""
         return self._trained().cell()
 
 

@@ -10,15 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from recbench.data.interactions import PADDING_ITEM
-from recbench_rnn.base import (
-    EmbeddingOptions,
-    RecurrentModel,
-    RecurrentNetwork,
-    ScoringCell,
-    State,
-    uniform_,
-)
+from recbench.plugin import PADDING_ITEM, ScoringCell
+from recbench_rnn.base import EmbeddingOptions, RecurrentModel, RecurrentNetwork, State, uniform_
 from recbench_rnn.recurrence import gru_fused, gru_step
 
 
@@ -77,16 +70,10 @@ class GRU4RecNetwork(RecurrentNetwork):
     Item vectors start uniform in ``±sqrt(6 / (fan_in + fan_out))``.
     """
 
-    def __init__(
-        self,
-        n_items: int,
-        hidden: int,
-        embedding: str,
-        embedding_dim: int,
-        dropout_embedding: float,
-        dropout_hidden: float,
-    ):
+    def __init__(self, n_items: int, options: GRU4RecOptions):
         super().__init__()
+        hidden, embedding = options.hidden_size, options.embedding
+        embedding_dim = options.embedding_dim
         self.n_items = n_items
         self.hidden = hidden
         self.embedding_mode = embedding
@@ -112,8 +99,8 @@ class GRU4RecNetwork(RecurrentNetwork):
                     table.weight[PADDING_ITEM].zero_()
             if embedding == "separate":
                 self.embedding.weight[PADDING_ITEM].zero_()
-        self.dropout_embedding = nn.Dropout(dropout_embedding)
-        self.dropout_hidden = nn.Dropout(dropout_hidden)
+        self.dropout_embedding = nn.Dropout(options.dropout_embedding)
+        self.dropout_hidden = nn.Dropout(options.dropout_hidden)
 
     def output_weights(self) -> tuple[Tensor, Tensor]:
         return self.output.weight, self.output_bias
@@ -162,15 +149,10 @@ class GRU4RecNetwork(RecurrentNetwork):
 
 
 class GRU4RecCell(ScoringCell):
-    """One ``gru4rec`` step: ``(item_ids [B], h [B, H]) -> (scores, h)``."""
+    """One ``gru4rec`` step: ``(item_ids [B], h [B, H]) -> (scores, h)``, the network's
+    ``step`` (the default ``forward``)."""
 
     state_names = ("h",)
-
-    def forward(self, item_ids: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
-        network = self.network
-        assert isinstance(network, GRU4RecNetwork)
-        h = gru_step(network.gate_inputs(item_ids), h, *network.recurrent_weights())
-        return self.scores(h), h
 
 
 class GRU4RecModel(RecurrentModel):
@@ -214,12 +196,4 @@ class GRU4RecModel(RecurrentModel):
     Options = GRU4RecOptions
 
     def build_network(self, n_items: int) -> GRU4RecNetwork:
-        o = self.options
-        return GRU4RecNetwork(
-            n_items,
-            o.hidden_size,
-            o.embedding,
-            o.embedding_dim,
-            o.dropout_embedding,
-            o.dropout_hidden,
-        )
+        return GRU4RecNetwork(n_items, self.options)

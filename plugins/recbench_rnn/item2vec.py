@@ -13,7 +13,7 @@ with input vectors ``e`` and output vectors ``f`` (a negative that happens to be
 itself is left out of the sum); the input vectors are the result.
 
 The implementation is vectorised and runs on any torch device: (centre, context) pairs
-are built with numpy from the CSR :class:`recbench.data.interactions.Sequences`, for a random
+are built with numpy from the CSR :class:`recbench.plugin.Sequences`, for a random
 chunk of events at a time (all ``2 × window`` offsets at once, pairs that would cross a
 sequence boundary dropped), shuffled and cut into mini-batches; each mini-batch is one
 step of sparse Adam on the two embedding tables (only the rows a batch touches change,
@@ -32,9 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from recbench.data.interactions import PADDING_ITEM, Sequences
-from recbench.progress import Progress
-from recbench.train.sampling import NegativeSampler
+from recbench.plugin import PADDING_ITEM, NegativeSampler, Progress, Sequences
 
 #: Events whose pairs are built, shuffled and held at once (about ``2 × window`` pairs
 #: each): bounds the memory of an epoch on a large dataset.

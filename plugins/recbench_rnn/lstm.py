@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from recbench.data.interactions import PADDING_ITEM
-from recbench_rnn.base import EmbeddingOptions, RecurrentModel, RecurrentNetwork, ScoringCell, State
+from recbench.plugin import PADDING_ITEM, ScoringCell
+from recbench_rnn.base import EmbeddingOptions, RecurrentModel, RecurrentNetwork, State
 
 
 @dataclass(frozen=True)
 class LSTMOptions(EmbeddingOptions):
-    """Options of ``lstm``: the trainer's (:class:`recbench.train.trainer.TrainingOptions`),
+    """Options of ``lstm``: the trainer's (:class:`recbench.plugin.TrainingOptions`),
     plus the embedding size (also the LSTM's hidden size) and dropout rates on the input
     embeddings and on the LSTM's output."""
 
@@ -28,8 +28,9 @@ class LSTMNetwork(RecurrentNetwork):
     ``N(0, 1 / D)``, biases from 0; the LSTM is PyTorch's fused ``nn.LSTM``.
     """
 
-    def __init__(self, n_items: int, dim: int, dropout_embedding: float, dropout_hidden: float):
+    def __init__(self, n_items: int, options: LSTMOptions):
         super().__init__()
+        dim = options.embedding_dim
         self.n_items = n_items
         self.items = nn.Embedding(n_items + 1, dim, padding_idx=PADDING_ITEM)
         with torch.no_grad():
@@ -37,8 +38,8 @@ class LSTMNetwork(RecurrentNetwork):
             self.items.weight[PADDING_ITEM].zero_()
         self.item_bias = nn.Parameter(torch.zeros(n_items + 1))
         self.lstm = nn.LSTM(dim, dim, batch_first=True)
-        self.dropout_embedding = nn.Dropout(dropout_embedding)
-        self.dropout_hidden = nn.Dropout(dropout_hidden)
+        self.dropout_embedding = nn.Dropout(options.dropout_embedding)
+        self.dropout_hidden = nn.Dropout(options.dropout_hidden)
 
     def output_weights(self) -> tuple[Tensor, Tensor]:
         return self.items.weight, self.item_bias
@@ -118,5 +119,4 @@ class LSTMModel(RecurrentModel):
     Options = LSTMOptions
 
     def build_network(self, n_items: int) -> LSTMNetwork:
-        o = self.options
-        return LSTMNetwork(n_items, o.embedding_dim, o.dropout_embedding, o.dropout_hidden)
+        return LSTMNetwork(n_items, self.options)

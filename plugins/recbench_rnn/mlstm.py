@@ -9,15 +9,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from recbench.data.interactions import PADDING_ITEM
-from recbench_rnn.base import (
-    EmbeddingOptions,
-    RecurrentModel,
-    RecurrentNetwork,
-    ScoringCell,
-    State,
-    uniform_,
-)
+from recbench.plugin import PADDING_ITEM, ScoringCell
+from recbench_rnn.base import EmbeddingOptions, RecurrentModel, RecurrentNetwork, State, uniform_
 from recbench_rnn.recurrence import mlstm_fused, mlstm_loop, mlstm_step
 
 
@@ -53,20 +46,13 @@ class MLSTMNetwork(RecurrentNetwork):
     (:mod:`recbench_rnn.recurrence`).
     """
 
-    def __init__(
-        self,
-        n_items: int,
-        dim: int,
-        representation: str,
-        implementation: str,
-        dropout_embedding: float,
-        dropout_hidden: float,
-    ):
+    def __init__(self, n_items: int, options: MLSTMOptions):
         super().__init__()
+        dim = options.embedding_dim
         self.n_items = n_items
         self.dim = dim
-        self.representation = representation
-        self.implementation = implementation
+        self.representation = options.representation
+        self.implementation = options.implementation
         self.items = nn.Embedding(n_items + 1, dim, padding_idx=PADDING_ITEM)
         with torch.no_grad():
             self.items.weight.normal_(0.0, 1.0 / dim)
@@ -80,8 +66,8 @@ class MLSTMNetwork(RecurrentNetwork):
         self.w_gm = nn.Parameter(uniform_(torch.empty(4 * dim, dim), bound))
         for parameter in (*self.input_m.parameters(), *self.input_gates.parameters()):
             uniform_(parameter, bound)
-        self.dropout_embedding = nn.Dropout(dropout_embedding)
-        self.dropout_hidden = nn.Dropout(dropout_hidden)
+        self.dropout_embedding = nn.Dropout(options.dropout_embedding)
+        self.dropout_hidden = nn.Dropout(options.dropout_hidden)
 
     def output_weights(self) -> tuple[Tensor, Tensor]:
         return self.items.weight, self.item_bias
@@ -112,24 +98,10 @@ class MLSTMNetwork(RecurrentNetwork):
 
 
 class MLSTMCell(ScoringCell):
-    """One ``mlstm`` step: ``(item_ids [B], h [B, D], c [B, D]) -> (scores, h, c)``."""
+    """One ``mlstm`` step: ``(item_ids [B], h [B, D], c [B, D]) -> (scores, h, c)``, the
+    network's ``step`` (the default ``forward``)."""
 
     state_names = ("h", "c")
-
-    def forward(self, item_ids: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        network = self.network
-        assert isinstance(network, MLSTMNetwork)
-        x = network.items(item_ids)
-        h, c = mlstm_step(
-            network.input_m(x),
-            network.input_gates(x),
-            h,
-            c,
-            network.w_mh,
-            network.b_mh,
-            network.w_gm,
-        )
-        return self.scores(h if network.representation == "h" else c), h, c
 
 
 class MLSTMModel(RecurrentModel):
@@ -169,12 +141,4 @@ class MLSTMModel(RecurrentModel):
     Options = MLSTMOptions
 
     def build_network(self, n_items: int) -> MLSTMNetwork:
-        o = self.options
-        return MLSTMNetwork(
-            n_items,
-            o.embedding_dim,
-            o.representation,
-            o.implementation,
-            o.dropout_embedding,
-            o.dropout_hidden,
-        )
+        return MLSTMNetwork(n_items, self.options)

@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from recbench.contracts import FitContext
-from recbench.data.batches import SequenceBatch
-from recbench.data.interactions import PADDING_ITEM, Sequences
-from recbench.train.trainer import TrainingOptions, last_positions, linear_scores, start_aligned
-from recbench_rnn.base import RecurrentModel, RecurrentNetwork, ScoringCell, State
+from recbench.plugin import (
+    PADDING_ITEM,
+    FitContext,
+    Queries,
+    ScoringCell,
+    SequenceBatch,
+    Sequences,
+    TrainingOptions,
+    last_positions,
+    linear_scores,
+    start_aligned,
+)
+from recbench_rnn.base import RecurrentModel, RecurrentNetwork, State
 from recbench_rnn.item2vec import Item2VecOptions, Item2VecResult, train_item2vec
 from recbench_rnn.recurrence import gru_step
-
-if TYPE_CHECKING:
-    from recbench.data.protocols import Queries
 
 #: Vectors shorter than this count as zero when normalised (the padding item's).
 NORM_EPS = 1e-12
@@ -116,22 +120,14 @@ class MoCNetwork(RecurrentNetwork):
     (padding) is zero, so its score is 0.
     """
 
-    def __init__(
-        self,
-        n_items: int,
-        dim: int,
-        hidden_size: int,
-        mixtures: int,
-        fine_tune: bool,
-        temperature: float,
-        vectors: Tensor | None = None,
-    ):
+    def __init__(self, n_items: int, options: MoCOptions, vectors: Tensor | None = None):
         super().__init__()
+        dim, hidden_size = options.dim, options.hidden_size
         self.n_items = n_items
         self.dim = dim
         self.hidden_size = hidden_size
-        self.mixtures = mixtures
-        self.inverse_temperature = 1.0 / temperature
+        self.mixtures = options.mixtures
+        self.inverse_temperature = 1.0 / options.temperature
         if vectors is None:  # no pre-training: random directions
             vectors = torch.randn(n_items + 1, dim) / dim**0.5
         if tuple(vectors.shape) != (n_items + 1, dim):
@@ -141,13 +137,13 @@ class MoCNetwork(RecurrentNetwork):
             )
         vectors = vectors.detach().clone().float()
         vectors[PADDING_ITEM] = 0.0
-        if fine_tune:
+        if options.fine_tune:
             self.item_vectors = nn.Parameter(vectors)
         else:
             self.register_buffer("item_vectors", vectors)
         self.gru = nn.GRU(dim, hidden_size, batch_first=True)
-        self.heads = nn.Linear(hidden_size, mixtures * dim)
-        self.mixing = nn.Linear(hidden_size, mixtures)
+        self.heads = nn.Linear(hidden_size, self.mixtures * dim)
+        self.mixing = nn.Linear(hidden_size, self.mixtures)
 
     def unit_items(self) -> Tensor:
         """``[n_items + 1, D]``: every item vector divided by its norm (row 0 zero)."""
@@ -347,13 +343,10 @@ class MoCModel(RecurrentModel):
         super().fit(train, valid, ctx)
 
     def build_network(self, n_items: int) -> MoCNetwork:
-        o = self.options
         vectors = self.initial_vectors
         if vectors is not None and vectors.shape[0] != n_items + 1:
             vectors = None
-        return MoCNetwork(
-            n_items, o.dim, o.hidden_size, o.mixtures, o.fine_tune, o.temperature, vectors
-        )
+        return MoCNetwork(n_items, self.options, vectors)
 
     def score(self, batch: SequenceBatch) -> Tensor:
         """``Σ_k π_k cos(u_k, v)`` for every item ``[B, n_items + 1]`` (column 0 is 0)."""

@@ -10,14 +10,13 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from recbench.data.interactions import PADDING_ITEM
-from recbench.train.trainer import linear_scores
-from recbench_rnn.base import EmbeddingOptions, RecurrentModel, RecurrentNetwork, ScoringCell, State
+from recbench.plugin import PADDING_ITEM, ScoringCell, linear_scores
+from recbench_rnn.base import EmbeddingOptions, RecurrentModel, RecurrentNetwork, State
 
 
 @dataclass(frozen=True)
 class RNNCCEOptions(EmbeddingOptions):
-    """Options of ``rnn_cce``: the trainer's (:class:`recbench.train.trainer.TrainingOptions`,
+    """Options of ``rnn_cce``: the trainer's (:class:`recbench.plugin.TrainingOptions`,
     with defaults sized for MovieLens 100K on a CPU), plus
 
     cell:
@@ -75,17 +74,10 @@ class RNNCCENetwork(RecurrentNetwork):
     the item vectors, for every item and for sampled candidates alike.
     """
 
-    def __init__(
-        self,
-        n_items: int,
-        cell: str,
-        embedding_dim: int,
-        hidden_dim: int,
-        tied: bool,
-        dropout_embedding: float = 0.0,
-        dropout_hidden: float = 0.0,
-    ):
+    def __init__(self, n_items: int, options: RNNCCEOptions):
         super().__init__()
+        cell, tied = options.cell, options.tied
+        embedding_dim, hidden_dim = options.embedding_dim, options.hidden_size
         if cell not in ("lstm", "gru"):
             raise ValueError(f"cell must be one of ('lstm', 'gru'), got {cell!r}")
         self.n_items = n_items
@@ -107,8 +99,8 @@ class RNNCCENetwork(RecurrentNetwork):
             if self.output_matrix is not None:
                 self.output_matrix.normal_(0.0, 1.0 / math.sqrt(hidden_dim))
                 self.output_matrix[PADDING_ITEM].zero_()
-        self.dropout_embedding = nn.Dropout(dropout_embedding)
-        self.dropout_hidden = nn.Dropout(dropout_hidden)
+        self.dropout_embedding = nn.Dropout(options.dropout_embedding)
+        self.dropout_hidden = nn.Dropout(options.dropout_hidden)
 
     @property
     def hidden_size(self) -> int:
@@ -279,13 +271,4 @@ class RNNCCEModel(RecurrentModel):
     Options = RNNCCEOptions
 
     def build_network(self, n_items: int) -> RNNCCENetwork:
-        o = self.options
-        return RNNCCENetwork(
-            n_items,
-            o.cell,
-            o.embedding_dim,
-            o.hidden_size,
-            o.tied,
-            o.dropout_embedding,
-            o.dropout_hidden,
-        )
+        return RNNCCENetwork(n_items, self.options)

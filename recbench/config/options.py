@@ -10,11 +10,19 @@ Every plugin declares its options as a frozen dataclass with defaults::
 :func:`parse_options` builds one from a mapping of keys to values (values may be strings
 from the command line), rejects unknown keys with the close matches, coerces strings to
 the declared type and checks ``Literal`` choices.
+
+The supported option types are :data:`SUPPORTED_TYPES`: ``int``, ``float``, ``bool``,
+``str``, a ``Literal`` of such values, a ``tuple[X, ...]`` of one of these (written
+``a,b,c`` on the command line), and an optional (``X | None``) or union of them
+(``Any`` is accepted too: the value is kept as given, a string from the command line).
+:func:`declaration_problem` checks a plugin's declaration against this when the plugin is
+registered: every option has a supported type and a default of that type.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -26,6 +34,13 @@ T = TypeVar("T")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+_SCALARS = (int, float, bool, str)
+
+#: What an option may be declared as, in words (for error messages and docs).
+SUPPORTED_TYPES = (
+    "int, float, bool, str, a Literal of such values, a tuple[X, ...] of these, "
+    "or an optional (X | None) of these"
+)
 
 
 def option_fields(options_cls: type) -> dict[str, Any]:
@@ -149,6 +164,78 @@ def coerce(value: Any, annotation: Any, *, owner: str, key: str) -> Any:
     if annotation is Any:
         return value
     raise TypeError(f"unsupported option type {annotation!r} for {owner}.{key}")
+
+
+def is_supported_type(annotation: Any) -> bool:
+    """Whether an option declared as ``annotation`` can be set from the command line
+    (see :data:`SUPPORTED_TYPES`)."""
+    return _supported(annotation, in_tuple=False)
+
+
+def _supported(annotation: Any, *, in_tuple: bool) -> bool:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation in _SCALARS or annotation is Any:
+        return True
+    if origin is typing.Literal:
+        return bool(args) and all(type(arg) in _SCALARS for arg in args)
+    if origin in (typing.Union, types.UnionType):
+        choices = [arg for arg in args if arg is not type(None)]
+        return bool(choices) and all(_supported(arg, in_tuple=in_tuple) for arg in choices)
+    if origin is tuple and not in_tuple:
+        return len(args) == 2 and args[1] is Ellipsis and _supported(args[0], in_tuple=True)
+    return False
+
+
+def declaration_problem(options_cls: type) -> str | None:
+    """Why ``options_cls`` cannot serve as a plugin's ``Options``, or ``None``.
+
+    Every field must have a default (or a default factory), a type of
+    :data:`SUPPORTED_TYPES`, and a default of that type: one that :func:`coerce` keeps
+    as it is (an ``int`` default of a ``float`` option is accepted).
+    """
+    try:
+        fields = option_fields(options_cls)
+    except Exception as exc:
+        return f"cannot read the types of its options ({type(exc).__name__}: {exc})"
+    values = defaults(options_cls)
+    for key, annotation in fields.items():
+        if not is_supported_type(annotation):
+            return (
+                f"option '{key}' has type {_type_name(annotation)}, which cannot be set from "
+                f"the command line: use {SUPPORTED_TYPES}"
+            )
+        if key not in values:
+            return f"option '{key}' has no default: every option needs one"
+        default = values[key]
+        try:
+            converted = coerce(default, annotation, owner="its options", key=key)
+        except ConfigError:
+            converted = _NOT_CONVERTED
+        if converted is _NOT_CONVERTED or not _same(converted, default):
+            return (
+                f"option '{key}' has type {_type_name(annotation)} but its default "
+                f"{default!r} is not one"
+            )
+    return None
+
+
+_NOT_CONVERTED = object()
+
+
+def _same(converted: Any, default: Any) -> bool:
+    """``converted == default`` of the same container type (NaN equals NaN)."""
+    if isinstance(default, float) and math.isnan(default):
+        return isinstance(converted, float) and math.isnan(converted)
+    if isinstance(default, (tuple, list)) and type(converted) is not type(default):
+        return False  # e.g. a list default of a tuple option
+    return bool(converted == default)
+
+
+def _type_name(annotation: Any) -> str:
+    if isinstance(annotation, type) and typing.get_origin(annotation) is None:
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
 
 
 def as_dict(options: Any) -> dict[str, Any]:

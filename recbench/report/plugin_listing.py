@@ -7,7 +7,7 @@ plugins are hidden unless ``--all`` is given; ``--hook NAME`` keeps the plugins 
 implement that hook; ``--json`` prints a JSON list for scripts::
 
     [{"name": "recbench_foo", "distribution": "recbench-foo", "version": "1.0",
-      "loaded": true, "plugin_api": 1, "hooks": ["register_models"], "registered": {"model": ["foo"]},
+      "loaded": true, "plugin_api": 2, "hooks": ["register_models"], "registered": {"model": ["foo"]},
       "commands": [], "errors": []}]
 """
 

@@ -4,10 +4,11 @@ A neural model exposes ``cell()``: a ``torch.nn.Module`` for one step of the mod
 
     ``forward(item_ids [B] int64, *state) -> (scores [B, n_items + 1], *new_state)``
 
-with ``initial_state(batch_size)`` (a tuple of ``[B, ...]`` float tensors: the state
+with ``initial_state(batch_size)`` (a tuple of ``[B, ...]`` float32 or int64 tensors: the state
 before the first item) and ``state_names`` (one name per state tensor). Column ``j`` of
 the scores is item id ``j``; column 0 is padding and is never recommended. This module
-knows no concrete model: it works on any module that follows this contract.
+knows no concrete model: it works on any module that follows this contract
+(:mod:`recbench.serve.cell` describes it).
 
 :func:`export_cell` writes two graphs with :func:`torch.onnx.export`, each with a
 **dynamic batch axis** (the only dynamic axis the exporter handles reliably; the one-step
@@ -402,14 +403,13 @@ def _export_graph(
     try:
         with _quiet_exporter(), torch.inference_mode(False), torch.no_grad():
             if exporter == "dynamo":
-                batch = torch.export.Dim("batch", min=1)
                 torch.onnx.export(
                     module,
                     example,
                     str(path),
                     input_names=list(input_names),
                     output_names=list(output_names),
-                    dynamic_shapes=({0: batch}, tuple({0: batch} for _ in example[1:])),
+                    dynamic_shapes=_dynamic_shapes(len(example) - 1),
                     dynamo=True,
                     external_data=True,
                     verbose=False,
@@ -437,6 +437,15 @@ def _export_graph(
         raise ExportError(f"torch.onnx.export failed: {first}") from exc
     if not path.is_file():
         raise ExportError(f"torch.onnx.export wrote no {path.name}")
+
+
+def _dynamic_shapes(n_states: int) -> tuple[Any, ...]:
+    """``dynamic_shapes`` of ``_Step.forward(item_ids, *state)``: the batch axis of every
+    input is dynamic (a cell without state has no ``*state`` entry)."""
+    batch = torch.export.Dim("batch", min=1)
+    if n_states == 0:
+        return ({0: batch},)
+    return ({0: batch}, tuple({0: batch} for _ in range(n_states)))
 
 
 def assert_batch_axis_symbolic(path: Path) -> None:

@@ -43,7 +43,7 @@ import torch
 from torch import Tensor
 
 from recbench.data.files import atomic_write
-from recbench.progress import Progress, Task
+from recbench.progress import Progress, ProgressBar
 
 #: The checkpoint file of the best weights, in the checkpoint folder.
 CHECKPOINT_FILE = "best.pt"
@@ -51,7 +51,7 @@ CHECKPOINT_FILE = "best.pt"
 #: One epoch: ``train_epoch(epoch, bar)`` trains on every mini-batch once (``epoch``
 #: counts from 1), advancing ``bar``; returns the mean training loss per prediction and
 #: the number of predictions.
-TrainEpoch = Callable[[int, Task], tuple[float, int]]
+TrainEpoch = Callable[[int, ProgressBar], tuple[float, int]]
 
 
 class Trainable(Protocol):

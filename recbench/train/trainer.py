@@ -67,7 +67,7 @@ from recbench.config.options import parse_options
 from recbench.contracts import FitContext, PluginLookup
 from recbench.data.interactions import PADDING_ITEM, Sequences
 from recbench.errors import ConfigError
-from recbench.progress import Task
+from recbench.progress import ProgressBar
 from recbench.train.loop import EpochLoop
 from recbench.train.loop import EpochRecord as EpochRecord
 from recbench.train.loop import TrainingDiverged as TrainingDiverged
@@ -658,7 +658,7 @@ class _Trainer:
         return total, count
 
     # -- epochs ----------------------------------------------------------------------
-    def padded_epoch(self, epoch: int, bar: Task) -> tuple[float, int]:
+    def padded_epoch(self, epoch: int, bar: ProgressBar) -> tuple[float, int]:
         lengths = self.windows[1]
         total = torch.zeros((), device=self.device, dtype=torch.float64)
         predictions = 0
@@ -680,7 +680,7 @@ class _Trainer:
             bar.advance(1)
         return float(total) / max(predictions, 1), predictions
 
-    def session_parallel_epoch(self, epoch: int, bar: Task) -> tuple[float, int]:
+    def session_parallel_epoch(self, epoch: int, bar: ProgressBar) -> tuple[float, int]:
         network: Any = self.network
         total = torch.zeros((), device=self.device, dtype=torch.float64)
         predictions = 0
