@@ -40,6 +40,7 @@ import contextlib
 import copy
 import importlib.metadata
 import logging
+import re
 import shutil
 import time
 import uuid
@@ -414,13 +415,15 @@ def _export_graph(
         with _quiet_exporter(), torch.inference_mode(False), torch.no_grad():
             if exporter == "dynamo":
                 batch = torch.export.Dim("batch", min=1)
+                # (item_ids, state): a cell without state has no state argument at all.
+                state_shapes = (tuple({0: batch} for _ in example[1:]),) if example[1:] else ()
                 torch.onnx.export(
                     module,
                     example,
                     str(path),
                     input_names=list(input_names),
                     output_names=list(output_names),
-                    dynamic_shapes=({0: batch}, tuple({0: batch} for _ in example[1:])),
+                    dynamic_shapes=({0: batch}, *state_shapes),
                     dynamo=True,
                     external_data=True,
                     verbose=False,
@@ -444,7 +447,11 @@ def _export_graph(
             f"the ONNX exporter needs the package '{exc.name}' (pip install onnx onnxscript)"
         ) from exc
     except Exception as exc:
+        # The dynamo exporter's message opens with advice; its cause is in its summary.
+        cause = re.search(r"^<class '(?:\w+\.)*(\w+)'>: (.+)$", str(exc), flags=re.MULTILINE)
         first = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
+        if cause is not None:
+            first = f"{cause[1]}: {cause[2]}"
         raise ExportError(f"torch.onnx.export failed: {first}") from exc
     if not path.is_file():
         raise ExportError(f"torch.onnx.export wrote no {path.name}")
