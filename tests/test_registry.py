@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import textwrap
-from pathlib import Path
-
 import pytest
 
 from recbench.errors import ConfigError, PluginError
@@ -41,27 +37,6 @@ def register_models(register):
 """
 
 
-@pytest.fixture
-def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Install a fake distribution: a dist-info folder with entry points and a module."""
-    site = tmp_path / "site"
-    site.mkdir()
-    monkeypatch.syspath_prepend(str(site))
-    created: list[str] = []
-
-    def _install(dist: str, module: str, source: str, version: str = "1.0") -> None:
-        info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
-        (info / "entry_points.txt").write_text(f"[recbench]\n{module} = {module}\n")
-        (site / f"{module}.py").write_text(textwrap.dedent(source))
-        created.append(module)
-
-    yield _install
-    for module in created:
-        sys.modules.pop(module, None)
-
-
 def test_builtins_are_discovered_through_entry_points():
     registry = discover()
     pop = registry.get("model", "pop")
@@ -72,12 +47,11 @@ def test_builtins_are_discovered_through_entry_points():
     assert registry.failures == []
 
 
-def test_third_party_model_is_found_with_its_distribution(install):
-    install(
+def test_third_party_model_is_found_with_its_distribution(recbench_fake_distribution):
+    recbench_fake_distribution(
         "recbench-thirdparty",
-        "recbench_thirdparty",
-        MODEL_SOURCE.format(cls="Widget", model_id="widget"),
         "2.5",
+        {"recbench_thirdparty": MODEL_SOURCE.format(cls="Widget", model_id="widget")},
     )
     registry = discover()
     info = registry.get("model", "widget")
@@ -89,9 +63,13 @@ def test_third_party_model_is_found_with_its_distribution(install):
     assert registry.get("model", "pop").distribution == "recbench"
 
 
-def test_broken_plugin_is_reported_and_the_rest_still_work(install):
-    install("recbench-broken", "recbench_broken", "raise ImportError('needs libfoo')\n")
-    install("recbench-good", "recbench_good", MODEL_SOURCE.format(cls="Good", model_id="good"))
+def test_broken_plugin_is_reported_and_the_rest_still_work(recbench_fake_distribution):
+    recbench_fake_distribution(
+        "recbench-broken", "1.0", {"recbench_broken": "raise ImportError('needs libfoo')"}
+    )
+    recbench_fake_distribution(
+        "recbench-good", "1.0", {"recbench_good": MODEL_SOURCE.format(cls="Good", model_id="good")}
+    )
     registry = discover()
     assert registry.get("model", "good").distribution == "recbench-good"
     assert registry.get("model", "pop")
@@ -100,8 +78,12 @@ def test_broken_plugin_is_reported_and_the_rest_still_work(install):
     assert "needs libfoo" in failure.one_line() and "recbench-broken" in failure.one_line()
 
 
-def test_duplicate_id_is_rejected_naming_both_owners(install):
-    install("recbench-copycat", "recbench_copycat", MODEL_SOURCE.format(cls="Pop", model_id="pop"))
+def test_duplicate_id_is_rejected_naming_both_owners(recbench_fake_distribution):
+    recbench_fake_distribution(
+        "recbench-copycat",
+        "1.0",
+        {"recbench_copycat": MODEL_SOURCE.format(cls="Pop", model_id="pop")},
+    )
     registry = discover()
     assert registry.get("model", "pop").distribution == "recbench"
     [failure] = registry.failures
@@ -109,11 +91,11 @@ def test_duplicate_id_is_rejected_naming_both_owners(install):
     assert "duplicate model id 'pop'" in failure.reason
 
 
-def test_misspelled_hook_is_an_error(install):
+def test_misspelled_hook_is_an_error(recbench_fake_distribution):
     source = MODEL_SOURCE.format(cls="Typo", model_id="typo").replace(
         "def register_models", "def register_modles"
     )
-    install("recbench-typo", "recbench_typo", source)
+    recbench_fake_distribution("recbench-typo", "1.0", {"recbench_typo": source})
     registry = discover()
     with pytest.raises(ConfigError):
         registry.get("model", "typo")
@@ -121,18 +103,22 @@ def test_misspelled_hook_is_an_error(install):
     assert failure.distribution == "recbench-typo" and "register_modles" in failure.reason
 
 
-def test_invalid_plugin_object_is_refused_with_the_reason(install):
+def test_invalid_plugin_object_is_refused_with_the_reason(recbench_fake_distribution):
     source = MODEL_SOURCE.format(cls="NoOptions", model_id="no-options").replace(
         "    @dataclass(frozen=True)\n    class Options:\n        width: int = 3\n", ""
     )
-    install("recbench-nooptions", "recbench_nooptions", source)
+    recbench_fake_distribution("recbench-nooptions", "1.0", {"recbench_nooptions": source})
     registry = discover()
     [failure] = registry.failures
     assert "'Options' must be a dataclass" in failure.reason
 
 
-def test_deny_and_allow_lists_by_distribution(install):
-    install("recbench-extra", "recbench_extra", MODEL_SOURCE.format(cls="Extra", model_id="extra"))
+def test_deny_and_allow_lists_by_distribution(recbench_fake_distribution):
+    recbench_fake_distribution(
+        "recbench-extra",
+        "1.0",
+        {"recbench_extra": MODEL_SOURCE.format(cls="Extra", model_id="extra")},
+    )
     assert "extra" in {m.id for m in discover().all("model")}
     assert "extra" not in {m.id for m in discover(deny=["recbench_extra"]).all("model")}
     only_other = discover(allow=["recbench-other"])
@@ -198,18 +184,18 @@ def test_missing_builtins_fail_fast(monkeypatch: pytest.MonkeyPatch):
 @pytest.mark.parametrize(
     "declared", ["", "RECBENCH_PLUGIN_API = 1", "RECBENCH_PLUGIN_API = (1, 2)"]
 )
-def test_a_plugin_for_this_api_or_declaring_none_is_loaded(install, declared):
+def test_a_plugin_for_this_api_or_declaring_none_is_loaded(recbench_fake_distribution, declared):
     source = declared + "\n" + MODEL_SOURCE.format(cls="Fits", model_id="fits")
-    install("recbench-fits", "recbench_fits", source)
+    recbench_fake_distribution("recbench-fits", "1.0", {"recbench_fits": source})
     registry = discover()
     assert registry.get("model", "fits").distribution == "recbench-fits"
     assert registry.failures == []
 
 
-def test_a_plugin_for_another_api_is_refused_before_its_hooks_run(install):
+def test_a_plugin_for_another_api_is_refused_before_its_hooks_run(recbench_fake_distribution):
     source = "RECBENCH_PLUGIN_API = 2\n" + MODEL_SOURCE.format(cls="Future", model_id="future")
     source = source.replace("register(Future)", "raise AssertionError('hook called')")
-    install("recbench-future", "recbench_future", source, "3.0")
+    recbench_fake_distribution("recbench-future", "3.0", {"recbench_future": source})
     registry = discover()
     with pytest.raises(ConfigError):
         registry.get("model", "future")
@@ -222,9 +208,9 @@ def test_a_plugin_for_another_api_is_refused_before_its_hooks_run(install):
     assert not registry.manager.has_plugin("recbench_future")
 
 
-def test_a_malformed_api_declaration_is_refused(install):
+def test_a_malformed_api_declaration_is_refused(recbench_fake_distribution):
     source = "RECBENCH_PLUGIN_API = '1'\n" + MODEL_SOURCE.format(cls="Odd", model_id="odd")
-    install("recbench-odd", "recbench_odd", source)
+    recbench_fake_distribution("recbench-odd", "1.0", {"recbench_odd": source})
     [failure] = discover().failures
     assert "RECBENCH_PLUGIN_API must be an integer (or a tuple of integers), got '1'" in (
         failure.reason
@@ -234,11 +220,15 @@ def test_a_malformed_api_declaration_is_refused(install):
 # -- what each plugin did ------------------------------------------------------------------
 
 
-def test_records_say_which_hooks_each_plugin_implements_and_what_it_registered(install):
-    install(
-        "recbench-extra", "recbench_extra", MODEL_SOURCE.format(cls="E", model_id="extra"), "4.2"
+def test_records_say_which_hooks_each_plugin_implements_and_what_it_registered(
+    recbench_fake_distribution,
+):
+    recbench_fake_distribution(
+        "recbench-extra", "4.2", {"recbench_extra": MODEL_SOURCE.format(cls="E", model_id="extra")}
     )
-    install("recbench-broken", "recbench_broken", "raise ImportError('needs libfoo')\n", "0.9")
+    recbench_fake_distribution(
+        "recbench-broken", "0.9", {"recbench_broken": "raise ImportError('needs libfoo')"}
+    )
     registry = discover()
     records = {r.name: r for r in registry.records()}
     assert registry.records()[0].distribution == "recbench"  # recbench's own first
