@@ -229,6 +229,73 @@ def test_a_cell_may_differ_by_a_constant_per_row_and_carry_state(example):
     assert_conforms(Shifted)
 
 
+# -- cells that match score() step by step, but that a run could not export ----------------
+
+
+def test_a_cell_without_state_names_is_rejected_as_its_export_fails(example):
+    from recbench_example_plugin.model import MarkovChain
+
+    class Unnamed(CountingCell):
+        state_names = ()
+
+    class Shifted(MarkovChain):
+        def cell(self):
+            return Unnamed(self._table)
+
+    with pytest.raises(
+        ConformanceError,
+        match=r"model 'example' .* its cell cannot be exported to ONNX as a run exports it "
+        r"\(the cell has 1 state tensors but 0 state_names\): .*state_names naming each",
+    ):
+        assert_conforms(Shifted)
+
+
+class DriftingCell(torch.nn.Module):
+    """Adds the number of calls so far to every score: Python-side state that the exported
+    graph freezes at its value when the cell was traced."""
+
+    state_names = ()
+
+    def __init__(self, table):
+        super().__init__()
+        self.register_buffer("table", table.clamp(min=0))  # finite: parity compares every score
+        self.calls = 0
+
+    def initial_state(self, batch_size):
+        return ()
+
+    def forward(self, item_ids):
+        self.calls += 1
+        return (self.table[item_ids] + self.calls,)
+
+
+def test_a_cell_whose_graph_does_not_compute_what_torch_does_is_rejected(example):
+    from recbench_example_plugin.model import MarkovChain
+
+    class Drifting(MarkovChain):
+        def cell(self):
+            return DriftingCell(self._table)
+
+    with pytest.raises(
+        ConformanceError,
+        match=r"its cell exports to ONNX, but ONNX Runtime does not compute what the torch "
+        r"cell computes \(max abs difference .* exceeds .*\).*Python-side state",
+    ):
+        assert_conforms(Drifting)
+
+
+def test_without_onnxruntime_the_export_is_skipped_with_a_warning(example, monkeypatch):
+    from recbench_example_plugin.model import MarkovChain
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime fails
+    with pytest.warns(
+        UserWarning,
+        match=r"model 'example' .*: its cell was not exported to ONNX .*onnxruntime cannot be "
+        r"imported",
+    ):
+        assert_conforms(MarkovChain, learns=False)
+
+
 def test_an_option_the_command_line_cannot_set_is_rejected(example):
     from recbench_example_plugin.model import MarkovChain
 

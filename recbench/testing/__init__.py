@@ -36,8 +36,8 @@ nothing heavy (no torch, no plugin) until a fixture or a function is used. Disab
 
 Its modules follow the kit's sections: :mod:`~recbench.testing.data` (the tiny data),
 :mod:`~recbench.testing.conformance` (:func:`assert_conforms`), which dispatches through
-:mod:`~recbench.testing.classes` to :mod:`~recbench.testing.models`,
-:mod:`~recbench.testing.losses`,
+:mod:`~recbench.testing.classes` to :mod:`~recbench.testing.models` (with
+:mod:`~recbench.testing.cell_export`), :mod:`~recbench.testing.losses`,
 :mod:`~recbench.testing.metrics`, :mod:`~recbench.testing.rating` and
 :mod:`~recbench.testing.datasets`, or to :mod:`~recbench.testing.modules` for a plugin
 module; :mod:`~recbench.testing.checker` and :mod:`~recbench.testing.options` hold what

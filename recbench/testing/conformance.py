@@ -74,8 +74,11 @@ def assert_conforms(
       one; padding never counts: the scores of an input alone equal its scores when
       left-padded in a batch with longer inputs; ``cell()``, if the model has it, is a
       ``torch.nn.Module`` whose step-by-step scores match ``score`` on the same inputs
-      (up to a constant per row, e.g. logits against log-probabilities); and the model
-      beats popularity (``mrr@10``, ``iterative`` protocol) unless ``learns=False``.
+      (up to a constant per row, e.g. logits against log-probabilities); the model
+      beats popularity (``mrr@10``, ``iterative`` protocol) unless ``learns=False``; and
+      the cell exports to ONNX as a run exports it, ONNX Runtime matching torch
+      (:func:`recbench.serve.export.export_and_check`, default export options; skipped
+      with a warning where onnx, onnxruntime or onnxscript cannot be imported).
     - loss: the shared signature ``(positive, negative, mask=None)``; ``candidates``, if
       set, is ``"sampled"`` or ``"all"``; a finite scalar for ``positive [B]``/``negative
       [B, N]`` and ``[B, T]``/``[B, T, N]``; ``mask=None`` equals an all-true mask, a

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from recbench.testing.cell_export import check_cell_export
 from recbench.testing.checker import (
     Checker,
     Settings,
@@ -23,8 +24,8 @@ if TYPE_CHECKING:
 
 
 def check_model(checker: Checker, options: Mapping[str, Any], settings: Settings) -> None:
-    """Train the model on the tiny data, then check its scores, padding, cell and that it
-    learns."""
+    """Train the model on the tiny data, then check its scores, padding, cell (and the
+    cell's ONNX export, as a run exports it) and that it learns."""
     import torch
 
     from recbench.runner.seeding import seed_everything
@@ -53,6 +54,8 @@ def check_model(checker: Checker, options: Mapping[str, Any], settings: Settings
             _check_cell(checker, model, data, device)
     if settings.learns:
         _check_learns(checker, model, data, device, epoch_key, epochs)
+    if hasattr(model, "cell"):
+        check_cell_export(checker, model)
 
 
 def _score(checker: Checker, model: Any, batch: SequenceBatch, what: str) -> torch.Tensor:
