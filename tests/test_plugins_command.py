@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -49,34 +46,9 @@ def register_commands(cli):
 """
 
 
-@pytest.fixture
-def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Install a fake distribution (a dist-info with a ``recbench`` entry point)."""
-    site = tmp_path / "site"
-    site.mkdir()
-    monkeypatch.syspath_prepend(str(site))
-    created: list[str] = []
-
-    def _install(
-        dist: str,
-        module: str,
-        version: str = "2.5",
-        api: int = PLUGIN_API_VERSION,
-        model_id: str = "widget",
-        source: str | None = None,
-    ):
-        info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
-        (info / "entry_points.txt").write_text(f"[recbench]\n{module} = {module}\n")
-        if source is None:
-            source = THIRD_PARTY.format(api=api, model_id=model_id)
-        (site / f"{module}.py").write_text(textwrap.dedent(source))
-        created.append(module)
-
-    yield _install
-    for module in created:
-        sys.modules.pop(module, None)
+def third_party(api: int = PLUGIN_API_VERSION, model_id: str = "widget") -> str:
+    """The source of a third-party plugin module written for plugin API ``api``."""
+    return THIRD_PARTY.format(api=api, model_id=model_id)
 
 
 def plugins(capsys, *args: str) -> tuple[int, str, str]:
@@ -96,8 +68,10 @@ def test_builtins_are_hidden_unless_all(capsys):
     assert "hooks: register_datasets" in out and "synthetic" in out
 
 
-def test_a_third_party_distribution_with_its_hooks_and_registrations(install, capsys):
-    install("recbench-widgets", "recbench_widgets")
+def test_a_third_party_distribution_with_its_hooks_and_registrations(
+    recbench_fake_distribution, capsys
+):
+    recbench_fake_distribution("recbench-widgets", "2.5", {"recbench_widgets": third_party()})
     code, out, _ = plugins(capsys)
     assert code == 0
     assert out.splitlines() == [
@@ -112,8 +86,8 @@ def test_a_third_party_distribution_with_its_hooks_and_registrations(install, ca
     assert "a widget" in capsys.readouterr().out
 
 
-def test_json_lists_every_plugin(install, capsys):
-    install("recbench-widgets", "recbench_widgets")
+def test_json_lists_every_plugin(recbench_fake_distribution, capsys):
+    recbench_fake_distribution("recbench-widgets", "2.5", {"recbench_widgets": third_party()})
     code, out, _ = plugins(capsys, "--json")
     assert code == 0
     assert json.loads(out) == [
@@ -136,8 +110,8 @@ def test_json_lists_every_plugin(install, capsys):
     assert "ml-100k" in by_name["recbench_datasets"]["registered"]["dataset"]
 
 
-def test_hook_filter(install, capsys):
-    install("recbench-widgets", "recbench_widgets")
+def test_hook_filter(recbench_fake_distribution, capsys):
+    recbench_fake_distribution("recbench-widgets", "2.5", {"recbench_widgets": third_party()})
     _, out, _ = plugins(capsys, "--all", "--json", "--hook", "register_metrics")
     assert [entry["name"] for entry in json.loads(out)] == ["recbench_metrics"]
     _, out, _ = plugins(capsys, "--json", "--hook", "register_commands")
@@ -153,8 +127,10 @@ def test_unknown_hook_is_a_one_line_error(capsys):
     assert "did you mean 'register_models'" in err
 
 
-def test_a_refused_plugin_is_shown_with_the_reason(install, capsys):
-    install("recbench-old", "recbench_old", version="0.3", api=0, model_id="old")
+def test_a_refused_plugin_is_shown_with_the_reason(recbench_fake_distribution, capsys):
+    recbench_fake_distribution(
+        "recbench-old", "0.3", {"recbench_old": third_party(api=0, model_id="old")}
+    )
     code, out, err = plugins(capsys, "--json")
     assert code == 0
     [entry] = json.loads(out)
@@ -182,8 +158,10 @@ BAD_OPTIONS = (
 )
 
 
-def test_a_plugin_for_the_older_api_breaks_neither_list_nor_plugins(install, capsys):
-    install("recbench-legacy", "recbench_legacy", version="0.1", source=LEGACY)
+def test_a_plugin_for_the_older_api_breaks_neither_list_nor_plugins(
+    recbench_fake_distribution, capsys
+):
+    recbench_fake_distribution("recbench-legacy", "0.1", {"recbench_legacy": LEGACY})
     code = cli.main(["list", "models"])
     captured = capsys.readouterr()
     assert code == 0 and "pop" in captured.out
@@ -217,10 +195,10 @@ def test_a_plugin_for_the_older_api_breaks_neither_list_nor_plugins(install, cap
     ],
 )
 def test_running_a_model_of_a_skipped_plugin_says_it_was_skipped_and_why(
-    install, capsys, env, tmp_path, distribution, source, extra, error
+    recbench_fake_distribution, capsys, env, tmp_path, distribution, source, extra, error
 ):
     module = distribution.replace("-", "_")
-    install(distribution, module, source=source)
+    recbench_fake_distribution(distribution, "2.5", {module: source})
     model = distribution.removeprefix("recbench-")
     argv = ["run", "--models", model, "--dataset", "synthetic:tiny", "--out", str(tmp_path / "r")]
     code = cli.main([*argv, *extra])

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import re
-import sys
-import textwrap
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -45,27 +42,6 @@ def register_models(register):
 """
 
 
-@pytest.fixture
-def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Install a fake distribution: a dist-info folder with entry points and a module."""
-    site = tmp_path / "site"
-    site.mkdir()
-    monkeypatch.syspath_prepend(str(site))
-    created: list[str] = []
-
-    def _install(dist: str, module: str, source: str, version: str = "1.0") -> None:
-        info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
-        (info / "entry_points.txt").write_text(f"[recbench]\n{module} = {module}\n")
-        (site / f"{module}.py").write_text(textwrap.dedent(source))
-        created.append(module)
-
-    yield _install
-    for module in created:
-        sys.modules.pop(module, None)
-
-
 def test_builtins_are_discovered_through_entry_points():
     registry = discover()
     pop = registry.get("model", "pop")
@@ -76,12 +52,11 @@ def test_builtins_are_discovered_through_entry_points():
     assert registry.failures == []
 
 
-def test_third_party_model_is_found_with_its_distribution(install):
-    install(
+def test_third_party_model_is_found_with_its_distribution(recbench_fake_distribution):
+    recbench_fake_distribution(
         "recbench-thirdparty",
-        "recbench_thirdparty",
-        MODEL_SOURCE.format(cls="Widget", model_id="widget"),
         "2.5",
+        {"recbench_thirdparty": MODEL_SOURCE.format(cls="Widget", model_id="widget")},
     )
     registry = discover()
     info = registry.get("model", "widget")
@@ -93,9 +68,13 @@ def test_third_party_model_is_found_with_its_distribution(install):
     assert registry.get("model", "pop").distribution == "recbench"
 
 
-def test_broken_plugin_is_reported_and_the_rest_still_work(install):
-    install("recbench-broken", "recbench_broken", "raise ImportError('needs libfoo')\n")
-    install("recbench-good", "recbench_good", MODEL_SOURCE.format(cls="Good", model_id="good"))
+def test_broken_plugin_is_reported_and_the_rest_still_work(recbench_fake_distribution):
+    recbench_fake_distribution(
+        "recbench-broken", "1.0", {"recbench_broken": "raise ImportError('needs libfoo')"}
+    )
+    recbench_fake_distribution(
+        "recbench-good", "1.0", {"recbench_good": MODEL_SOURCE.format(cls="Good", model_id="good")}
+    )
     registry = discover()
     assert registry.get("model", "good").distribution == "recbench-good"
     assert registry.get("model", "pop")
@@ -104,8 +83,12 @@ def test_broken_plugin_is_reported_and_the_rest_still_work(install):
     assert "needs libfoo" in failure.one_line() and "recbench-broken" in failure.one_line()
 
 
-def test_duplicate_id_is_rejected_naming_both_owners(install):
-    install("recbench-copycat", "recbench_copycat", MODEL_SOURCE.format(cls="Pop", model_id="pop"))
+def test_duplicate_id_is_rejected_naming_both_owners(recbench_fake_distribution):
+    recbench_fake_distribution(
+        "recbench-copycat",
+        "1.0",
+        {"recbench_copycat": MODEL_SOURCE.format(cls="Pop", model_id="pop")},
+    )
     registry = discover()
     assert registry.get("model", "pop").distribution == "recbench"
     [failure] = registry.failures
@@ -113,11 +96,11 @@ def test_duplicate_id_is_rejected_naming_both_owners(install):
     assert "duplicate model id 'pop'" in failure.reason
 
 
-def test_misspelled_hook_is_an_error(install):
+def test_misspelled_hook_is_an_error(recbench_fake_distribution):
     source = MODEL_SOURCE.format(cls="Typo", model_id="typo").replace(
         "def register_models", "def register_modles"
     )
-    install("recbench-typo", "recbench_typo", source)
+    recbench_fake_distribution("recbench-typo", "1.0", {"recbench_typo": source})
     registry = discover()
     with pytest.raises(ConfigError):
         registry.get("model", "typo")
@@ -125,18 +108,22 @@ def test_misspelled_hook_is_an_error(install):
     assert failure.distribution == "recbench-typo" and "register_modles" in failure.reason
 
 
-def test_invalid_plugin_object_is_refused_with_the_reason(install):
+def test_invalid_plugin_object_is_refused_with_the_reason(recbench_fake_distribution):
     source = MODEL_SOURCE.format(cls="NoOptions", model_id="no-options").replace(
         "    @dataclass(frozen=True)\n    class Options:\n        width: int = 3\n", ""
     )
-    install("recbench-nooptions", "recbench_nooptions", source)
+    recbench_fake_distribution("recbench-nooptions", "1.0", {"recbench_nooptions": source})
     registry = discover()
     [failure] = registry.failures
     assert "'Options' must be a dataclass" in failure.reason
 
 
-def test_deny_and_allow_lists_by_distribution(install):
-    install("recbench-extra", "recbench_extra", MODEL_SOURCE.format(cls="Extra", model_id="extra"))
+def test_deny_and_allow_lists_by_distribution(recbench_fake_distribution):
+    recbench_fake_distribution(
+        "recbench-extra",
+        "1.0",
+        {"recbench_extra": MODEL_SOURCE.format(cls="Extra", model_id="extra")},
+    )
     assert "extra" in {m.id for m in discover().all("model")}
     assert "extra" not in {m.id for m in discover(deny=["recbench_extra"]).all("model")}
     only_other = discover(allow=["recbench-other"])
@@ -207,18 +194,18 @@ def test_missing_builtins_fail_fast(monkeypatch: pytest.MonkeyPatch):
         f"RECBENCH_PLUGIN_API = ({PLUGIN_API_VERSION}, {PLUGIN_API_VERSION + 1})",
     ],
 )
-def test_a_plugin_for_this_api_or_declaring_none_is_loaded(install, declared):
+def test_a_plugin_for_this_api_or_declaring_none_is_loaded(recbench_fake_distribution, declared):
     source = declared + "\n" + MODEL_SOURCE.format(cls="Fits", model_id="fits")
-    install("recbench-fits", "recbench_fits", source)
+    recbench_fake_distribution("recbench-fits", "1.0", {"recbench_fits": source})
     registry = discover()
     assert registry.get("model", "fits").distribution == "recbench-fits"
     assert registry.failures == []
 
 
-def test_a_plugin_for_the_old_api_is_refused_before_its_hooks_run(install):
+def test_a_plugin_for_the_old_api_is_refused_before_its_hooks_run(recbench_fake_distribution):
     source = "RECBENCH_PLUGIN_API = 1\n" + MODEL_SOURCE.format(cls="Old", model_id="old")
     source = source.replace("register(Old)", "raise AssertionError('hook called')")
-    install("recbench-old", "recbench_old", source, "0.3")
+    recbench_fake_distribution("recbench-old", "0.3", {"recbench_old": source})
     registry = discover()
     with pytest.raises(ConfigError):
         registry.get("model", "old")
@@ -231,9 +218,9 @@ def test_a_plugin_for_the_old_api_is_refused_before_its_hooks_run(install):
     assert not registry.manager.has_plugin("recbench_old")
 
 
-def test_a_malformed_api_declaration_is_refused(install):
+def test_a_malformed_api_declaration_is_refused(recbench_fake_distribution):
     source = "RECBENCH_PLUGIN_API = '1'\n" + MODEL_SOURCE.format(cls="Odd", model_id="odd")
-    install("recbench-odd", "recbench_odd", source)
+    recbench_fake_distribution("recbench-odd", "1.0", {"recbench_odd": source})
     [failure] = discover().failures
     assert "RECBENCH_PLUGIN_API must be an integer (or a tuple of integers), got '1'" in (
         failure.reason
@@ -262,20 +249,24 @@ def older_api_line(distribution: str, module: str, missing: str) -> str:
         ("from recbench import Sequences", "'Sequences' from recbench"),
     ],
 )
-def test_a_plugin_importing_a_moved_internal_is_skipped_in_one_line(install, statement, missing):
+def test_a_plugin_importing_a_moved_internal_is_skipped_in_one_line(
+    recbench_fake_distribution, statement, missing
+):
     source = statement + "\n" + MODEL_SOURCE.format(cls="Legacy", model_id="legacy")
-    install("recbench-legacy", "recbench_legacy", source, "0.1")
+    recbench_fake_distribution("recbench-legacy", "0.1", {"recbench_legacy": source})
     registry = discover()
     [failure] = registry.failures
     assert failure.one_line() == older_api_line("recbench-legacy", "recbench_legacy", missing)
     assert registry.get("model", "pop")  # the others keep working
 
 
-def test_a_moved_internal_imported_inside_a_hook_is_reported_the_same_way(install):
+def test_a_moved_internal_imported_inside_a_hook_is_reported_the_same_way(
+    recbench_fake_distribution,
+):
     source = MODEL_SOURCE.format(cls="Lazy", model_id="lazy").replace(
         "    register(Lazy)", "    register(Lazy)\n    from recbench.protocols import Queries"
     )
-    install("recbench-lazy", "recbench_lazy", source)
+    recbench_fake_distribution("recbench-lazy", "1.0", {"recbench_lazy": source})
     registry = discover()
     [failure] = registry.failures
     assert failure.one_line() == older_api_line(
@@ -285,11 +276,11 @@ def test_a_moved_internal_imported_inside_a_hook_is_reported_the_same_way(instal
     assert registry.all("model") == discover(deny=["recbench-lazy"]).all("model")  # rolled back
 
 
-def test_a_plugin_needing_a_newer_plugin_api_says_so(install):
+def test_a_plugin_needing_a_newer_plugin_api_says_so(recbench_fake_distribution):
     source = "from recbench.plugin import TimeMachine\n" + MODEL_SOURCE.format(
         cls="Future", model_id="future"
     )
-    install("recbench-future", "recbench_future", source, "3.0")
+    recbench_fake_distribution("recbench-future", "3.0", {"recbench_future": source})
     [failure] = discover().failures
     assert failure.reason == (
         "it targets a newer recbench plugin API: it imports 'TimeMachine' from "
@@ -299,8 +290,12 @@ def test_a_plugin_needing_a_newer_plugin_api_says_so(install):
     )
 
 
-def test_a_missing_dependency_that_is_not_recbench_keeps_its_own_message(install):
-    install("recbench-needy", "recbench_needy", "import recbench_helpers_not_installed\n")
+def test_a_missing_dependency_that_is_not_recbench_keeps_its_own_message(
+    recbench_fake_distribution,
+):
+    recbench_fake_distribution(
+        "recbench-needy", "1.0", {"recbench_needy": "import recbench_helpers_not_installed\n"}
+    )
     [failure] = discover().failures
     assert failure.reason == (
         "ModuleNotFoundError: No module named 'recbench_helpers_not_installed'"
@@ -314,8 +309,14 @@ BAD_OPTIONS = MODEL_SOURCE.replace(
 ).replace("        width: int = 3\n", "        weights: dict = field(default_factory=dict)\n")
 
 
-def test_a_plugin_declaring_an_unsupported_option_type_is_skipped_in_one_line(install):
-    install("recbench-badopt", "recbench_badopt", BAD_OPTIONS.format(cls="Bad", model_id="badopt"))
+def test_a_plugin_declaring_an_unsupported_option_type_is_skipped_in_one_line(
+    recbench_fake_distribution,
+):
+    recbench_fake_distribution(
+        "recbench-badopt",
+        "1.0",
+        {"recbench_badopt": BAD_OPTIONS.format(cls="Bad", model_id="badopt")},
+    )
     registry = discover()
     [failure] = registry.failures
     assert failure.one_line() == (
@@ -347,8 +348,12 @@ def test_a_default_of_another_type_than_declared_is_refused():
 # -- an unknown id says which plugins were skipped ------------------------------------------
 
 
-def test_an_id_of_a_class_that_was_skipped_says_so_and_why(install):
-    install("recbench-badopt", "recbench_badopt", BAD_OPTIONS.format(cls="Bad", model_id="badopt"))
+def test_an_id_of_a_class_that_was_skipped_says_so_and_why(recbench_fake_distribution):
+    recbench_fake_distribution(
+        "recbench-badopt",
+        "1.0",
+        {"recbench_badopt": BAD_OPTIONS.format(cls="Bad", model_id="badopt")},
+    )
     with pytest.raises(ConfigError) as caught:
         discover().get("model", "badopt")
     assert caught.value.one_line().startswith(
@@ -357,13 +362,19 @@ def test_an_id_of_a_class_that_was_skipped_says_so_and_why(install):
     )
 
 
-def test_an_unknown_id_names_the_skipped_plugins_that_may_have_provided_it(install):
+def test_an_unknown_id_names_the_skipped_plugins_that_may_have_provided_it(
+    recbench_fake_distribution,
+):
     legacy = "from recbench.interactions import Sequences\n" + MODEL_SOURCE
-    install("recbench-legacy", "recbench_legacy", legacy.format(cls="L", model_id="legacy"))
+    recbench_fake_distribution(
+        "recbench-legacy", "1.0", {"recbench_legacy": legacy.format(cls="L", model_id="legacy")}
+    )
     broken_metrics = MODEL_SOURCE + (
         "\n@hookimpl\ndef register_metrics(register):\n    raise RuntimeError('no metrics')\n"
     )
-    install("recbench-half", "recbench_half", broken_metrics.format(cls="H", model_id="half"))
+    recbench_fake_distribution(
+        "recbench-half", "1.0", {"recbench_half": broken_metrics.format(cls="H", model_id="half")}
+    )
     registry = discover()
     with pytest.raises(ConfigError) as caught:
         registry.get("model", "legacy")
@@ -432,11 +443,15 @@ def test_malformed_optional_attributes_are_refused(attribute, message):
 # -- what each plugin did ------------------------------------------------------------------
 
 
-def test_records_say_which_hooks_each_plugin_implements_and_what_it_registered(install):
-    install(
-        "recbench-extra", "recbench_extra", MODEL_SOURCE.format(cls="E", model_id="extra"), "4.2"
+def test_records_say_which_hooks_each_plugin_implements_and_what_it_registered(
+    recbench_fake_distribution,
+):
+    recbench_fake_distribution(
+        "recbench-extra", "4.2", {"recbench_extra": MODEL_SOURCE.format(cls="E", model_id="extra")}
     )
-    install("recbench-broken", "recbench_broken", "raise ImportError('needs libfoo')\n", "0.9")
+    recbench_fake_distribution(
+        "recbench-broken", "0.9", {"recbench_broken": "raise ImportError('needs libfoo')"}
+    )
     registry = discover()
     records = {r.name: r for r in registry.records()}
     assert registry.records()[0].distribution == "recbench"  # recbench's own first

@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
-import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 import recbench.testing
+from recbench import hookimpl
 from recbench.data.interactions import Interactions
 from recbench.registry import Registry, discover
 from recbench.testing import ConformanceError, assert_conforms
@@ -62,43 +62,45 @@ def test_installed_registry_and_data_context_fixtures(
     assert not recbench_data_context.data_root.exists()
 
 
+def test_a_fake_distribution_is_discovered_with_its_entry_points(recbench_fake_distribution):
+    class Hooks:
+        @staticmethod
+        @hookimpl
+        def register_losses(register):
+            register(BPR)
+
+    source = (
+        "from recbench import hookimpl\n\n@hookimpl\ndef register_metrics(register):\n    pass\n"
+    )
+    dist = recbench_fake_distribution(
+        "recbench-fake", "0.2", {"recbench_fake_hooks": Hooks, "recbench_fake_source": source}
+    )
+    assert (dist.name, dist.version) == ("recbench-fake", "0.2")
+    registry = discover()
+    loss = registry.get("loss", "test-bpr")
+    assert (loss.plugin, loss.distribution, loss.distribution_version) == (
+        "recbench_fake_hooks",
+        "recbench-fake",
+        "0.2",
+    )
+    assert registry.hooks_of("recbench_fake_source") == ("register_metrics",)
+    assert registry.failures == []
+    with pytest.raises(ValueError, match="'recbench_fake' is already installed"):
+        recbench_fake_distribution("recbench_fake")
+
+
 # -- the example third-party plugin, without installing it -----------------------------
 
 
 @pytest.fixture
-def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Install a fake distribution: a dist-info with a ``recbench`` entry point, and the
-    module's source (written out, or an existing folder put on ``sys.path``)."""
-    site = tmp_path / "site"
-    site.mkdir()
-    monkeypatch.syspath_prepend(str(site))
-    created: list[str] = []
-
-    def _install(
-        dist: str, module: str, source: str | None = None, version: str = "1.0", path=None
-    ):
-        info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
-        (info / "entry_points.txt").write_text(f"[recbench]\n{module} = {module}\n")
-        if source is not None:
-            (site / f"{module}.py").write_text(textwrap.dedent(source))
-        if path is not None:
-            monkeypatch.syspath_prepend(str(path))
-        created.append(module)
-        return importlib.import_module(module)
-
-    yield _install
-    for name in list(sys.modules):
-        if name.partition(".")[0] in created:
-            del sys.modules[name]
-
-
-@pytest.fixture
-def example(install):
-    return install(
-        "recbench-example-plugin", "recbench_example_plugin", version="0.1.0", path=EXAMPLE / "src"
-    )
+def example(recbench_fake_distribution, monkeypatch: pytest.MonkeyPatch):
+    """The example plugin, installed as the distribution ``recbench-example-plugin``."""
+    monkeypatch.syspath_prepend(str(EXAMPLE / "src"))
+    module = importlib.import_module("recbench_example_plugin")
+    recbench_fake_distribution("recbench-example-plugin", "0.1.0", {module.__name__: module})
+    yield module
+    for name in [n for n in sys.modules if n.partition(".")[0] == module.__name__]:
+        del sys.modules[name]
 
 
 def test_the_example_plugin_conforms(example):
@@ -201,27 +203,97 @@ def test_a_cell_that_does_not_match_the_model_is_rejected(example):
         assert_conforms(Shuffled)
 
 
+class CountingCell(torch.nn.Module):
+    """Returns log-probability-like scores (a shift per row) and a step counter."""
+
+    state_names = ("steps",)
+
+    def __init__(self, table):
+        super().__init__()
+        self.register_buffer("table", table)
+
+    def initial_state(self, batch_size):
+        return (torch.zeros(batch_size),)
+
+    def forward(self, item_ids, steps):
+        return self.table[item_ids][:, 1:] - 3.0 * (steps + 1).unsqueeze(1), steps + 1
+
+
 def test_a_cell_may_differ_by_a_constant_per_row_and_carry_state(example):
     from recbench_example_plugin.model import MarkovChain
-
-    class CountingCell(torch.nn.Module):
-        """Returns log-probability-like scores (a shift per row) and a step counter."""
-
-        def __init__(self, table):
-            super().__init__()
-            self.register_buffer("table", table)
-
-        def initial_state(self, batch_size):
-            return (torch.zeros(batch_size),)
-
-        def forward(self, item_ids, steps):
-            return self.table[item_ids][:, 1:] - 3.0 * (steps + 1).unsqueeze(1), steps + 1
 
     class Shifted(MarkovChain):
         def cell(self):
             return CountingCell(self._table)
 
     assert_conforms(Shifted)
+
+
+# -- cells that match score() step by step, but that a run could not export ----------------
+
+
+def test_a_cell_without_state_names_is_rejected_as_its_export_fails(example):
+    from recbench_example_plugin.model import MarkovChain
+
+    class Unnamed(CountingCell):
+        state_names = ()
+
+    class Shifted(MarkovChain):
+        def cell(self):
+            return Unnamed(self._table)
+
+    with pytest.raises(
+        ConformanceError,
+        match=r"model 'example' .* its cell cannot be exported to ONNX as a run exports it "
+        r"\(the cell has 1 state tensors but 0 state_names\): .*state_names naming each",
+    ):
+        assert_conforms(Shifted)
+
+
+class DriftingCell(torch.nn.Module):
+    """Adds the number of calls so far to every score: Python-side state that the exported
+    graph freezes at its value when the cell was traced."""
+
+    state_names = ()
+
+    def __init__(self, table):
+        super().__init__()
+        self.register_buffer("table", table.clamp(min=0))  # finite: parity compares every score
+        self.calls = 0
+
+    def initial_state(self, batch_size):
+        return ()
+
+    def forward(self, item_ids):
+        self.calls += 1
+        return (self.table[item_ids] + self.calls,)
+
+
+def test_a_cell_whose_graph_does_not_compute_what_torch_does_is_rejected(example):
+    from recbench_example_plugin.model import MarkovChain
+
+    class Drifting(MarkovChain):
+        def cell(self):
+            return DriftingCell(self._table)
+
+    with pytest.raises(
+        ConformanceError,
+        match=r"its cell exports to ONNX, but ONNX Runtime does not compute what the torch "
+        r"cell computes \(max abs difference .* exceeds .*\).*Python-side state",
+    ):
+        assert_conforms(Drifting)
+
+
+def test_without_onnxruntime_the_export_is_skipped_with_a_warning(example, monkeypatch):
+    from recbench_example_plugin.model import MarkovChain
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime fails
+    with pytest.warns(
+        UserWarning,
+        match=r"model 'example' .*: its cell was not exported to ONNX .*onnxruntime cannot be "
+        r"imported",
+    ):
+        assert_conforms(MarkovChain, learns=False)
 
 
 def test_an_option_the_command_line_cannot_set_is_rejected(example):
@@ -493,8 +565,18 @@ def register_models(register):
 """
 
 
-def test_a_plugin_with_a_duplicate_id_is_rejected_naming_both_owners(install):
-    module = install("recbench-copycat", "recbench_copycat", MODULE.format(api="", model_id="pop"))
+def install_module(install, distribution: str, source: str, version: str = "1.0"):
+    """Install ``source`` as the module of ``distribution`` (``recbench-x``: module
+    ``recbench_x``) and import it."""
+    module = distribution.replace("-", "_")
+    install(distribution, version, {module: source})
+    return importlib.import_module(module)
+
+
+def test_a_plugin_with_a_duplicate_id_is_rejected_naming_both_owners(recbench_fake_distribution):
+    module = install_module(
+        recbench_fake_distribution, "recbench-copycat", MODULE.format(api="", model_id="pop")
+    )
     with pytest.raises(
         ConformanceError,
         match=r"recbench_copycat does not load cleanly: .*duplicate model id 'pop': registered "
@@ -503,9 +585,9 @@ def test_a_plugin_with_a_duplicate_id_is_rejected_naming_both_owners(install):
         assert_conforms(module)
 
 
-def test_a_plugin_for_another_plugin_api_is_rejected(install):
+def test_a_plugin_for_another_plugin_api_is_rejected(recbench_fake_distribution):
     source = MODULE.format(api="RECBENCH_PLUGIN_API = 3", model_id="future")
-    module = install("recbench-future", "recbench_future", source, version="3.0")
+    module = install_module(recbench_fake_distribution, "recbench-future", source, "3.0")
     with pytest.raises(
         ConformanceError,
         match=r"written for recbench plugin API 3, but this recbench .* provides plugin API 2",
@@ -513,7 +595,7 @@ def test_a_plugin_for_another_plugin_api_is_rejected(install):
         assert_conforms(module)
 
 
-def test_a_module_without_hooks_is_rejected(install):
-    module = install("recbench-empty", "recbench_empty", "RECBENCH_PLUGIN_API = 2\n")
+def test_a_module_without_hooks_is_rejected(recbench_fake_distribution):
+    module = install_module(recbench_fake_distribution, "recbench-empty", "RECBENCH_PLUGIN_API = 2")
     with pytest.raises(ConformanceError, match="implements no recbench hook"):
         assert_conforms(module)

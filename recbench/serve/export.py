@@ -41,6 +41,7 @@ import contextlib
 import copy
 import importlib.metadata
 import logging
+import re
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -433,7 +434,11 @@ def _export_graph(
             f"the ONNX exporter needs the package '{exc.name}' (pip install onnx onnxscript)"
         ) from exc
     except Exception as exc:
+        # The dynamo exporter's message opens with advice; its cause is in its summary.
+        cause = re.search(r"^<class '(?:\w+\.)*(\w+)'>: (.+)$", str(exc), flags=re.MULTILINE)
         first = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
+        if cause is not None:
+            first = f"{cause[1]}: {cause[2]}"
         raise ExportError(f"torch.onnx.export failed: {first}") from exc
     if not path.is_file():
         raise ExportError(f"torch.onnx.export wrote no {path.name}")
