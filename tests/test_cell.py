@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from recbench.plugin import FitContext, ScoringCell, SequenceBatch, Sequences
+from recbench.registry import discover
 from recbench.serve.export import ExportOptions, export_and_check
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -105,7 +106,11 @@ def window_model(walkthrough):
     train = Sequences.from_lists(rows, N_ITEMS)
     model = walkthrough.WindowAttention(options)
     context = FitContext(
-        n_items=N_ITEMS, device=torch.device("cpu"), seed=0, item_counts=train.item_counts()
+        n_items=N_ITEMS,
+        device=torch.device("cpu"),
+        seed=0,
+        item_counts=train.item_counts(),
+        registry=discover(),
     )
     model.fit(train, None, context)
     return model
