@@ -56,18 +56,21 @@ TASK_KINDS = ("model", "metric")
 
 #: What a loss's ``candidates`` may say it receives as ``negative``.
 LOSS_CANDIDATES = ("sampled", "all")
+#: What a loss may ask the trainer for besides the scores (``extra_inputs``, see :class:`Loss`).
+LOSS_INPUTS = ("candidate_ids", "sampling_probabilities")
 #: How the per-event values of a rating metric may be aggregated (``aggregation``).
 AGGREGATIONS = ("mean", "root_mean")
 
 #: kind -> the optional class attributes of that kind and their defaults. ``aliases``:
 #: other ids; ``task``: see :data:`TASKS`; ``baseline``: a simple reference model (the
 #: report compares every model with the best baseline); ``candidates``: what a loss
-#: receives as negatives (:class:`Loss`); ``argument_option``: the option that
+#: receives as negatives and ``extra_inputs`` what else it asks for (:class:`Loss`);
+#: ``argument_option``: the option that
 #: ``--dataset id:ARG`` sets (:class:`Dataset`); ``aggregation`` and ``rating_units``: of
 #: a rating metric (:class:`RatingMetric`).
 OPTIONAL_ATTRIBUTES: dict[str, dict[str, Any]] = {
     "model": {"aliases": (), "task": "ranking", "baseline": False},
-    "loss": {"aliases": (), "candidates": "sampled"},
+    "loss": {"aliases": (), "candidates": "sampled", "extra_inputs": ()},
     "dataset": {"aliases": (), "argument_option": None},
     "metric": {"aliases": (), "task": "ranking", "aggregation": "mean", "rating_units": True},
 }

@@ -38,6 +38,7 @@ from recbench.contracts import (
     AGGREGATIONS,
     KINDS,
     LOSS_CANDIDATES,
+    LOSS_INPUTS,
     OPTIONAL_ATTRIBUTES,
     REQUIRED_ATTRIBUTES,
     TASK_KINDS,
@@ -96,6 +97,8 @@ class PluginInfo:
     has_cell: bool = False
     #: What a loss receives as negatives: ``"sampled"`` or ``"all"``.
     candidates: str = "sampled"
+    #: What else a loss asks the trainer for (names from ``LOSS_INPUTS``).
+    extra_inputs: tuple[str, ...] = ()
     #: The dataset option that ``--dataset id:ARG`` sets (``None``: it takes none).
     argument_option: str | None = None
     #: How a rating metric's per-event values are aggregated: ``"mean"`` or ``"root_mean"``.
@@ -481,6 +484,14 @@ def _optional_attributes(
                 f"{what}: '{name}' must be one of {', '.join(map(repr, choices))}, "
                 f"got {values[name]!r}"
             )
+    if "extra_inputs" in values:
+        wanted = values["extra_inputs"]
+        if not isinstance(wanted, (tuple, list)) or any(n not in LOSS_INPUTS for n in wanted):
+            raise PluginError(
+                f"{what}: 'extra_inputs' must be a tuple of {', '.join(map(repr, LOSS_INPUTS))}, "
+                f"got {wanted!r}"
+            )
+        values["extra_inputs"] = tuple(wanted)
     option = values.get("argument_option")
     if option is not None and option not in {f.name for f in dataclasses.fields(options)}:
         raise PluginError(f"{what}: 'argument_option' {option!r} is not one of its options")

@@ -159,7 +159,16 @@ def test_rmse_and_mae_by_hand_and_in_stars():
     actual = test.ratings.astype(np.float64)
     predicted = np.clip(actual + np.array([0.25, -0.5, 0.0]), 0.0, 1.0)
     errors = predicted - actual
-    result = evaluate_ratings(_Fixed(predicted), test, rating_metrics(), split.scale, device="cpu")
+    registry = discover()
+    registrations = {m: registry.get("metric", m) for m in ("rmse", "mae")}
+    result = evaluate_ratings(
+        _Fixed(predicted),
+        test,
+        rating_metrics(),
+        split.scale,
+        registrations=registrations,
+        device="cpu",
+    )
     rmse = math.sqrt(np.mean(errors**2))
     mae = np.mean(np.abs(errors))
     assert result.summaries["rmse"].mean == pytest.approx(rmse)

@@ -632,10 +632,15 @@ def test_a_loss_over_every_item_gets_every_id_with_probability_one():
     assert torch.equal(drawn, torch.ones_like(drawn))
 
 
-def test_a_loss_asking_for_an_unknown_input_is_a_config_error():
+def test_a_loss_asking_for_an_unknown_input_is_refused_at_registration():
     class AsksForMore(LogQSoftmax):
         id = "asks_for_more"
         extra_inputs = ("candidate_ids", "user_ids")
 
-    with pytest.raises(ConfigError, match="asks for unknown inputs user_ids"):
-        logq_trainer(random_sequences(), loss=AsksForMore)
+    registry = registry_with(AsksForMore)
+    [failure] = [f for f in registry.failures if f.plugin == "asks_for_more-loss"]
+    assert "'extra_inputs' must be a tuple of 'candidate_ids', 'sampling_probabilities'" in (
+        failure.reason
+    )
+    with pytest.raises(ConfigError, match="loss 'asks_for_more' was skipped with its plugin"):
+        registry.get("loss", "asks_for_more")

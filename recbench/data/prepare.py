@@ -112,11 +112,12 @@ def prepare_dataset(
         Missing or malformed data, or an unusable cache folder.
     """
     requested_id, has_argument, argument = name.partition(":")
-    dataset_cls: Any = registry.get("dataset", requested_id).cls
+    dataset_info = registry.get("dataset", requested_id)
+    dataset_cls: Any = dataset_info.cls
     dataset_id: str = dataset_cls.id
     values = dict(options)
     if has_argument:
-        values = _apply_argument(dataset_cls, name, argument, values)
+        values = _apply_argument(dataset_info, name, argument, values)
     parsed_options = parse_options(dataset_cls.Options, values, owner=f"dataset '{dataset_id}'")
     dataset = dataset_cls(parsed_options)
     context = DataContext(
@@ -166,10 +167,10 @@ def prepare_dataset(
 
 
 def _apply_argument(
-    dataset_cls: Any, name: str, argument: str, values: dict[str, Any]
+    dataset_info: Any, name: str, argument: str, values: dict[str, Any]
 ) -> dict[str, Any]:
-    dataset_id = dataset_cls.id
-    option = getattr(dataset_cls, "argument_option", None)
+    dataset_id = dataset_info.id
+    option = dataset_info.argument_option
     if option is None:
         raise ConfigError(
             f"dataset '{dataset_id}' takes no argument, got '{argument}'",

@@ -36,7 +36,7 @@ class ModelPlan:
             "version": self.info.version,
             "options": as_dict(self.options),
             **({"swept": dict(self.swept)} if self.swept else {}),
-            **({"baseline": True} if getattr(self.info.cls, "baseline", False) else {}),
+            **({"baseline": True} if self.info.baseline else {}),
         }
 
     def default_options(self) -> dict[str, Any]:

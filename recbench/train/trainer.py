@@ -411,7 +411,12 @@ def parse_key_values(text: str, *, where: str) -> dict[str, str]:
 def make_loss(name: str, options: str = "", *, registry: PluginLookup) -> Any:
     """The loss registered as ``name`` in ``registry``, built with ``options``
     (``key=value,...``)."""
-    info = registry.get("loss", name)
+    return loss_from(registry.get("loss", name), options)
+
+
+def loss_from(info: Any, options: str = "") -> Any:
+    """The loss of the registration record ``info``, built with ``options``
+    (``key=value,...``)."""
     values = parse_key_values(options, where="option loss_options")
     return info.cls(parse_options(info.cls.Options, values, owner=f"loss '{info.id}'"))
 
@@ -427,7 +432,6 @@ def make_optimizer(parameters: Any, options: TrainingOptions) -> torch.optim.Opt
 
 #: What a loss may ask for besides the scores, in its ``extra_inputs`` (the trainer
 #: passes them as keyword arguments; :class:`recbench.contracts.Loss`).
-LOSS_INPUTS = ("candidate_ids", "sampling_probabilities")
 
 
 class _Trainer:
@@ -447,9 +451,10 @@ class _Trainer:
         self.options = options
         self.name = name
         self.device = torch.device(ctx.device)
-        self.loss = self._make_loss()
-        self.all_candidates = getattr(self.loss, "candidates", "sampled") == "all"
-        self.extra_inputs = self._extra_inputs()
+        loss_info = self._loss_info()
+        self.loss = loss_from(loss_info, options.loss_options)
+        self.all_candidates = loss_info.candidates == "all"
+        self.extra_inputs: tuple[str, ...] = loss_info.extra_inputs
         self.sampler = NegativeSampler(
             train.n_items,
             options.sampling,
@@ -479,7 +484,8 @@ class _Trainer:
             divergence_hint="lower the learning rate or set clip_norm",
         )
 
-    def _make_loss(self) -> Any:
+    def _loss_info(self) -> Any:
+        """The registration record of the model's loss (its class and declared inputs)."""
         if not self.options.loss:
             raise ConfigError(
                 f"{self.name} names no training loss",
@@ -491,17 +497,7 @@ class _Trainer:
                 "the fit context has no plugin registry",
                 hint="give FitContext a registry, e.g. registry=recbench.registry.discover()",
             )
-        return make_loss(self.options.loss, self.options.loss_options, registry=self.ctx.registry)
-
-    def _extra_inputs(self) -> tuple[str, ...]:
-        wanted = tuple(getattr(self.loss, "extra_inputs", ()))
-        unknown = [name for name in wanted if name not in LOSS_INPUTS]
-        if unknown:
-            raise ConfigError(
-                f"loss '{self.options.loss}' asks for unknown inputs {', '.join(unknown)}",
-                hint=f"a loss may ask for {', '.join(LOSS_INPUTS)}",
-            )
-        return wanted
+        return self.ctx.registry.get("loss", self.options.loss)
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.use_bf16:

@@ -99,7 +99,7 @@ class RankingTask(Task):
         checked = order_check.choose_model(
             config.order_check,
             [m.label for m in models],
-            [m.label for m in models if callable(getattr(m.info.cls, "cell", None))],
+            [m.label for m in models if m.info.has_cell],
         )
         split = parse_options(SplitOptions, options.get("split", {}), owner="section 'split'")
         return RankingOptions(split=split, evaluation=evaluation, order_check=checked)

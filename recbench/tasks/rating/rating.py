@@ -198,14 +198,6 @@ def aggregate(values: np.ndarray, aggregation: str = "mean") -> MetricSummary:
     )
 
 
-def aggregation_of(metric: Any) -> str:
-    return str(getattr(metric, "aggregation", "mean"))
-
-
-def in_rating_units(metric: Any) -> bool:
-    return bool(getattr(metric, "rating_units", True))
-
-
 @dataclass
 class RatingEvaluation:
     """Metric values of one rating model on a set of events.
@@ -233,6 +225,7 @@ def evaluate_ratings(
     metrics: Mapping[str, Any],
     scale: RatingScale,
     *,
+    registrations: Mapping[str, Any],
     device: torch.device | str,
     batch_size: int = 4096,
     clip: bool = True,
@@ -240,6 +233,10 @@ def evaluate_ratings(
     description: str = "",
 ) -> RatingEvaluation:
     """Predict ``events`` with ``model`` and compute every rating metric.
+
+    ``metrics`` maps a metric id to the metric; ``registrations`` maps it to its
+    registration record (:class:`recbench.registry.PluginInfo`), which says how its
+    per-event values are aggregated and whether it is in rating units (also in stars).
 
     Raises
     ------
@@ -280,14 +277,14 @@ def evaluate_ratings(
                 hint=f"return a tensor of shape {list(expected)}",
             )
         array = values.detach().to("cpu", torch.float64).numpy()
-        aggregations[metric_id] = aggregation_of(metric)
+        aggregations[metric_id] = registrations[metric_id].aggregation
         if metric.per_query:
             per_event[metric_id] = array
             summary = aggregate(array, aggregations[metric_id])
         else:
             summary = MetricSummary(mean=float(array), ci95=None, n=len(events))
         summaries[metric_id] = summary
-        if in_rating_units(metric):
+        if registrations[metric_id].rating_units:
             factor = scale.stars_per_unit
             summaries[metric_id + STARS_SUFFIX] = MetricSummary(
                 mean=summary.mean * factor,

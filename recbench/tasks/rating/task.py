@@ -31,9 +31,7 @@ from recbench.tasks.rating.rating import (
     RATING_TASK,
     SPLIT_METHOD,
     STARS_SUFFIX,
-    aggregation_of,
     evaluate_ratings,
-    in_rating_units,
     max_history_of,
     rating_fit_context,
 )
@@ -79,8 +77,8 @@ class RatingTask(Task):
         return {
             **metric.resolved(),
             "task": RATING_TASK,
-            "aggregation": aggregation_of(metric.info.cls),
-            "rating_units": in_rating_units(metric.info.cls),
+            "aggregation": metric.info.aggregation,
+            "rating_units": metric.info.rating_units,
         }
 
     def key_fields(self, resolved: Mapping[str, Any], ablation: str | None) -> dict[str, Any]:
@@ -139,6 +137,7 @@ class RatingTask(Task):
             split.test,
             run.metrics,
             split.scale,
+            registrations={m.info.id: m.info for m in run.plan.metrics},
             device=run.device,
             batch_size=options.batch_size,
             clip=options.clip,
