@@ -95,7 +95,7 @@ class FitContext:
     ``validate(model)`` evaluates the model on the validation queries and returns the
     model-selection metric (higher is better); it is ``None`` when there is no validation
     set. The test set is never reachable from here. ``registry`` is the run's plugin
-    registry (models look up losses there; ``None``: the installed plugins).
+    registry (models look up losses there; the shared trainer refuses to train without one).
     ``checkpoint_dir`` is where a model may keep checkpoints (weights only); ``None``:
     keep them in memory.
     """
