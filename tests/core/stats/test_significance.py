@@ -168,7 +168,7 @@ def test_two_models_of_a_run_are_tested_on_the_same_queries(tmp_path):
     from recbench.errors import ConfigError
 
     run = tmp_path / "run"
-    shutil.copytree(Path(__file__).parent / "fixtures" / "report-run", run)
+    shutil.copytree(Path(__file__).resolve().parents[2] / "fixtures" / "report-run", run)
     result = load_results(run)
     test = result.paired_test("sr", "pop", "iterative", "sps@10")
     frame = result.to_dataframe()

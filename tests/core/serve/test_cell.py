@@ -21,7 +21,7 @@ from recbench.serve.export import ExportOptions, export_and_check
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "plugins.md"
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "plugins.md"
 N_ITEMS = 30
 
 

@@ -6,7 +6,7 @@ two itemknn variants, sr, and an lstm sweep whose huge learning rate diverges), 
 without its checkpoints, ONNX files and tracebacks. After an intended change to the
 report, regenerate the expected text with::
 
-    RECBENCH_UPDATE_SNAPSHOT=1 pytest tests/test_report_snapshot.py
+    RECBENCH_UPDATE_SNAPSHOT=1 pytest tests/core/report/test_report_snapshot.py
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from recbench.api import write_report
 from recbench.report.render import render
 from recbench.results import RunDirectory
 
-FIXTURE = Path(__file__).parent / "fixtures" / "report-run"
-EXPECTED = Path(__file__).parent / "fixtures" / "report-run.md"
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "report-run"
+EXPECTED = Path(__file__).resolve().parents[2] / "fixtures" / "report-run.md"
 
 
 def test_the_report_matches_the_snapshot():

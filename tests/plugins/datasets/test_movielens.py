@@ -42,7 +42,7 @@ ROWS = [
     (2, 99, 0.5, 890000200),
     (3, 23, 2.0, 890000000),
 ]
-README = Path(__file__).resolve().parents[1] / "datasets" / "README.md"
+README = Path(__file__).resolve().parents[3] / "datasets" / "README.md"
 
 
 def official_text(dataset: type[MovieLensDataset]) -> str:

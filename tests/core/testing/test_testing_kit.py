@@ -21,7 +21,7 @@ from recbench.data.interactions import Interactions
 from recbench.registry import Registry, discover
 from recbench.testing import ConformanceError, assert_conforms
 
-EXAMPLE = Path(__file__).parent / "fixtures" / "recbench-example-plugin"
+EXAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "recbench-example-plugin"
 
 
 # -- the pytest plugin and its fixtures ------------------------------------------------

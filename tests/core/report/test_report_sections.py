@@ -14,7 +14,7 @@ from recbench.report.render import TASK_SECTIONS, render
 from recbench.results import RunDirectory
 from recbench.tasks.catalog import TASKS
 
-FIXTURE = Path(__file__).parent / "fixtures" / "report-run"
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "report-run"
 
 
 def fixture_copy(tmp_path: Path) -> Path:
