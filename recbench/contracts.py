@@ -15,7 +15,7 @@ A plugin registers *classes*. Every class carries the same metadata:
     Other ids that select it (``ml100k`` for ``ml-100k``).
 ``task`` (optional; models and metrics)
     ``"ranking"`` (the default) or ``"rating"`` for the rating track
-    (:mod:`recbench.tasks.rating.rating`): a rating model has ``predict`` instead of ``score``
+    (:mod:`recbench.tasks.rating.evaluation`): a rating model has ``predict`` instead of ``score``
     (:class:`RatingModel`), a rating metric reads predicted and actual ratings
     (:class:`RatingMetric`).
 

@@ -1,4 +1,4 @@
-"""Rating-prediction metrics: RMSE and MAE (the rating track, :mod:`recbench.tasks.rating.rating`).
+"""Rating-prediction metrics: RMSE and MAE (the rating track, :mod:`recbench.tasks.rating.evaluation`).
 
 Both receive the predicted and the actual ratings of the test events on the [0, 1] scale
 (float64 ``[N]``) and return one value per event, which recbench keeps for paired tests:

@@ -115,7 +115,7 @@ class LSTMRating:
     """An LSTM reads a user's earlier (item, rating) pairs and predicts the next rating.
 
     For an event of user ``u`` on item ``i`` it sees exactly what the rating protocol
-    gives it (:mod:`recbench.tasks.rating.rating`): ``u``'s **training** events before the event in
+    gives it (:mod:`recbench.tasks.rating.evaluation`): ``u``'s **training** events before the event in
     time, at most ``max_history`` of the most recent, as (item, scaled rating) pairs, plus
     the item ``i`` to rate -- not the user id, and no validation or test rating. At test
     time the history is therefore all of the user's training events before the test

@@ -23,7 +23,7 @@ The protocols:
 Users with fewer than 2 items give no query.
 
 ``rating`` (:data:`RATING_PROTOCOL`) is no ranking protocol: it predicts held-out ratings
-and is defined and evaluated in :mod:`recbench.tasks.rating.rating`.
+and is defined and evaluated in :mod:`recbench.tasks.rating.evaluation`.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ PROTOCOL_ALIASES: dict[str, str] = {
     "next-item": "iterative",
     "last": "last-item",
 }
-#: The rating-prediction protocol (:mod:`recbench.tasks.rating.rating`): predict held-out ratings
+#: The rating-prediction protocol (:mod:`recbench.tasks.rating.evaluation`): predict held-out ratings
 #: instead of ranking items. A run's protocols are either ranking protocols or this one.
 RATING_PROTOCOL = "rating"
 
@@ -226,7 +226,7 @@ def build_queries(protocol: str, sequences: Sequences) -> Queries:
     if protocol == RATING_PROTOCOL:
         raise ConfigError(
             "the rating protocol builds no ranking queries",
-            hint="evaluate rating models with recbench.tasks.rating.rating",
+            hint="evaluate rating models with recbench.tasks.rating.evaluation",
         )
     lengths = sequences.lengths
     rows = np.flatnonzero(lengths >= 2).astype(np.int64)

@@ -25,7 +25,7 @@ from recbench.report.marks import (
     table_tests,
 )
 from recbench.report.sections import RunView, partial_seeds
-from recbench.tasks.rating.rating import OPTION_SECTION, STARS_SUFFIX
+from recbench.tasks.rating.evaluation import OPTION_SECTION, STARS_SUFFIX
 
 
 class RatingSections:

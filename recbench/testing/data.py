@@ -142,7 +142,7 @@ class TinyData:
 
     @functools.cached_property
     def ratings(self) -> RatingSplit:
-        """The same events as a rating split (:func:`recbench.tasks.rating.rating.split_ratings` with
+        """The same events as a rating split (:func:`recbench.tasks.rating.evaluation.split_ratings` with
         the default options, seed 0: 72% training, 8% validation, 20% test events), for
         rating models and metrics. Its ``fit_context(device)`` gives a model what a run
         would."""

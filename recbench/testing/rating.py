@@ -31,7 +31,7 @@ def check_rating_model(checker: Checker, options: Mapping[str, Any], settings: S
 
     from recbench.errors import PluginError
     from recbench.runner.seeding import seed_everything
-    from recbench.tasks.rating.rating import max_history_of, rating_fit_context
+    from recbench.tasks.rating.evaluation import max_history_of, rating_fit_context
 
     model, epoch_key, epochs = construct_with_epochs(checker, options, settings)
     try:
@@ -143,7 +143,7 @@ def _check_rating_learns(
     single value (not personalised by design) must match it."""
     import numpy as np
 
-    from recbench.tasks.rating.rating import predict_events
+    from recbench.tasks.rating.evaluation import predict_events
 
     test = split.test
     predicted = checker.call(
@@ -178,7 +178,7 @@ def check_rating_metric(checker: Checker, options: Mapping[str, Any], settings: 
     import torch
 
     from recbench.contracts import RatingMetricContext
-    from recbench.tasks.rating.rating import AGGREGATIONS, aggregate
+    from recbench.tasks.rating.evaluation import AGGREGATIONS, aggregate
 
     check_metric_metadata(checker)
     cls = checker.cls

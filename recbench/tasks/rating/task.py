@@ -1,10 +1,10 @@
-"""The rating task: predict held-out ratings (the protocol: :mod:`recbench.tasks.rating.rating`).
+"""The rating task: predict held-out ratings (the protocol: :mod:`recbench.tasks.rating.evaluation`).
 
 Its options are the section ``rating`` (:class:`recbench.data.ratings.RatingOptions`).
 Each seed splits the rating events (:func:`recbench.data.ratings.split_ratings`); a model
 is fitted on the training events with early stopping on the validation events (the fit
-context's ``validate``, :func:`recbench.tasks.rating.rating.rating_fit_context`) and
-evaluated on the test events (:func:`recbench.tasks.rating.rating.evaluate_ratings`).
+context's ``validate``, :func:`recbench.tasks.rating.evaluation.rating_fit_context`) and
+evaluated on the test events (:func:`recbench.tasks.rating.evaluation.evaluate_ratings`).
 Rating models have no one-step cell: nothing is exported or timed.
 """
 
@@ -25,7 +25,7 @@ from recbench.errors import ConfigError
 from recbench.registry import Registry
 from recbench.tasks.base import Evaluation, Job, Task, TaskRun
 from recbench.tasks.plans import MetricPlan, ModelPlan
-from recbench.tasks.rating.rating import (
+from recbench.tasks.rating.evaluation import (
     OPTION_SECTION,
     PREPROCESS_DEFAULTS,
     RATING_TASK,

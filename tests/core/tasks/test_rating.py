@@ -1,4 +1,4 @@
-"""The rating track's core (recbench.tasks.rating.rating): split, scaling, histories, metrics, the run,
+"""The rating track's core (recbench.tasks.rating.evaluation): split, scaling, histories, metrics, the run,
 its report, and the one-line errors of runs that mix tasks."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from recbench.data.ratings import RatingOptions, RatingScale, split_ratings
 from recbench.errors import ConfigError, PluginError
 from recbench.registry import discover, validate_class
 from recbench.results import SCHEMA_VERSION, RunDirectory
-from recbench.tasks.rating.rating import (
+from recbench.tasks.rating.evaluation import (
     aggregate,
     evaluate_ratings,
     predict_events,

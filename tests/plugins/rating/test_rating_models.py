@@ -10,7 +10,7 @@ import pytest
 from recbench.config.options import parse_options
 from recbench.data.ratings import RatingOptions, split_ratings
 from recbench.registry import discover
-from recbench.tasks.rating.rating import predict_events, rating_fit_context
+from recbench.tasks.rating.evaluation import predict_events, rating_fit_context
 from recbench.testing import tiny_data
 
 #: A trained model's test RMSE must be at most this share of the global mean's. On the
@@ -126,7 +126,7 @@ def test_ml100k_beats_the_article(real_settings):
     from recbench.data.prepare import prepare_dataset
     from recbench.data.preprocess import PreprocessOptions
     from recbench.progress import Progress
-    from recbench.tasks.rating.rating import PREPROCESS_DEFAULTS
+    from recbench.tasks.rating.evaluation import PREPROCESS_DEFAULTS
 
     data = prepare_dataset(
         "ml-100k",

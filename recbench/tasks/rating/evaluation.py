@@ -3,11 +3,11 @@
 ``recbench run --protocols rating --models mean,mf,dense,lstm_rating --dataset ml-100k``
 follows "PyTorch for Recommenders 101" (Fast Forward Labs, 2018), which trained matrix
 factorisation, a dense network and an LSTM on MovieLens 100K with ratings "scaled between
-[0, 1]" and reported the test RMSE. This module holds the protocol: the split, the
-scaling, the events and histories models receive, and the evaluation of their
-predictions; :mod:`recbench.tasks.rating.task` is the task the runner runs with it, and
-:mod:`recbench.report.rating_sections` renders its report sections. It knows no concrete model or
-metric: rating models and metrics are plugins that declare ``task = "rating"``
+[0, 1]" and reported the test RMSE. This module holds the protocol and the evaluation
+of the predictions; the split, the scaling, and the events and histories models receive
+are in :mod:`recbench.data.ratings`; :mod:`recbench.tasks.rating.task` is the task the
+runner runs with it, and :mod:`recbench.report.rating_sections` renders its report
+sections. It knows no concrete model or metric: rating models and metrics are plugins that declare ``task = "rating"``
 (:class:`recbench.contracts.RatingModel`, :class:`recbench.contracts.RatingMetric`).
 
 The protocol
