@@ -665,14 +665,11 @@ def check_parity(
                         raise ExportError(
                             f"output {index} has shape {np.shape(have)}, torch's {want.shape}"
                         )
-                    diff = (
-                        float(np.max(np.abs(want.astype(np.float64) - have))) if want.size else 0.0
-                    )
-                    if not np.isfinite(diff):
-                        diff = float("inf")
+                    diff = _difference(want, np.asarray(have))
                     if index == 0:
                         diff_scores = max(diff_scores, diff)
-                        scale = max(scale, float(np.max(np.abs(want))))
+                        finite = np.abs(want[np.isfinite(want)])
+                        scale = max(scale, float(np.max(finite)) if finite.size else 0.0)
                     else:
                         diff_state = max(diff_state, diff)
                 if run_topk is not None and k is not None:
@@ -706,6 +703,21 @@ def check_parity(
         top_k=k if run_topk is not None else None,
         reason=reason,
     )
+
+
+def _difference(want: np.ndarray, have: np.ndarray) -> float:
+    """The largest ``|want - have|`` over the entries where torch's output is finite;
+    infinite when the runtime's non-finite entries (``-inf`` scores, NaN) are not exactly
+    torch's. A cell may put ``-inf`` where an item can never be recommended; those
+    entries must match, and they do not make the tolerance infinite."""
+    want = want.astype(np.float64)
+    have = have.astype(np.float64)
+    finite = np.isfinite(want)
+    if not np.array_equal(finite, np.isfinite(have)) or not np.array_equal(
+        want[~finite], have[~finite], equal_nan=True
+    ):
+        return float("inf")
+    return float(np.max(np.abs(want[finite] - have[finite]))) if finite.any() else 0.0
 
 
 def _topk_agreement(

@@ -172,6 +172,25 @@ def test_a_cell_whose_torch_output_differs_from_its_graph_fails_parity(trained, 
     assert parity.topk_agreement == 1.0  # a constant shift keeps the ranking
 
 
+class MaskedPaddingCell(ShiftedCell):
+    """A shifted cell that scores the padding column -inf, as a cell may."""
+
+    def forward(self, item_ids, *state):
+        scores, *new_state = super().forward(item_ids, *state)
+        return (scores.index_fill(1, torch.tensor([0]), float("-inf")), *new_state)
+
+
+def test_minus_infinity_scores_must_match_and_do_not_blind_the_check(trained, tmp_path):
+    cell = MaskedPaddingCell(trained["mlstm"].cell())
+    exported = export_cell(cell, tmp_path / "masked", top_k=5)
+    parity = onnx_parity(cell, exported, tolerance=1e-4)
+    assert parity.passed and np.isfinite(parity.score_scale)
+    cell.shift = 0.5  # torch's finite scores move; the graph's do not
+    parity = onnx_parity(cell, exported, tolerance=1e-4)
+    assert not parity.passed
+    assert parity.max_abs_diff_scores == pytest.approx(0.5, rel=1e-3)
+
+
 class UnexportableCell(nn.Module):
     state_names = ("h",)
 
