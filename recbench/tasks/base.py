@@ -37,6 +37,7 @@ from recbench.errors import ConfigError
 from recbench.progress import Progress
 from recbench.registry import Registry
 from recbench.serve.export import ExportOptions
+from recbench.stats.summary import MetricSummary
 from recbench.tasks.plans import MetricPlan, ModelPlan
 
 
@@ -136,6 +137,12 @@ class Evaluation:
     seconds: float
     queries_per_second: float
     headline: str = ""
+
+
+def metric_entry(summary: MetricSummary, *, per_query: bool) -> dict[str, Any]:
+    """A metric's cell entry as every task records it: ``mean``, ``ci95``, ``n`` and
+    whether its per-query values are kept beside the cell."""
+    return {"mean": summary.mean, "ci95": summary.ci95, "n": summary.n, "per_query": per_query}
 
 
 class Task(ABC):

@@ -30,7 +30,7 @@ from recbench.data.splits import Split, SplitOptions, make_split
 from recbench.errors import ConfigError
 from recbench.progress import Progress
 from recbench.registry import Registry
-from recbench.tasks.base import Evaluation, Job, RunPlan, Task, TaskRun
+from recbench.tasks.base import Evaluation, Job, RunPlan, Task, TaskRun, metric_entry
 from recbench.tasks.plans import MetricPlan, ModelPlan
 from recbench.tasks.ranking import order_check
 from recbench.tasks.ranking.evaluation import evaluate
@@ -233,13 +233,8 @@ class RankingTask(Task):
             n_queries=result.n_queries,
             n_users=result.n_users,
             metrics={
-                name: {
-                    "mean": s.mean,
-                    "ci95": s.ci95,
-                    "n": s.n,
-                    "per_query": name in result.per_query,
-                }
-                for name, s in result.summaries.items()
+                name: metric_entry(summary, per_query=name in result.per_query)
+                for name, summary in result.summaries.items()
             },
             per_query=result.per_query,
             seconds=result.seconds,

@@ -23,7 +23,7 @@ from recbench.data.protocols import RATING_PROTOCOL
 from recbench.data.ratings import RatingOptions, RatingSplit, split_ratings
 from recbench.errors import ConfigError
 from recbench.registry import Registry
-from recbench.tasks.base import Evaluation, Job, Task, TaskRun
+from recbench.tasks.base import Evaluation, Job, Task, TaskRun, metric_entry
 from recbench.tasks.plans import MetricPlan, ModelPlan
 from recbench.tasks.rating.evaluation import (
     OPTION_SECTION,
@@ -149,10 +149,7 @@ class RatingTask(Task):
             n_users=result.n_users,
             metrics={
                 metric: {
-                    "mean": summary.mean,
-                    "ci95": summary.ci95,
-                    "n": summary.n,
-                    "per_query": metric in result.per_event,
+                    **metric_entry(summary, per_query=metric in result.per_event),
                     "aggregation": result.aggregations.get(
                         metric.removesuffix(STARS_SUFFIX), "mean"
                     ),
