@@ -263,11 +263,11 @@ def _format_stat(value: Any) -> str:
 
 def models_section(run: RunView) -> list[str]:
     """The Models section: each model's loss and the options it changed from its class's
-    defaults (``config.json``'s ``model_defaults``); shown when some model changed one.
-    Runs stored without the defaults show none."""
+    defaults (``config.json``'s ``model_defaults``); shown when some model trains with a
+    loss or changed an option. Runs stored without the defaults show none."""
     defaults = run.config.get("model_defaults") or {}
     rows = []
-    changed_any = False
+    changed_any = has_loss = False
     for label in run.model_order:
         entry = run.config["models"].get(label, {})
         base = defaults.get(entry.get("id"))
@@ -279,12 +279,13 @@ def models_section(run: RunView) -> list[str]:
         loss = options.get("loss")
         loss_text = "–"
         if loss is not None:
+            has_loss = True
             loss_text = str(loss) + (
                 f" ({options['loss_options']})" if options.get("loss_options") else ""
             )
         shown = [f"{k}={_option_text(v)}" for k, v in changed.items() if k not in LOSS_OPTIONS]
         rows.append([label, loss_text, ", ".join(shown) or "defaults"])
-    if not changed_any:
+    if not (changed_any or has_loss):
         return []
     return [
         "## Models",

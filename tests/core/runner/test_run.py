@@ -328,3 +328,22 @@ def test_the_report_shows_the_options_a_run_changed(settings, tmp_path):
     assert "| pop     | –      | defaults" in models
     unchanged = run_tiny(settings, tmp_path / "plain", protocols=["last-item"])
     assert "## Models" not in (unchanged.path / "report.md").read_text()
+
+
+def test_the_report_shows_the_loss_of_a_model_with_default_options(settings, tmp_path):
+    result = run_tiny(
+        settings,
+        tmp_path / "run",
+        models=["pop", "lstm"],
+        protocols=["last-item"],
+        order_check="off",
+        overrides=["export.enabled=false", "lstm.epochs=1"],
+    )
+    section = (result.path / "report.md").read_text().split("## Models")[1].split("\n## ")[0]
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("|")
+    ]
+    assert ["lstm", "adaptive_hinge", "epochs=1"] in rows
+    assert ["pop", "–", "defaults"] in rows
