@@ -2,7 +2,7 @@
 
 One skeleton serves every task. The report states what was measured, how, and how sure
 we are, in this order: a title and a one-paragraph summary; the environment; dataset
-statistics; the protocol; the models' changed options (when a model changed any); the
+statistics; the protocol; the models' losses and changed options (when there are any); the
 results; what the task shows after them (for ranking: option sweeps and the order check);
 timing; serving latency with an accuracy-vs-latency view (:mod:`recbench.report.latency`);
 failures. The summary, protocol and results are the task's

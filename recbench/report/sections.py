@@ -2,7 +2,7 @@
 
 :class:`RunView` is a run directory as the report reads it (result files only). The
 sections here are shared by every task: environment (with the plugins that were
-skipped), dataset, the models' changed options, timing and failures; the sections that
+skipped), dataset, the models' losses and changed options, timing and failures; the sections that
 differ (summary, protocol, results and what follows them) are a task's
 :class:`TaskSections` (:mod:`recbench.report.ranking_sections`,
 :mod:`recbench.report.rating_sections`). :mod:`recbench.report.render` puts them in order.
