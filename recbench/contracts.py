@@ -67,12 +67,21 @@ AGGREGATIONS = ("mean", "root_mean")
 #: receives as negatives and ``extra_inputs`` what else it asks for (:class:`Loss`);
 #: ``argument_option``: the option that
 #: ``--dataset id:ARG`` sets (:class:`Dataset`); ``aggregation`` and ``rating_units``: of
-#: a rating metric (:class:`RatingMetric`).
+#: a rating metric (:class:`RatingMetric`); ``headline``: a metric's rank among the
+#: report's headline metrics (summary, console table, curves; ``None``: not one) and
+#: ``count``: its values are counts, shown without decimals (:class:`Metric`).
 OPTIONAL_ATTRIBUTES: dict[str, dict[str, Any]] = {
     "model": {"aliases": (), "task": "ranking", "baseline": False},
     "loss": {"aliases": (), "candidates": "sampled", "extra_inputs": ()},
     "dataset": {"aliases": (), "argument_option": None},
-    "metric": {"aliases": (), "task": "ranking", "aggregation": "mean", "rating_units": True},
+    "metric": {
+        "aliases": (),
+        "task": "ranking",
+        "aggregation": "mean",
+        "rating_units": True,
+        "headline": None,
+        "count": False,
+    },
 }
 
 

@@ -105,6 +105,10 @@ class PluginInfo:
     aggregation: str = "mean"
     #: A rating metric whose values are in rating units (also reported in stars).
     rating_units: bool = True
+    #: A metric's rank among the report's headline metrics (``None``: not one).
+    headline: int | None = None
+    #: A metric whose values are counts (shown without decimals).
+    count: bool = False
 
 
 @dataclass(frozen=True)
@@ -475,7 +479,12 @@ def _optional_attributes(
     values["aliases"] = tuple(aliases)
     if "task" in values:
         values["task"] = task
-    for flag in ("baseline", "rating_units"):
+    headline = values.get("headline")
+    if headline is not None and (
+        isinstance(headline, bool) or not isinstance(headline, int) or headline < 0
+    ):
+        raise PluginError(f"{what}: 'headline' must be None or an integer >= 0, got {headline!r}")
+    for flag in ("baseline", "rating_units", "count"):
         if flag in values and not isinstance(values[flag], bool):
             raise PluginError(f"{what}: '{flag}' must be True or False, got {values[flag]!r}")
     for name, choices in (("candidates", LOSS_CANDIDATES), ("aggregation", AGGREGATIONS)):

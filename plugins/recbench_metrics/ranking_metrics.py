@@ -57,6 +57,7 @@ class ShortTermPredictionSuccess(_RankingMetric):
     """
 
     id = "sps"
+    headline = 0
     summary = "short-term prediction success: the next item is in the top k"
 
     def __call__(self, ranking: Ranking, k: int, ctx: MetricContext) -> torch.Tensor:
@@ -77,6 +78,7 @@ class Recall(_RankingMetric):
     """
 
     id = "recall"
+    headline = 1
     summary = "share of the remaining items of the sequence found in the top k"
 
     def __call__(self, ranking: Ranking, k: int, ctx: MetricContext) -> torch.Tensor:
@@ -111,6 +113,7 @@ class Hit(_RankingMetric):
     """
 
     id = "hit"
+    headline = 4
     summary = "any target is in the top k"
 
     def __call__(self, ranking: Ranking, k: int, ctx: MetricContext) -> torch.Tensor:
@@ -130,6 +133,7 @@ class ReciprocalRank(_RankingMetric):
     """
 
     id = "mrr"
+    headline = 2
     summary = "1 / rank of the first target within the top k (0 if none)"
 
     def __call__(self, ranking: Ranking, k: int, ctx: MetricContext) -> torch.Tensor:
@@ -153,6 +157,7 @@ class NormalizedDCG(_RankingMetric):
     """
 
     id = "ndcg"
+    headline = 3
     summary = "normalised discounted cumulative gain of the targets in the top k"
 
     def __call__(self, ranking: Ranking, k: int, ctx: MetricContext) -> torch.Tensor:
@@ -203,6 +208,7 @@ class ItemCoverage(_RankingMetric):
     """
 
     id = "item_coverage"
+    count = True
     summary = "number of distinct items that are a correct recommendation (share: / n_items)"
     per_query = False
     bounds = (0.0, None)

@@ -70,6 +70,7 @@ class RootMeanSquaredError(_RatingError):
     """
 
     id = "rmse"
+    headline = 0
     summary = "Root mean squared error of predicted ratings (per event: the squared error)"
     aggregation: ClassVar[str] = "root_mean"
 
@@ -90,6 +91,7 @@ class MeanAbsoluteError(_RatingError):
     """
 
     id = "mae"
+    headline = 1
     summary = "Mean absolute error of predicted ratings"
     aggregation: ClassVar[str] = "mean"
 

@@ -27,12 +27,14 @@ from typing import Any
 import numpy as np
 
 from recbench.data.files import write_bytes_atomic
+from recbench.report.metric_display import MetricDisplay
 from recbench.results import RunDirectory, read_json
 from recbench.tasks.ranking.order_check import is_ablation
 
 FILES = {"metric_curves": "metric-curves.png", "accuracy_latency": "accuracy-latency.png"}
 #: The metrics drawn in the metric-curve figure, when the run has them.
-CURVE_METRICS = ("sps", "recall", "mrr", "ndcg")
+#: How many of the run's headline metrics the metric@k curves show.
+CURVE_METRICS = 4
 
 
 def write_figures(run_dir: RunDirectory, folder: Path) -> dict[str, Path]:
@@ -45,9 +47,10 @@ def write_figures(run_dir: RunDirectory, folder: Path) -> dict[str, Path]:
     cells = [c for c in run_dir.cells() if c.get("status") == "ok" and not is_ablation(c)]
     models = config.get("model_order") or list(config["models"])
     protocols = [p for p in config["protocols"] if any(c["protocol"] == p for c in cells)]
+    curve_metrics = MetricDisplay.of(config).headlines()[:CURVE_METRICS]
     written = {}
     for figure_id, draw in (
-        ("metric_curves", lambda: _metric_curves(cells, models, protocols)),
+        ("metric_curves", lambda: _metric_curves(cells, models, protocols, curve_metrics)),
         ("accuracy_latency", lambda: _accuracy_latency(run_dir, config, models, protocols, cells)),
     ):
         figure = draw()
@@ -83,7 +86,10 @@ def _new_figure(width: float, height: float) -> Any:
 
 
 def _metric_curves(
-    cells: Sequence[Mapping[str, Any]], models: Sequence[str], protocols: Sequence[str]
+    cells: Sequence[Mapping[str, Any]],
+    models: Sequence[str],
+    protocols: Sequence[str],
+    curve_metrics: Sequence[str],
 ) -> Any:
     # (protocol, metric id, model) -> cutoff -> means over seeds
     values: dict[tuple[str, str, str], dict[int, list[float]]] = defaultdict(
@@ -92,10 +98,10 @@ def _metric_curves(
     for cell in cells:
         for name, summary in cell["metrics"].items():
             metric_id, _, k = name.partition("@")
-            if metric_id in CURVE_METRICS and k.isdigit():
+            if metric_id in curve_metrics and k.isdigit():
                 key = (cell["protocol"], metric_id, cell["model_label"])
                 values[key][int(k)].append(summary["mean"])
-    metrics = [m for m in CURVE_METRICS if any(key[1] == m for key in values)]
+    metrics = [m for m in curve_metrics if any(key[1] == m for key in values)]
     if not metrics or not protocols:
         return None
     figure = _new_figure(3.2 * len(metrics), 2.8 * len(protocols))

@@ -27,8 +27,13 @@ from recbench.report.marks import (
     p_text,
     table_tests,
 )
+from recbench.report.metric_display import MetricDisplay
 from recbench.report.sections import RunView, partial_seeds
 from recbench.tasks.ranking import order_check
+
+#: How many of the run's headline metrics the console table and the order check show.
+CONSOLE_METRICS = 4
+ORDER_CHECK_METRICS = 3
 
 PROTOCOL_DESCRIPTIONS = {
     "half-split": "input = the first half of each held-out user's sequence; targets = the rest "
@@ -87,7 +92,7 @@ class RankingSections:
             name = next(
                 (
                     f"{m}@{k}"
-                    for m in ("sps", "recall", "mrr", "ndcg", "hit")
+                    for m in run.display.headlines()
                     if any((protocol, model, f"{m}@{k}") in aggregated for model in models)
                 ),
                 None,
@@ -208,6 +213,7 @@ class RankingSections:
                 self.aggregated,
                 run.grouped,
                 self.cutoffs,
+                run.display,
             ),
             *_order_check_section(run, self.cutoffs),
         ]
@@ -234,7 +240,7 @@ class RankingSections:
                     row.append("–")
                     continue
                 mean, ci = aggregated[(protocol, model, name)]
-                text = _format_value(mean, name.partition("@")[0])
+                text = _format_value(mean, self.run.display.is_count(name.partition("@")[0]))
                 if name in best and mean == best[name]:
                     text = f"**{text}**"
                 if ci is not None and not math.isnan(ci):
@@ -246,7 +252,7 @@ class RankingSections:
         return markdown_table(rows, headers)
 
     @staticmethod
-    def console_table(frame: Any, model_labels: Sequence[str]) -> Any:
+    def console_table(frame: Any, model_labels: Sequence[str], display: MetricDisplay) -> Any:
         """A console table of a ranking run's results (``frame``: the ok rows of
         :meth:`recbench.api.RunResult.to_dataframe`): the headline metrics at the
         smallest cutoff per model and protocol, means over seeds."""
@@ -254,7 +260,8 @@ class RankingSections:
         from rich.text import Text
 
         k = int(frame["cutoff"].dropna().min())
-        names = [m for m in ("sps", "recall", "mrr", "ndcg") if m in set(frame["metric"])]
+        present = set(frame["metric"])
+        names = [m for m in display.headlines()[:CONSOLE_METRICS] if m in present]
         table = Table(title=f"{frame['dataset'].iloc[0]} — mean over seeds, k={k}")
         for column in ("model", "protocol", *(f"{n}@{k}" for n in names)):
             table.add_column(column)
@@ -277,10 +284,10 @@ class RankingSections:
         return table
 
 
-def _format_value(value: float, metric_id: str) -> str:
+def _format_value(value: float, count: bool) -> str:
     if math.isnan(value):
         return "n/a"
-    if metric_id == "item_coverage":
+    if count:
         return f"{value:,.0f}"
     return f"{value:.4f}"
 
@@ -313,9 +320,10 @@ def _sweep_section(
     aggregated: Mapping[tuple[str, str, str], tuple[float, float | None]],
     grouped: Mapping[tuple[str, str], Sequence[Mapping[str, Any]]],
     cutoffs: Sequence[int],
+    display: MetricDisplay,
 ) -> list[str]:
     """One table per swept model: its variants side by side, the swept option values
-    as columns, then the headline metrics per protocol and the fit time."""
+    as columns, then sps and mrr per protocol and the fit time."""
     sweeps: dict[str, list[str]] = defaultdict(list)
     for label, entry in models.items():
         if entry.get("swept"):
@@ -337,7 +345,8 @@ def _sweep_section(
             row = [str(models[label]["swept"].get(key, "")) for key in keys]
             for protocol, name in headline:
                 value = aggregated.get((protocol, label, name))
-                row.append("–" if value is None else _format_value(value[0], name))
+                count = display.is_count(name.partition("@")[0])
+                row.append("–" if value is None else _format_value(value[0], count))
             fits = [
                 g["timing"]["fit_seconds"]
                 for protocol in protocols[:1]
@@ -383,7 +392,8 @@ def _order_check_section(run: RunView, cutoffs: Sequence[int]) -> list[str]:
         )
         if original is None:
             continue
-        names = [f"{m}@{cutoffs[0]}" for m in ("sps", "recall", "mrr")] if cutoffs else []
+        headlines = run.display.headlines()[:ORDER_CHECK_METRICS]
+        names = [f"{m}@{cutoffs[0]}" for m in headlines] if cutoffs else []
         for name in names:
             a = run_dir.per_query(original).get(name)
             b = run_dir.per_query(check).get(name)

@@ -24,6 +24,7 @@ from recbench.report.marks import (
     p_text,
     table_tests,
 )
+from recbench.report.metric_display import MetricDisplay
 from recbench.report.sections import RunView, partial_seeds
 from recbench.tasks.rating.evaluation import OPTION_SECTION, STARS_SUFFIX
 
@@ -40,7 +41,9 @@ class RatingSections:
     def __init__(self, run: RunView):
         self.run = run
         self.meta: Mapping[str, Any] = run.config.get("metrics", {})
-        metric_ids = run.config.get("metric_order") or sorted(self.meta, key=_metric_rank)
+        metric_ids = run.config.get("metric_order") or sorted(
+            self.meta, key=lambda name: (run.display.rank(name.removesuffix(STARS_SUFFIX))[0], name)
+        )
         names = [*metric_ids] + [
             m + STARS_SUFFIX for m in metric_ids if self.meta.get(m, {}).get("rating_units", True)
         ]
@@ -80,7 +83,7 @@ class RatingSections:
         run, names = self.run, self.names
         if not self.aggregated or not names:
             return "No model finished: see Failures below."
-        name = "rmse" if "rmse" in names else names[0]
+        name = next(iter(run.display.headlines(present=names)), names[0])
         stars = name + STARS_SUFFIX
         scored = sorted(
             (
@@ -218,14 +221,17 @@ class RatingSections:
         return []
 
     @staticmethod
-    def console_table(frame: Any, model_labels: Sequence[str]) -> Any:
+    def console_table(frame: Any, model_labels: Sequence[str], display: MetricDisplay) -> Any:
         """A console table of a rating run's results (``frame``: the ok rows of
         :meth:`recbench.api.RunResult.to_dataframe`): each model's metrics, means over
         seeds."""
         from rich.markup import escape as escape_markup
         from rich.table import Table
 
-        names = sorted(dict.fromkeys(frame["metric"]), key=_metric_rank)
+        names = sorted(
+            dict.fromkeys(frame["metric"]),
+            key=lambda name: (display.rank(name.removesuffix(STARS_SUFFIX))[0], name),
+        )
         names = [n for n in names if not n.endswith(STARS_SUFFIX)] + [
             n for n in names if n.endswith(STARS_SUFFIX)
         ]
@@ -240,9 +246,3 @@ class RatingSections:
             values = (f"{means.get((model, n), float('nan')):.4f}" for n in names)
             table.add_row(escape_markup(model), *values)  # labels of sweeps hold brackets
         return table
-
-
-def _metric_rank(name: str) -> tuple[int, str]:
-    """rmse, then mae, then the others by name."""
-    base = name.removesuffix(STARS_SUFFIX)
-    return ({"rmse": 0, "mae": 1}.get(base, 2), name)

@@ -20,6 +20,7 @@ from typing import Any
 
 from recbench.report.latency import latency_section
 from recbench.report.markdown import escape
+from recbench.report.metric_display import MetricDisplay
 from recbench.report.ranking_sections import RankingSections
 from recbench.report.rating_sections import RatingSections
 from recbench.report.sections import (
@@ -70,5 +71,7 @@ def render(run_dir: RunDirectory, figures: Mapping[str, str] | None = None) -> s
 def console_table(path: Path, frame: Any, model_labels: Sequence[str]) -> Any:
     """The console table ``recbench run`` prints for the run at ``path``: its task's
     (``frame``: the ok rows of :meth:`recbench.api.RunResult.to_dataframe`)."""
-    task = stored_task(read_json(Path(path) / "config.json")["config"])
-    return TASK_SECTIONS[task.name].console_table(frame, model_labels)
+    config = read_json(Path(path) / "config.json")["config"]
+    return TASK_SECTIONS[stored_task(config).name].console_table(
+        frame, model_labels, MetricDisplay.of(config)
+    )

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from recbench.report.markdown import escape, markdown_table
+from recbench.report.metric_display import MetricDisplay
 from recbench.results import RunDirectory, read_json
 from recbench.stats.summary import over_seeds
 from recbench.tasks.base import Task
@@ -65,6 +66,7 @@ class RunView:
     model_order: Sequence[str]
     baselines: set[str]
     grouped: Mapping[tuple[str, str], Sequence[Mapping[str, Any]]]
+    display: MetricDisplay
 
     @classmethod
     def read(cls, run_dir: RunDirectory) -> RunView:
@@ -92,6 +94,7 @@ class RunView:
             model_order=config.get("model_order") or list(config["models"]),
             baselines={label for label, entry in config["models"].items() if entry.get("baseline")},
             grouped=grouped,
+            display=MetricDisplay.of(config),
         )
 
     @property
@@ -167,7 +170,9 @@ class TaskSectionsFactory(Protocol):
 
     def __call__(self, run: RunView) -> TaskSections: ...
 
-    def console_table(self, frame: Any, model_labels: Sequence[str]) -> Any: ...
+    def console_table(
+        self, frame: Any, model_labels: Sequence[str], display: MetricDisplay
+    ) -> Any: ...
 
 
 def partial_seeds(run: RunView) -> list[str]:

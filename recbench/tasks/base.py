@@ -78,6 +78,11 @@ class RunPlan:
             # the stored JSON sorts its keys: these keep the order the run was given in
             "model_order": [m.label for m in self.models],
             "metric_order": [m.info.id for m in self.metrics],
+            # how the report shows each metric (what the metric declares)
+            "metric_display": {
+                m.info.id: {"headline": m.info.headline, "count": m.info.count}
+                for m in self.metrics
+            },
             **self.task.resolved_options(self.task_options),
         }
 

@@ -415,6 +415,9 @@ def test_optional_attributes_are_filled_with_their_defaults_at_registration():
     assert registry.get("metric", "rmse").aggregation == "root_mean"
     assert registry.get("metric", "mae").aggregation == "mean"
     assert registry.get("metric", "mae").rating_units is True
+    assert registry.get("metric", "sps").headline == 0
+    assert registry.get("metric", "precision").headline is None
+    assert registry.get("metric", "item_coverage").count is True
 
 
 @pytest.mark.parametrize(
@@ -438,6 +441,30 @@ def test_malformed_optional_attributes_are_refused(attribute, message):
     )
     with pytest.raises(PluginError, match=re.escape(message)):
         validate_class("model", namespace["Model"])
+
+
+@pytest.mark.parametrize(
+    ("attribute", "message"),
+    [
+        ("headline = -1", "'headline' must be None or an integer >= 0, got -1"),
+        ("headline = True", "'headline' must be None or an integer >= 0, got True"),
+        ("count = 1", "'count' must be True or False, got 1"),
+    ],
+)
+def test_malformed_metric_display_attributes_are_refused(attribute, message):
+    namespace: dict = {}
+    exec(
+        "from dataclasses import dataclass\n"
+        "class Metric:\n"
+        "    id = 'odd'\n    summary = 'odd'\n    version = '1'\n"
+        "    per_query = True\n    higher_is_better = True\n    bounds = (0.0, 1.0)\n"
+        f"    {attribute}\n"
+        "    @dataclass(frozen=True)\n    class Options:\n        pass\n"
+        "    def __call__(self, ranking, k, ctx): ...\n",
+        namespace,
+    )
+    with pytest.raises(PluginError, match=re.escape(message)):
+        validate_class("metric", namespace["Metric"])
 
 
 # -- what each plugin did ------------------------------------------------------------------
