@@ -138,24 +138,20 @@ def _check_cell(checker: Checker, model: Any, data: TinyData, device: torch.devi
     scores: Any = None
     for step in range(steps):
         output = checker.call(f"the cell at step {step + 1}", cell, batch.items[:, step], *state)
-        if isinstance(output, torch.Tensor):
-            scores, state = output, ()
-        elif isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
             scores, state = output[0], tuple(output[1:])
         else:
             raise checker.fail(
-                f"the cell returned a {type(output).__name__}: it must return the scores, or a "
-                "tuple (scores, *new_state)"
+                f"the cell returned a {type(output).__name__}: it must return the tuple "
+                "(scores, *new_state), (scores,) for a cell without state"
             )
-    n_items = data.n_items
-    if list(scores.shape) == [len(rows), n_items + 1]:
-        scores = scores[:, 1:]
-    elif list(scores.shape) != [len(rows), n_items]:
+    expected = [len(rows), data.n_items + 1]
+    if list(scores.shape) != expected:
         raise checker.fail(
             f"the cell returned scores of shape {list(scores.shape)}: they must be [batch, "
-            f"n_items] = {[len(rows), n_items]} (or [batch, n_items + 1] with padding first)"
+            f"n_items + 1] = {expected}, column 0 the padding item (never recommended)"
         )
-    difference = score_difference(scores, full[:, 1:], allow_shift=True)
+    difference = score_difference(scores[:, 1:], full[:, 1:], allow_shift=True)
     if difference is not None:
         raise checker.fail(
             f"cell() does not match score(): after feeding {steps} items one step at a time, "

@@ -216,7 +216,7 @@ class CountingCell(torch.nn.Module):
         return (torch.zeros(batch_size),)
 
     def forward(self, item_ids, steps):
-        return self.table[item_ids][:, 1:] - 3.0 * (steps + 1).unsqueeze(1), steps + 1
+        return self.table[item_ids] - 3.0 * (steps + 1).unsqueeze(1), steps + 1
 
 
 def test_a_cell_may_differ_by_a_constant_per_row_and_carry_state(example):
@@ -227,6 +227,25 @@ def test_a_cell_may_differ_by_a_constant_per_row_and_carry_state(example):
             return CountingCell(self._table)
 
     assert_conforms(Shifted)
+
+
+class WithoutPaddingCell(CountingCell):
+    """Scores without the padding column: the exported top-k graph would be off by one."""
+
+    def forward(self, item_ids, steps):
+        scores, steps = super().forward(item_ids, steps)
+        return scores[:, 1:], steps
+
+
+def test_a_cell_must_score_the_padding_column_too(example):
+    from recbench_example_plugin.model import MarkovChain
+
+    class Narrow(MarkovChain):
+        def cell(self):
+            return WithoutPaddingCell(self._table)
+
+    with pytest.raises(ConformanceError, match=r"they must be \[batch, n_items \+ 1\]"):
+        assert_conforms(Narrow)
 
 
 # -- cells that match score() step by step, but that a run could not export ----------------
