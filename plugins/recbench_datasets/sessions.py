@@ -1,5 +1,5 @@
 """Public e-commerce session logs: YOOCHOOSE (RecSys Challenge 2015), DIGINETICA (CIKM Cup
-2016) and RetailRocket.
+2016), RetailRocket and OTTO (Kaggle 2022).
 
 Each dataset reads its official file as published, from ``<root>/<id>/`` (``<root>`` is
 the data root, then the download folder), optionally compressed (``.gz``, ``.bz2``,
@@ -16,11 +16,12 @@ preprocessing removes items with fewer than 5 events and then sessions shorter t
 events are emitted ordered by session and exact (sub-second) time, so that events within
 the same second keep their true order. Evaluate them with the session-based temporal
 split: ``-o split.method=temporal -o split.test_days=1`` (YOOCHOOSE, RetailRocket) or
-``test_days=7`` (DIGINETICA).
+``test_days=7`` (DIGINETICA, OTTO).
 """
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -29,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from recbench.plugin import DataContext, DataError, Interactions
+from recbench_datasets.jsonl import field, json_records
 
 #: Suffixes tried after the official file name, for a compressed copy.
 COMPRESSED_SUFFIXES = ("", ".gz", ".bz2", ".xz", ".zip")
@@ -182,21 +184,33 @@ class Diginetica(SessionLogDataset):
     file_name = "train-item-views.csv"
     source = "the CIKM Cup 2016 Track 2 (https://competitions.codalab.org/competitions/11161)"
     instructions = "download the training data dataset-train-diginetica.zip from {source}, unzip it"
-    line_format = "'sessionId;userId;itemId;timeframe;eventdate' (with that header)"
+    line_format = (
+        "'sessionId;userId;itemId;timeframe;eventdate' or "
+        "'session_id;user_id;item_id;timeframe;eventdate' (with that header)"
+    )
+    #: The header spellings in circulation: the official one, and the one of the copies
+    #: that many session-based recommendation repositories share.
+    headers: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("sessionId", "itemId"),
+        ("session_id", "item_id"),
+    )
 
     def parse(self, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        names = set(pd.read_csv(path, sep=";", nrows=0).columns)
+        session, item = next((pair for pair in self.headers if set(pair) <= names), self.headers[0])
+        # The user column is not read: it is empty or NA for anonymous sessions.
         table = pd.read_csv(
             path,
             sep=";",
             header=0,
-            usecols=["sessionId", "itemId", "timeframe", "eventdate"],
-            dtype={"sessionId": np.int64, "itemId": np.int64, "timeframe": np.int64},
+            usecols=[session, item, "timeframe", "eventdate"],
+            dtype={session: np.int64, item: np.int64, "timeframe": np.int64},
             engine="c",
         )
         # The event's time: its day plus the milliseconds since the session started.
         day_ms = _milliseconds(table["eventdate"], "%Y-%m-%d")
         time_ms = day_ms + table["timeframe"].to_numpy()
-        return table["sessionId"].to_numpy(), table["itemId"].to_numpy(), time_ms
+        return table[session].to_numpy(), table[item].to_numpy(), time_ms
 
 
 class RetailRocket(SessionLogDataset):
@@ -231,4 +245,80 @@ class RetailRocket(SessionLogDataset):
         return session[views], table["itemid"].to_numpy()[views], time_ms[views]
 
 
-SESSION_DATASETS: tuple[type[SessionLogDataset], ...] = (Yoochoose, Diginetica, RetailRocket)
+#: The event types of OTTO sessions.
+OTTO_EVENT_TYPES = ("clicks", "carts", "orders")
+
+
+@dataclass(frozen=True)
+class OttoOptions:
+    """Options of ``otto``.
+
+    event_types:
+        The event types that become events (a comma-separated list of ``clicks``,
+        ``carts`` and ``orders``). Clicks only by default: a sequence of item views, as in
+        the other session logs; carts and orders mostly repeat items clicked just before.
+    """
+
+    event_types: tuple[str, ...] = ("clicks",)
+
+    def __post_init__(self) -> None:
+        unknown = [kind for kind in self.event_types if kind not in OTTO_EVENT_TYPES]
+        if unknown or not self.event_types:
+            raise ValueError(
+                f"event_types must be a non-empty list of {', '.join(OTTO_EVENT_TYPES)}, "
+                f"got {','.join(self.event_types) or 'nothing'}"
+            )
+
+
+class Otto(SessionLogDataset):
+    id = "otto"
+    summary = "OTTO sessions (Kaggle 2022): e-commerce clicks, carts and orders, 4 weeks"
+    Options = OttoOptions
+    file_name = "train.jsonl"
+    source = "Kaggle (https://www.kaggle.com/competitions/otto-recommender-system/data)"
+    instructions = "download the competition data from {source} (a Kaggle account is needed)"
+    line_format = '{"session": 1, "events": [{"aid": 2, "ts": 1659304800025, "type": "clicks"}]}'
+
+    def parse(self, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        options: OttoOptions = self.options  # type: ignore[assignment]
+        wanted = frozenset(options.event_types)
+        sessions, items, times = array("q"), array("q"), array("q")
+        for number, record in json_records(path):
+            session = field(record, "session", path, number)
+            events = field(record, "events", path, number)
+            if type(session) is not int or not isinstance(events, list):
+                raise _malformed(path, number, "'session' must be an integer, 'events' a list")
+            for event in events:
+                if not isinstance(event, dict):
+                    raise _malformed(path, number, "every event must be an object")
+                kind = field(event, "type", path, number)
+                if kind not in OTTO_EVENT_TYPES:
+                    raise _malformed(path, number, f"unknown event type {kind!r}")
+                aid, ts = field(event, "aid", path, number), field(event, "ts", path, number)
+                if type(aid) is not int or type(ts) is not int:
+                    raise _malformed(path, number, "'aid' and 'ts' must be integers")
+                if kind in wanted:
+                    sessions.append(session)
+                    items.append(aid)
+                    times.append(ts)
+        return (
+            np.array(sessions, dtype=np.int64),
+            np.array(items, dtype=np.int64),
+            np.array(times, dtype=np.int64),
+        )
+
+
+def _malformed(path: Path, number: int, reason: str) -> DataError:
+    return DataError(
+        f"{path.name} line {number} is not an OTTO session ({reason})",
+        where=f"{path}:{number}",
+        hint=f"expected lines such as {Otto.line_format}",
+    )
+
+
+SESSION_DATASETS: tuple[type[SessionLogDataset], ...] = (
+    Yoochoose,
+    Diginetica,
+    RetailRocket,
+    Otto,
+)

@@ -17,14 +17,21 @@ PADDING_ITEM = 0
 class Interactions:
     """Raw events as parallel columns, as a dataset plugin loads them.
 
-    ``user`` and ``item`` hold the dataset's own integer ids. ``timestamp`` (unix seconds)
-    and ``rating`` are optional. Row order is kept: it breaks timestamp ties.
+    ``user`` and ``item`` hold the dataset's own ids: integers, or strings (a numpy ``str``
+    or ``object`` array of ``str``). A loader that reads string ids one at a time may
+    instead give each distinct id an integer code and pass the codes in ``user`` (or
+    ``item``) with the id of every code in ``user_ids`` (``item_ids``): ``user_ids[c]`` is
+    the id of code ``c``. Preprocessing maps any of these to dense integers; the raw id of
+    every item is kept with the prepared data. ``timestamp`` (unix seconds) and ``rating``
+    are optional. Row order is kept: it breaks timestamp ties.
     """
 
     user: np.ndarray
     item: np.ndarray
     timestamp: np.ndarray | None = None
     rating: np.ndarray | None = None
+    user_ids: np.ndarray | None = None
+    item_ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.user)
@@ -32,6 +39,16 @@ class Interactions:
             column = getattr(self, name)
             if column is not None and len(column) != n:
                 raise ValueError(f"column '{name}' has {len(column)} rows, 'user' has {n}")
+        for name in ("user", "item"):
+            codes, table = getattr(self, name), getattr(self, f"{name}_ids")
+            if table is None:
+                continue
+            if not np.issubdtype(np.asarray(codes).dtype, np.integer):
+                raise ValueError(f"'{name}' must hold integer codes when '{name}_ids' is given")
+            if len(codes) and (int(np.min(codes)) < 0 or int(np.max(codes)) >= len(table)):
+                raise ValueError(
+                    f"'{name}' holds a code outside 0..{len(table) - 1} ('{name}_ids')"
+                )
 
     def __len__(self) -> int:
         return len(self.user)

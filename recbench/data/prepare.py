@@ -62,7 +62,8 @@ class PreparedData:
 
     ``name`` is the dataset string as given (``"ml100k"``, ``"file:/x/ratings.dat"``),
     ``dataset_id`` the registered id it resolved to (``"ml-100k"``, ``"file"``).
-    ``item_ids[i]`` is the raw id of item ``i`` (``item_ids[0] == -1``, padding). ``key``
+    ``item_ids[i]`` is the raw id of item ``i``: ``int64`` with ``item_ids[0] == -1``
+    (padding), or ``str`` with ``item_ids[0] == ""`` for string ids. ``key``
     is the hex cache key; ``statistics`` comes from
     :func:`recbench.data.preprocess.dataset_statistics`; ``preprocessing`` holds the resolved
     preprocessing options.

@@ -16,8 +16,10 @@ import numpy as np
 from recbench.data.interactions import Interactions, Sequences
 from recbench.errors import DataError
 
-#: ``item_ids[0]``: the raw id recorded for the padding item.
+#: ``item_ids[0]``: the raw id recorded for the padding item (integer ids).
 PADDING_RAW_ID = -1
+#: ``item_ids[0]`` when the dataset's item ids are strings.
+PADDING_RAW_STRING_ID = ""
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,8 @@ def preprocess(
     Parameters
     ----------
     interactions:
-        Raw events, ``N`` rows (any integer user and item ids).
+        Raw events, ``N`` rows (integer or string user and item ids, or codes with an id
+        table).
     options:
         The filters (applied in the documented order, one pass).
     dataset:
@@ -64,13 +67,15 @@ def preprocess(
     Returns
     -------
     sequences:
-        One row per remaining user, users in ascending raw-id order. Each row holds the
+        One row per remaining user, users in ascending raw-id order (``users`` holds the
+        raw ids: ``int64``, or ``str`` for string ids). Each row holds the
         user's item ids (``int32``, ``1..n_items``) ordered by (timestamp, original row
         order); ``timestamps`` (``int64``) and ``ratings`` (``float32``) are aligned with
         the items when the raw data has them. ``offsets`` is ``int64``.
     item_ids:
-        ``[n_items + 1]`` (``int64``): ``item_ids[i]`` is the raw id of item ``i``;
-        ``item_ids[0]`` is ``-1`` (padding). Items are numbered in ascending raw-id order.
+        ``[n_items + 1]``: ``item_ids[i]`` is the raw id of item ``i``. For integer ids it
+        is ``int64`` and ``item_ids[0]`` is ``-1`` (padding); for string ids it is ``str``
+        and ``item_ids[0]`` is ``""``. Items are numbered in ascending raw-id order.
 
     Raises
     ------
@@ -80,8 +85,8 @@ def preprocess(
     """
     if len(interactions) == 0:
         raise DataError(f"{_label(dataset)} has no events", hint="check the data files")
-    user_codes, raw_users = _dense_codes(interactions.user)
-    item_codes, raw_items = _dense_codes(interactions.item)
+    user_codes, raw_users = _raw_id_codes(interactions.user, interactions.user_ids)
+    item_codes, raw_items = _raw_id_codes(interactions.item, interactions.item_ids)
 
     keep = _rating_filter(interactions, options, dataset)
     item_counts = np.bincount(
@@ -129,11 +134,17 @@ def preprocess(
     if timestamps is not None:
         sorted_timestamps = timestamps[source_rows].astype(np.int64, copy=False)
 
-    item_ids = np.concatenate(([PADDING_RAW_ID], raw_items[remaining_items])).astype(np.int64)
+    if np.issubdtype(raw_items.dtype, np.integer):
+        item_ids = np.concatenate(([PADDING_RAW_ID], raw_items[remaining_items])).astype(np.int64)
+    else:
+        item_ids = np.concatenate(([PADDING_RAW_STRING_ID], raw_items[remaining_items]))
+    users = raw_users[remaining_users]
     sequences = Sequences(
         offsets=offsets,
         items=items,
-        users=raw_users[remaining_users].astype(np.int64, copy=False),
+        users=users.astype(np.int64, copy=False)
+        if np.issubdtype(users.dtype, np.integer)
+        else users,
         n_items=len(item_ids) - 1,
         timestamps=sorted_timestamps,
         ratings=ratings,
@@ -169,6 +180,26 @@ def _nothing_left(dataset: str, options: PreprocessOptions) -> DataError:
 
 def _label(dataset: str) -> str:
     return f"dataset '{dataset}'" if dataset else "the dataset"
+
+
+def _raw_id_codes(ids: np.ndarray, table: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Codes ``0..K-1`` of raw ids and the sorted distinct raw ids: integer ids as
+    :func:`_dense_codes` codes them; string ids (a ``str`` or ``object`` array, or codes
+    into the id ``table``) are numbered in ascending string order."""
+    if table is not None:
+        table = np.asarray(table).astype(str)
+        order = np.argsort(table, kind="stable")
+        distinct = table[order]
+        if len(distinct) > 1 and bool(np.any(distinct[1:] == distinct[:-1])):
+            raise ValueError("an id table holds the same id twice")
+        rank = np.empty(len(table), dtype=np.int64)
+        rank[order] = np.arange(len(table))
+        return rank[np.asarray(ids)], distinct
+    ids = np.asarray(ids)
+    if ids.dtype.kind in "USO":
+        distinct, codes = np.unique(ids.astype(str), return_inverse=True)
+        return codes.reshape(-1), distinct
+    return _dense_codes(ids)
 
 
 def _dense_codes(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

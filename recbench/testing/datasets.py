@@ -89,8 +89,12 @@ def _check_loading(
                 f"the '{column}' column has {len(array):,} rows, 'user' has {len(interactions):,}"
             )
         integer = np.issubdtype(array.dtype, np.integer)
-        if column in ("user", "item") and not integer:
-            raise checker.fail(f"the '{column}' ids must be integers, got {array.dtype}")
+        if column in ("user", "item"):
+            if not (integer or array.dtype.kind in "UO"):
+                raise checker.fail(
+                    f"the '{column}' ids must be integers or strings, got {array.dtype}"
+                )
+            continue
         if not integer and not (
             np.issubdtype(array.dtype, np.floating) and np.isfinite(array).all()
         ):

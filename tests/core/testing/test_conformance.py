@@ -52,7 +52,15 @@ def _dataset_options(dataset_id: str, tmp_path: Path) -> dict[str, Any]:
         ]
         path.write_text("user,item,rating,timestamp\n" + "\n".join(rows) + "\n")
         return {"path": str(path)}
+    if dataset_id in JSON_FIXTURES:
+        return {
+            "path": str(Path(__file__).parents[2] / "fixtures" / "json" / JSON_FIXTURES[dataset_id])
+        }
     return {}
+
+
+#: The fixture file that each dataset reading a JSON lines file of its own is checked on.
+JSON_FIXTURES = {"jsonl": "events.jsonl", "amazon": "amazon-2014-reviews.json"}
 
 
 def _data_context(tmp_path: Path) -> DataContext:

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from recbench_datasets.sessions import (
     Diginetica,
+    Otto,
+    OttoOptions,
     RetailRocket,
     RetailRocketOptions,
     SessionLogOptions,
@@ -91,6 +93,39 @@ def test_diginetica_reads_the_official_item_views_file(tmp_path):
     assert events.timestamp.tolist() == [may9 + 243, may9 + 526, may9 + 1031, may10, may10 + 1211]
 
 
+@pytest.mark.parametrize(
+    "header",
+    [
+        "sessionId;userId;itemId;timeframe;eventdate",
+        "session_id;user_id;item_id;timeframe;eventdate",
+    ],
+)
+def test_diginetica_accepts_both_header_spellings_and_na_users(tmp_path, header):
+    write(
+        tmp_path / "diginetica" / "train-item-views.csv",
+        f"{header}\n"
+        "1;NA;81766;526309;2016-05-09\n"
+        "1;NA;31331;1031018;2016-05-09\n"
+        "3;5;33043;1211800;2016-05-10\n"
+        "3;NA;32118;29;2016-05-10\n",
+        compress=True,
+    )
+    events = Diginetica(SessionLogOptions()).load(context(tmp_path))
+    assert events.user.tolist() == [1, 1, 3, 3]
+    assert events.item.tolist() == [81766, 31331, 32118, 33043]
+
+
+def test_diginetica_with_another_header_names_both_spellings(tmp_path):
+    write(
+        tmp_path / "diginetica" / "train-item-views.csv",
+        "session;user;item;timeframe;eventdate\n1;;81766;526309;2016-05-09\n",
+    )
+    with pytest.raises(DataError) as error:
+        Diginetica(SessionLogOptions()).load(context(tmp_path))
+    assert "sessionId;userId;itemId" in error.value.hint
+    assert "session_id;user_id;item_id" in error.value.hint
+
+
 def test_retailrocket_cuts_visitor_views_into_sessions(tmp_path):
     start = 1_433_221_332_000
     minute = 60_000
@@ -122,6 +157,7 @@ def test_a_missing_file_says_where_to_get_it_and_where_to_put_it(tmp_path):
         (Yoochoose(SessionLogOptions()), "yoochoose-clicks.dat", "recsys"),
         (Diginetica(SessionLogOptions()), "train-item-views.csv", "codalab"),
         (RetailRocket(RetailRocketOptions()), "events.csv", "kaggle"),
+        (Otto(OttoOptions()), "train.jsonl", "kaggle"),
     ):
         assert dataset.fingerprint(context(tmp_path)).endswith("missing")
         with pytest.raises(DataError) as error:
