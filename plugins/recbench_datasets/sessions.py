@@ -275,8 +275,8 @@ class Otto(SessionLogDataset):
     summary = "OTTO sessions (Kaggle 2022): e-commerce clicks, carts and orders, 4 weeks"
     Options = OttoOptions
     file_name = "train.jsonl"
-    source = "Kaggle (https://www.kaggle.com/competitions/otto-recommender-system/data)"
-    instructions = "download the competition data from {source} (a Kaggle account is needed)"
+    source = "Kaggle (https://www.kaggle.com/datasets/otto/recsys-dataset)"
+    instructions = "download the dataset from {source} (a Kaggle account is needed), unzip it"
     line_format = '{"session": 1, "events": [{"aid": 2, "ts": 1659304800025, "type": "clicks"}]}'
 
     def parse(self, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

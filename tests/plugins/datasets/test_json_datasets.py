@@ -292,7 +292,7 @@ def test_otto_malformed_sessions_name_the_line(tmp_path, line, message):
 
 
 def test_otto_missing_file_says_where_to_get_it(tmp_path):
-    with pytest.raises(DataError, match="otto-recommender-system.*train.jsonl"):
+    with pytest.raises(DataError, match="otto/recsys-dataset.*train.jsonl"):
         Otto(OttoOptions()).load(context(tmp_path))
 
 
