@@ -51,8 +51,9 @@ def add_parser(sub: Any) -> None:
     show.add_argument("--kind", choices=KINDS, help="only this kind (when an id has several)")
 
 
-def run(args: argparse.Namespace, registry: Registry, console: Console) -> int:
+def run(args: argparse.Namespace, registry: Registry | None, console: Console) -> int:
     """Print every plugin that ``args.name`` names; exit status 0."""
+    assert registry is not None, "the CLI loads the plugins before 'recbench show'"
     for info in find(registry, args.name, [args.kind] if args.kind else KINDS):
         for line in [*describe(info), *options_lines(info), ""]:
             console.print(line, highlight=False, markup=False, soft_wrap=True)
