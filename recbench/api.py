@@ -10,6 +10,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +24,10 @@ from recbench.progress import Progress
 from recbench.registry import Registry, discover
 from recbench.report.compare import DEFAULT_FACTOR, Comparison, compare_runs
 from recbench.results import RunDirectory, read_json
+
+#: Where a run goes when no ``out`` is given: one line, at WARNING so that Python shows it
+#: without any logging set up (the command line passes ``out`` itself and says so).
+logger = logging.getLogger(__name__)
 
 
 def load_registry(settings: Settings) -> Registry:
@@ -163,7 +168,8 @@ def run(
         The model trained again on order-shuffled sequences for the report's order check
         (:mod:`recbench.tasks.ranking.order_check`): ``auto`` (the first sequence model), a label, ``off``.
     out:
-        The run directory (default ``runs/<date>-<dataset>``). ``resume`` continues an
+        The run directory (default ``runs/<date>-<dataset>`` under the current directory,
+        announced in one line on the ``recbench`` logger). ``resume`` continues an
         existing one, skipping finished cells.
     settings:
         Data and cache locations; default read from the environment.
@@ -183,7 +189,11 @@ def run(
         device=device,
         order_check=order_check,
     ).with_overrides(overrides)
-    path = Path(out) if out is not None else default_run_path(dataset)
+    if out is None:
+        path = default_run_path(dataset)
+        logger.warning("recbench.run: no out given; writing the run directory to %s", path)
+    else:
+        path = Path(out)
     run_dir = execute(
         config,
         out=path,

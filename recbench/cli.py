@@ -1,5 +1,5 @@
 """The ``recbench`` command line: ``run``, ``export``, ``report``, ``compare``, ``list``,
-``plugins`` and plugin commands.
+``show``, ``plugins`` and plugin commands.
 
 User mistakes print one line (``recbench: error: ...``) and exit with status 2.
 """
@@ -17,7 +17,7 @@ from rich.table import Table
 
 from recbench.errors import ConfigError, RecbenchError
 from recbench.registry import Registry
-from recbench.report import plugin_listing
+from recbench.report import plugin_listing, plugin_options
 
 KIND_OF_LIST = {"models": "model", "losses": "loss", "datasets": "dataset", "metrics": "metric"}
 
@@ -123,6 +123,13 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
     )
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument(
+        "--threads",
+        type=_positive_int("--threads"),
+        default=None,
+        metavar="N",
+        help="CPU threads torch uses (torch.set_num_threads; recorded in environment.json)",
+    )
+    run.add_argument(
         "--no-export",
         action="store_true",
         help="skip the ONNX export and latency measurement of the trained models",
@@ -190,6 +197,7 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
 
     listing = sub.add_parser("list", help="list registered models, losses, datasets and metrics")
     listing.add_argument("kind", nargs="?", choices=sorted(KIND_OF_LIST), help="only this kind")
+    plugin_options.add_parser(sub)
     plugin_listing.add_parser(sub)
     if registry is not None:
         registry.add_commands(sub)
@@ -231,6 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _export(args, settings, registry, console)
         if args.command == "list":
             return _list(args, registry, console)
+        if args.command == "show":
+            return plugin_options.run(args, registry, console)
         if args.command == "plugins":
             return plugin_listing.run(args, registry, console)
         handler = getattr(args, "handler", None)
@@ -268,6 +278,10 @@ def _run(args: argparse.Namespace, settings, registry, argv: list[str], console:
             else value
         )
 
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     out = args.out or default_run_path(args.dataset)
     result = run(
         models=args.models,
@@ -317,6 +331,15 @@ def _export(args: argparse.Namespace, settings, registry, console: Console) -> i
                 where="recbench export -o",
                 hint="write export.KEY=VALUE, e.g. -o export.repeats=2000",
             )
+    if not args.force and not args.models and not _unexported(args.run_dir):
+        console.print(
+            f"Nothing to export: every finished model of {args.run_dir} already has a "
+            "latency record; --force re-exports and re-times them (--models M: only M).",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+        return 0
     result = export(
         args.run_dir,
         models=args.models or (),
@@ -328,6 +351,25 @@ def _export(args: argparse.Namespace, settings, registry, console: Console) -> i
     )
     console.print(f"Report: {result.path / 'report.md'}", highlight=False)
     return 0
+
+
+def _unexported(run_path: Path) -> list[tuple[str, int]]:
+    """The (model label, seed) pairs of a run that finished but have no latency record."""
+    from recbench.results import RunDirectory
+    from recbench.serve.latency import record_path
+    from recbench.tasks.ranking.order_check import is_ablation
+
+    run_dir = RunDirectory.open(run_path)
+    finished = {
+        (str(cell["model_label"]), int(cell["seed"]))
+        for cell in run_dir.cells()
+        if cell.get("status") == "ok" and not is_ablation(cell)
+    }
+    return sorted(
+        (label, seed)
+        for label, seed in finished
+        if not record_path(run_dir.path, label, seed).is_file()
+    )
 
 
 def _report(args: argparse.Namespace, console: Console) -> int:
@@ -359,6 +401,15 @@ def _compare(args: argparse.Namespace) -> int:
         metrics=args.metrics,
         protocols=args.protocol,
     )
+    if comparison.setup_differences:
+        Console(stderr=True).print(
+            "recbench: warning: the runs differ in what they measure on ("
+            + "; ".join(comparison.setup_differences)
+            + "): their metrics are not comparable",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     sys.stdout.write(comparison.to_markdown(only_changed=args.only_changed))
     return 1 if comparison.regressed else 0
 

@@ -3,6 +3,8 @@
 Library code receives a :class:`Progress` and never talks to the terminal itself; the CLI
 decides whether bars are shown (``--quiet`` hides them). Tasks may nest (a download inside
 a dataset preparation, an evaluation inside a training epoch): they share one live display.
+When the console is not a terminal (stderr redirected to a file or a pipe) there are no
+bars, and every message is one plain line: never wrapped, no blank lines between them.
 """
 
 from __future__ import annotations
@@ -83,8 +85,9 @@ class Progress:
     def task(
         self, description: str, total: float | None = None, *, bytes: bool = False
     ) -> Iterator[ProgressBar]:
-        """A bar for one piece of work; ``bytes`` shows sizes and speed instead of counts."""
-        if self.quiet:
+        """A bar for one piece of work; ``bytes`` shows sizes and speed instead of counts
+        (drawn on a terminal only: a live display written to a file leaves blank lines)."""
+        if self.quiet or not self.console.is_terminal:
             yield ProgressBar(None, None)
             return
         if self._live is None:
@@ -112,6 +115,7 @@ class Progress:
                 self._live = None
 
     def log(self, message: str, *, style: str | None = None) -> None:
-        """A one-line status message, printed as plain text (hidden when quiet)."""
+        """A one-line status message, printed as plain text and never wrapped by rich
+        (hidden when quiet)."""
         if not self.quiet:
-            self.console.print(message, style=style, markup=False, highlight=False)
+            self.console.print(message, style=style, markup=False, highlight=False, soft_wrap=True)

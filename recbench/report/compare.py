@@ -16,6 +16,10 @@ share any -- and the ratio is ``B / A``. Each row gets a mark:
 - ``!`` not compared: a (model, protocol) or a metric in one run only, or a metric without
   a value (NaN) in one of them.
 
+The runs' setups are compared too (:func:`setup_differences`: dataset, preprocessing,
+split, seen-item exclusion and ties): where they differ, their metrics measure different
+things, and ``recbench compare`` warns in one line.
+
 A zero in A leaves the ratio undefined (shown as ``n/a``): 0 -> 0 is within the factor,
 0 -> a positive value is an improvement where higher is better and a regression where
 lower is better. Metrics are compared as non-negative quantities (rates, shares and
@@ -85,6 +89,8 @@ class Comparison:
     factor: float
     rows: list[ComparisonRow]
     notes: list[str] = field(default_factory=list)
+    #: How the runs' data and evaluation setups differ (:func:`setup_differences`).
+    setup_differences: list[str] = field(default_factory=list)
 
     @property
     def regressions(self) -> list[ComparisonRow]:
@@ -375,7 +381,42 @@ def compare_runs(
             key = (model, protocol)
             if key in pairs:
                 rows += _cell_rows(key, a, b, factor, wanted)
-    return Comparison(a.path, b.path, factor, rows, notes)
+    return Comparison(a.path, b.path, factor, rows, notes, setup_differences(a.config, b.config))
+
+
+#: The parts of a resolved configuration that decide what the metrics are computed on:
+#: the data (dataset and its options, preprocessing), who is held out (split) and how
+#: rankings are scored (seen-item exclusion, ties).
+SETUP_KEYS = ("dataset", "preprocess", "split", "eval.exclude_seen", "eval.ties")
+
+
+def setup_differences(config_a: Mapping[str, Any], config_b: Mapping[str, Any]) -> list[str]:
+    """``key: A → B`` for every setting of :data:`SETUP_KEYS` (down to single options)
+    that differs between two resolved configurations (``config.json``'s ``config``)."""
+    differences = []
+    for key in SETUP_KEYS:
+        a, b = _lookup(config_a, key), _lookup(config_b, key)
+        differences += [f"{path}: {x} → {y}" for path, x, y in _differing(key, a, b)]
+    return differences
+
+
+def _lookup(config: Mapping[str, Any], key: str) -> Any:
+    value: Any = config
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
+
+
+def _differing(path: str, a: Any, b: Any) -> list[tuple[str, Any, Any]]:
+    if isinstance(a, Mapping) or isinstance(b, Mapping):
+        a = a if isinstance(a, Mapping) else {}
+        b = b if isinstance(b, Mapping) else {}
+        return [
+            difference
+            for key in dict.fromkeys([*a, *b])
+            for difference in _differing(f"{path}.{key}", a.get(key), b.get(key))
+        ]
+    return [] if a == b else [(path, a, b)]
 
 
 def _cell_rows(

@@ -150,7 +150,7 @@ def _accuracy_latency(
     figure = _new_figure(6.4, 4.4)
     axes = figure.add_subplot()
     for key, marker, name in (
-        ("score_p50", "o", "score() (batch 1)"),
+        ("score_p50", "o", "score() + top-k (batch 1)"),
         ("step_p50", "^", "fastest step (batch 1)"),
     ):
         xs = [p[key] for p in points if p[key] is not None]

@@ -18,6 +18,14 @@ from typing import Any
 
 import numpy as np
 
+from recbench.report.intervals import (
+    MIN_SEEDS_FOR_T,
+    ZERO_NOTE,
+    few_seeds_note,
+    format_half_width,
+    format_mean,
+    format_value,
+)
 from recbench.report.markdown import escape, markdown_table
 from recbench.report.marks import (
     ALPHA,
@@ -43,6 +51,19 @@ PROTOCOL_DESCRIPTIONS = {
     "sequences weigh more",
     "last-item": "input = all but the last item; target = the last item",
 }
+#: What each tie policy does to a target whose score equals other items' scores.
+TIE_POLICIES = {
+    "pessimistic": "a target whose score equals other items' scores is ranked below all "
+    "of them, so a tie never helps a model",
+    "optimistic": "a target whose score equals other items' scores is ranked above all of them",
+    "arbitrary": "items with equal scores keep the order torch.topk gives them",
+}
+#: Said after a single-target protocol's description: metrics its tables repeat.
+SINGLE_TARGET_NOTE = (
+    "one target per query, so hit@k equals sps@k and precision@k is sps@k / k "
+    "(both kept in the tables)"
+)
+SINGLE_TARGET_PROTOCOLS = ("iterative", "last-item")
 
 
 class RankingSections:
@@ -161,15 +182,18 @@ class RankingSections:
         policies = ok[0]["policies"] if ok else {}
         dataset = run.dataset
         exclusion = policies.get("exclude_seen", dataset.get("exclude_seen") if dataset else None)
+        ties = str(policies.get("ties", config.get("eval", {}).get("ties", "pessimistic")))
         lines += [
             f"- Seen-item exclusion: {'on (input items are never recommended)' if exclusion else 'off'}.",
-            f"- Ties: {policies.get('ties', config.get('eval', {}).get('ties', 'pessimistic'))} "
-            "(a target with the same score as other items ranks after them when pessimistic).",
+            f"- Ties: {ties} ({TIE_POLICIES.get(ties, 'see the run configuration')}).",
             f"- Model selection: {config.get('eval', {}).get('validation_metric')} on validation users "
             "(last-item); the test users are evaluated once.",
             "- Uncertainty: ± is the 95% confidence half-width — over queries (normal approximation) "
-            "for one seed, over seeds (Student t) for several. Corpus-level metrics "
-            "(user_coverage, item_coverage = number of distinct items, blockbuster_share) have none.",
+            "for one seed, over seeds (Student t) for several — shown to 2 significant digits, "
+            "the mean to the same decimal place. Corpus-level metrics (user_coverage; "
+            "item_coverage, the number of distinct items that were a correct recommendation "
+            "for at least one query, a count; blockbuster_share) have one value per seed, so "
+            "an interval only over seeds.",
             f"- Significance: {VS_BASELINE_MARK} differs from the best baseline of the column "
             f"({', '.join(sorted(run.baselines)) or 'none in this run'}), {VS_BEST_MARK} from the "
             "best model of the column; two-sided Wilcoxon signed-rank test on the per-query "
@@ -178,7 +202,14 @@ class RankingSections:
             "so these p-values are optimistic there.",
         ]
         for protocol in run.protocols:
-            lines += [f"- **{protocol}**: {PROTOCOL_DESCRIPTIONS.get(protocol, '')}"]
+            description = PROTOCOL_DESCRIPTIONS.get(protocol, "")
+            if protocol in SINGLE_TARGET_PROTOCOLS and any(
+                f"{a}@{k}" in self.metric_names and f"{b}@{k}" in self.metric_names
+                for a, b in (("hit", "sps"), ("precision", "sps"))
+                for k in self.cutoffs
+            ):
+                description += f"; {SINGLE_TARGET_NOTE}"
+            lines += [f"- **{protocol}**: {description}"]
         return [*lines, ""]
 
     def results(self, figures: Mapping[str, str]) -> list[str]:
@@ -197,7 +228,7 @@ class RankingSections:
                 lines += [
                     f"### @{k}",
                     "",
-                    self._metric_table(protocol, names, self.tests[(protocol, k)]),
+                    *self._metric_table(protocol, names, self.tests[(protocol, k)]),
                     "",
                 ]
         if "metric_curves" in figures:
@@ -218,7 +249,8 @@ class RankingSections:
             *_order_check_section(run, self.cutoffs),
         ]
 
-    def _metric_table(self, protocol: str, names: Sequence[str], tests: TableTests) -> str:
+    def _metric_table(self, protocol: str, names: Sequence[str], tests: TableTests) -> list[str]:
+        """The table of one protocol and cutoff, then the notes its intervals need."""
         aggregated, models = self.aggregated, self.run.model_order
         best: dict[str, float] = {}
         for name in names:
@@ -231,6 +263,7 @@ class RankingSections:
             if len(values) > 1:
                 best[name] = max(values) if self.higher_is_better(name) else min(values)
         rows = []
+        zero, few_seeds = False, set()
         for model in models:
             row: list[str] = [model]
             if not any((protocol, model, n) in aggregated for n in names):
@@ -240,16 +273,24 @@ class RankingSections:
                     row.append("–")
                     continue
                 mean, ci = aggregated[(protocol, model, name)]
-                text = _format_value(mean, self.run.display.is_count(name.partition("@")[0]))
+                count = self.run.display.is_count(name.partition("@")[0])
+                text = format_mean(mean, ci, count)
                 if name in best and mean == best[name]:
                     text = f"**{text}**"
                 if ci is not None and not math.isnan(ci):
-                    text += f" ± {ci:.4f}"
+                    text += " " + format_half_width(ci, count)
+                    zero = zero or ci == 0
+                    n_seeds = sum(
+                        name in cell["metrics"] for cell in self.run.grouped[(protocol, model)]
+                    )
+                    if 1 < n_seeds < MIN_SEEDS_FOR_T:
+                        few_seeds.add(n_seeds)
                 text += tests.marks(model, name)
                 row.append(text)
             rows.append(row)
         headers = ["model"] + [f"{n} {'↑' if self.higher_is_better(n) else '↓'}" for n in names]
-        return markdown_table(rows, headers)
+        notes = [few_seeds_note(n) for n in sorted(few_seeds)] + ([ZERO_NOTE] if zero else [])
+        return [markdown_table(rows, headers), *(["", *notes] if notes else [])]
 
     @staticmethod
     def console_table(frame: Any, model_labels: Sequence[str], display: MetricDisplay) -> Any:
@@ -282,14 +323,6 @@ class RankingSections:
                 *(f"{grouped.get((model, protocol, n), float('nan')):.4f}" for n in names),
             )
         return table
-
-
-def _format_value(value: float, count: bool) -> str:
-    if math.isnan(value):
-        return "n/a"
-    if count:
-        return f"{value:,.0f}"
-    return f"{value:.4f}"
 
 
 def _metric_order(cells: Iterable[Mapping[str, Any]], metric_ids: Sequence[str]) -> list[str]:
@@ -346,7 +379,7 @@ def _sweep_section(
             for protocol, name in headline:
                 value = aggregated.get((protocol, label, name))
                 count = display.is_count(name.partition("@")[0])
-                row.append("–" if value is None else _format_value(value[0], count))
+                row.append("–" if value is None else format_value(value[0], count))
             fits = [
                 g["timing"]["fit_seconds"]
                 for protocol in protocols[:1]
@@ -361,7 +394,8 @@ def _sweep_section(
 
 
 def _order_check_section(run: RunView, cutoffs: Sequence[int]) -> list[str]:
-    """In-order against order-shuffled results of the order-check model."""
+    """In-order against order-shuffled results of the order-check model: a verdict per
+    protocol over every metric shown, Holm-corrected across them."""
     checks, ok, run_dir = run.ablations, run.ok, run.run_dir
     if not checks:
         return []
@@ -372,11 +406,14 @@ def _order_check_section(run: RunView, cutoffs: Sequence[int]) -> list[str]:
         "user's items shuffled, and evaluated on the same test queries with each query's "
         "input items shuffled: the targets are unchanged, so it can use which items a user "
         "has but not their order. Two-sided Wilcoxon signed-rank test, paired over the "
-        "queries (not corrected for the several metrics shown).",
+        "queries; p is Holm-adjusted across the metrics of each protocol, and the verdict "
+        f"counts every metric with adjusted p < {ALPHA}.",
         "",
     ]
     rows = []
     verdicts = []
+    headlines = run.display.headlines()[:ORDER_CHECK_METRICS]
+    names = [f"{m}@{cutoffs[0]}" for m in headlines] if cutoffs else []
     for check in checks:
         if check.get("status") != "ok":
             continue
@@ -392,33 +429,37 @@ def _order_check_section(run: RunView, cutoffs: Sequence[int]) -> list[str]:
         )
         if original is None:
             continue
-        headlines = run.display.headlines()[:ORDER_CHECK_METRICS]
-        names = [f"{m}@{cutoffs[0]}" for m in headlines] if cutoffs else []
-        for name in names:
-            a = run_dir.per_query(original).get(name)
-            b = run_dir.per_query(check).get(name)
-            if a is None or b is None:
-                continue
-            verdict = order_check.order_verdict(name, a, b, ALPHA)
+        in_order, shuffled = run_dir.per_query(original), run_dir.per_query(check)
+        values = {
+            name: (in_order[name], shuffled[name])
+            for name in names
+            if name in in_order and name in shuffled
+        }
+        if not values:
+            continue
+        verdict = order_check.order_verdict(values, ALPHA)
+        for comparison in verdict.comparisons:
             rows.append(
                 [
                     original["model_label"],
                     check["protocol"],
-                    name,
-                    f"{verdict.in_order:.4f}",
-                    f"{verdict.shuffled:.4f}",
-                    f"{verdict.shuffled - verdict.in_order:+.4f}",
-                    "< 0.001" if verdict.p_value < 0.001 else f"{verdict.p_value:.3f}",
+                    comparison.metric,
+                    f"{comparison.in_order:.4f}",
+                    f"{comparison.shuffled:.4f}",
+                    f"{comparison.shuffled - comparison.in_order:+.4f}",
+                    "< 0.001" if comparison.adjusted_p < 0.001 else f"{comparison.adjusted_p:.3f}",
                 ]
             )
-            verdicts.append((check["protocol"], verdict))
+        verdicts.append((check["protocol"], verdict))
     if not rows:
         return []
     lines += [
-        markdown_table(rows, ["model", "protocol", "metric", "in order", "shuffled", "Δ", "p"]),
+        markdown_table(
+            rows, ["model", "protocol", "metric", "in order", "shuffled", "Δ", "p (Holm)"]
+        ),
         "",
     ]
     for protocol in dict.fromkeys(p for p, _ in verdicts):
         first = next(v for p, v in verdicts if p == protocol)
-        lines += [f"- **{protocol}** ({first.metric}): {first.conclusion}."]
+        lines += [f"- **{protocol}**: {first.conclusion}."]
     return [*lines, ""]

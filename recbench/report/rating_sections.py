@@ -16,6 +16,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from recbench.data.ratings import RatingScale
+from recbench.report.intervals import (
+    MIN_SEEDS_FOR_T,
+    ZERO_NOTE,
+    few_seeds_note,
+    format_half_width,
+    format_mean,
+)
 from recbench.report.markdown import markdown_table
 from recbench.report.marks import (
     ALPHA,
@@ -158,7 +165,7 @@ class RatingSections:
             "from absolute errors (mean); ↓ lower is better.",
             "- Uncertainty: ± is the 95% confidence half-width — over test events (normal "
             "approximation; the delta method for rmse) for one seed, over seeds (Student t) for "
-            "several.",
+            "several — shown to 2 significant digits, the mean to the same decimal place.",
             f"- Significance: {VS_BASELINE_MARK} differs from the best baseline of the column "
             f"({', '.join(sorted(run.baselines)) or 'none in this run'}), {VS_BEST_MARK} from "
             "the best model of the column; two-sided Wilcoxon signed-rank test on the per-event "
@@ -192,6 +199,7 @@ class RatingSections:
             if len(values) > 1:
                 best[name] = max(values) if self.higher_is_better(name) else min(values)
         rows = []
+        zero, few_seeds = False, set()
         for model in run.model_order:
             if not any(self.value(model, n) is not None for n in names):
                 continue
@@ -202,11 +210,17 @@ class RatingSections:
                     row.append("–")
                     continue
                 mean, ci = value
-                text = f"{mean:.4f}"
+                text = format_mean(mean, ci)
                 if name in best and mean == best[name]:
                     text = f"**{text}**"
                 if ci is not None and not math.isnan(ci):
-                    text += f" ± {ci:.4f}"
+                    text += " " + format_half_width(ci)
+                    zero = zero or ci == 0
+                    n_seeds = sum(
+                        name in cell["metrics"] for cell in run.grouped[(self.protocol_name, model)]
+                    )
+                    if 1 < n_seeds < MIN_SEEDS_FOR_T:
+                        few_seeds.add(n_seeds)
                 text += self.tests.marks(model, name.removesuffix(STARS_SUFFIX))
                 row.append(text)
             rows.append(row)
@@ -215,7 +229,8 @@ class RatingSections:
             + (" ↑" if self.higher_is_better(n) else " ↓")
             for n in names
         ]
-        return [*lines, markdown_table(rows, headers), ""]
+        notes = [few_seeds_note(n) for n in sorted(few_seeds)] + ([ZERO_NOTE] if zero else [])
+        return [*lines, markdown_table(rows, headers), "", *([*notes, ""] if notes else [])]
 
     def after_results(self) -> list[str]:
         return []

@@ -527,8 +527,8 @@ def onnx_versions() -> dict[str, Any]:
     if len(distributions) > 1:
         versions["warning"] = (
             f"{' and '.join(distributions)} are installed together; they share the import "
-            "name 'onnxruntime' and overwrite each other: uninstall all of them and "
-            "reinstall recbench (it depends on the right one for this platform)"
+            "name 'onnxruntime' and overwrite each other: uninstall all of them, then "
+            "install one: pip install 'recbench[cpu]' or 'recbench[gpu]'"
         )
     return versions
 
@@ -550,7 +550,7 @@ def onnxruntime_session(path: Path, *, device: str, threads: int) -> tuple[Any, 
         import onnxruntime as ort
     except ImportError as exc:
         raise RuntimeUnavailable(
-            "onnxruntime is not installed (pip install onnxruntime, or onnxruntime-gpu)"
+            "onnxruntime is not installed (pip install 'recbench[cpu]', or 'recbench[gpu]')"
         ) from exc
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads

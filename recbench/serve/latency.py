@@ -48,7 +48,9 @@ A measurement: ``runtime``, ``unit`` (``step`` or ``score``), ``device``, ``prov
 else ``passed`` and ``max_abs_diff``; ``null`` for ``score``), ``batch1`` (``repeats``,
 ``p50_ms``, ``p95_ms``, ``p99_ms``, ``mean_ms``, ``min_ms``, ``max_ms``), ``batch``
 (the same at ``batch_size``, plus ``batch_size``), ``queries_per_second``
-(``batch_size / batch.p50``), ``load_average`` (``before``, ``after``) and
+(``batch_size / batch.p50``), ``top_k`` (``score`` only: the timed call is ``score()``
+followed by ``torch.topk`` of this size; a record without it timed ``score()`` alone,
+which measures nothing for a ``score()`` that returns a lazy view), ``load_average`` (``before``, ``after``) and
 ``other_cpu_share`` (the share of the machine's CPU time that other processes used
 while it ran, :class:`MachineLoad`; the record's ``environment.other_cpu_share`` is the
 same over the model's whole export and timing: on a busy machine, timings with several
@@ -499,10 +501,18 @@ def query_batch(queries: Any, size: int, max_length: int | None, device: Any) ->
 
 
 def measure_score(
-    model: Any, queries: Any, options: ExportOptions, device: torch.device
+    model: Any, queries: Any, options: ExportOptions, device: torch.device, top_k: int
 ) -> list[dict[str, Any]]:
-    """Time the model's own ``score`` for one query and for ``batch_size`` queries,
-    on ``device`` at each thread count of ``options`` (on CUDA: once)."""
+    """Time the model's own ``score`` followed by the ``top_k`` ranking of its scores
+    (``torch.topk``, as evaluation and serving rank them), for one query and for
+    ``batch_size`` queries, on ``device`` at each thread count of ``options`` (on CUDA:
+    once).
+
+    The ranking is part of the timed call so that every model's number is a measurement:
+    a ``score`` may return a lazy view (popularity returns one row ``expand()``-ed to the
+    batch, which costs nothing until read), and ``topk`` reads every score. Each
+    measurement records ``top_k``.
+    """
     max_length = getattr(model, "max_length", None)
     sync = torch.cuda.synchronize if device.type == "cuda" else None
     one = query_batch(queries, 1, max_length, device)
@@ -514,7 +524,8 @@ def measure_score(
 
         def call() -> Any:
             with torch.no_grad():
-                return model.score(inputs)
+                scores = model.score(inputs)
+                return torch.topk(scores, min(top_k, scores.shape[-1]), dim=-1)
 
         return call
 
@@ -522,7 +533,12 @@ def measure_score(
         (list(options.threads) or [torch.get_num_threads()]) if device.type == "cpu" else [None]
     )
     return [
-        _measure(_Target("score", device.type, t, make, sync), options, "score", options.batch_size)
+        {
+            **_measure(
+                _Target("score", device.type, t, make, sync), options, "score", options.batch_size
+            ),
+            "top_k": top_k,
+        }
         for t in threads
     ]
 
@@ -595,7 +611,7 @@ def benchmark_model(
             errors += _benchmark_cell(model, record, run_path, name, top_k, options, progress)
         if "score" in options.runtimes:
             progress.log(f"  timing score ({device.type})", style="dim")
-            record["measurements"] += measure_score(model, queries, options, device)
+            record["measurements"] += measure_score(model, queries, options, device, top_k)
     except Exception as exc:
         errors.append(f"{type(exc).__name__}: {exc}".splitlines()[0])
         record["traceback"] = traceback.format_exc(limit=8)

@@ -16,12 +16,13 @@ of the history instead of the latest -- and so mix a change of task into the com
 The runner picks the model (``--order-check``: ``auto`` = the first model of the run
 that has a one-step ``cell()``, i.e. a sequence model; a model label; or ``off``) and
 writes its cells with ``"ablation": "order-shuffled"``; :func:`order_verdict` compares
-them with the model's in-order cells of the same seed (the report's "Order check").
+them with the model's in-order cells of the same seed on every metric the report shows,
+Holm-corrected across those metrics (the report's "Order check").
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -113,32 +114,87 @@ def choose_model(
 
 
 @dataclass(frozen=True)
-class OrderVerdict:
+class OrderComparison:
     """In-order against shuffled for one metric: the two means over the same queries,
-    the paired Wilcoxon signed-rank test's p-value, and the conclusion in words."""
+    the paired two-sided Wilcoxon signed-rank test's p-value, and that p-value
+    Holm-adjusted across the metrics compared together (:func:`order_verdict`)."""
 
     metric: str
     in_order: float
     shuffled: float
     p_value: float
+    adjusted_p: float
+
+    def separates(self, alpha: float) -> bool:
+        """Whether the adjusted p-value is below ``alpha`` (NaN: nothing to test, no)."""
+        return bool(self.adjusted_p < alpha)
+
+
+@dataclass(frozen=True)
+class OrderVerdict:
+    """The order check of one model and protocol over several metrics: every
+    comparison, and the conclusion in words, which names the metrics that separate."""
+
+    comparisons: tuple[OrderComparison, ...]
     conclusion: str
 
 
 def order_verdict(
-    metric: str, in_order: np.ndarray, shuffled: np.ndarray, alpha: float = 0.05
+    values: Mapping[str, tuple[np.ndarray, np.ndarray]], alpha: float = 0.05
 ) -> OrderVerdict:
-    """Compare per-query values of ``metric`` (higher is better) on the same queries, in
-    order and shuffled (paired, two-sided Wilcoxon signed-rank test)."""
-    a = np.asarray(in_order, dtype=np.float64)
-    b = np.asarray(shuffled, dtype=np.float64)
-    p = significance.paired_test(a, b, "wilcoxon")
-    if not p < alpha:  # NaN (nothing to test) counts as no evidence
-        conclusion = "no evidence that order matters: the model does as well without it"
-    elif a.mean() > b.mean():
-        conclusion = "order matters: without it the model loses accuracy"
+    """Whether order matters, from every metric in ``values``.
+
+    ``values`` maps a metric name (higher is better) to its per-query values in order and
+    shuffled, over the same queries. Each metric gets a paired, two-sided Wilcoxon
+    signed-rank test; the p-values are Holm-adjusted across the metrics, and a metric
+    separates the two when its adjusted p-value is below ``alpha``. The verdict is "order
+    matters" when every separating metric is worse shuffled, "better without order" when
+    every one is better, "mixed" when they disagree, and "no evidence" when none separates.
+    """
+    names = list(values)
+    means, raw = [], []
+    for name in names:
+        a = np.asarray(values[name][0], dtype=np.float64)
+        b = np.asarray(values[name][1], dtype=np.float64)
+        raw.append(significance.paired_test(a, b, "wilcoxon"))
+        means.append((float(a.mean()), float(b.mean())))
+    adjusted = significance.holm(raw) if names else np.empty(0)
+    comparisons = tuple(
+        OrderComparison(name, mean_a, mean_b, float(p), float(q))
+        for name, (mean_a, mean_b), p, q in zip(names, means, raw, adjusted, strict=True)
+    )
+    separating = [c for c in comparisons if c.separates(alpha)]
+    worse = [c.metric for c in separating if c.shuffled < c.in_order]
+    better = [c.metric for c in separating if c.shuffled > c.in_order]
+    rest = [n for n in names if n not in worse and n not in better]
+    no_difference = f" (no difference on {_listed(rest)})" if rest else ""
+    if not separating:
+        conclusion = (
+            f"no evidence that order matters on {_listed(names)} (Holm-adjusted p ≥ {alpha} "
+            "for each): the model does as well without it"
+        )
+    elif worse and better:
+        conclusion = (
+            f"mixed: without order the model loses on {_listed(worse)} but gains on "
+            f"{_listed(better)}"
+        )
+    elif worse:
+        conclusion = (
+            f"order matters: without it the model loses accuracy on {_listed(worse)}"
+            + no_difference
+        )
     else:
-        conclusion = "the model does better without order: it uses none of the order's signal"
-    return OrderVerdict(metric, float(a.mean()), float(b.mean()), p, conclusion)
+        conclusion = (
+            f"the model does better without order on {_listed(better)}: it uses none of "
+            "the order's signal" + no_difference
+        )
+    return OrderVerdict(comparisons, conclusion)
+
+
+def _listed(names: Sequence[str]) -> str:
+    if len(names) <= 1:
+        return "".join(names)
+    return ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def is_ablation(cell: dict[str, Any]) -> bool:

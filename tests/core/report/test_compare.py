@@ -411,3 +411,21 @@ def test_compares_real_rating_runs(settings, tmp_path):
     assert set(rows) == {"rmse", "mae", "rmse_stars", "mae_stars"}
     assert not any(r.higher_is_better for r in rows.values())  # errors: lower is better
     assert {r.mark for r in rows.values()} == {"~"}
+
+
+def test_runs_with_different_setups_get_a_one_line_warning(tmp_path, capsys):
+    a, b = two_runs(tmp_path, {})
+    config = recbench.results.read_json(b / "config.json")
+    config["config"]["split"] = {"method": "users", "test": 0.2}
+    config["config"]["preprocess"] = {"min_item_pop": 10}
+    write_json(b / "config.json", config)
+    code, out, err = run_cli(capsys, str(a), str(b))
+    assert code == 0  # the exit status still says only whether anything regressed
+    (warning,) = err.splitlines()
+    assert warning.startswith("recbench: warning: the runs differ in what they measure on")
+    assert (
+        "split.method: None → users" in warning and "preprocess.min_item_pop: None → 10" in warning
+    )
+    assert "| pop" in out
+    code, _, err = run_cli(capsys, str(a), str(a))
+    assert code == 0 and err == ""

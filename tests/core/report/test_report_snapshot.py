@@ -100,3 +100,19 @@ def test_a_model_missing_a_seed_is_named(tmp_path):
     text = render(RunDirectory.open(run))
     assert "- **Not every model finished every seed**: sr seed 0 (of 0, 1)" in text
     assert "Results over 2 seeds" in text
+
+
+def test_what_a_reader_could_misread_is_said_in_words():
+    text = render(RunDirectory.open(FIXTURE))
+    # the order check's verdict follows every metric of its table, not only the first
+    check = text.split("## Order check")[1].split("## Timing")[0]
+    assert "| lstm[learning_rate=0.01] | iterative  | recall@10 |" in check
+    assert "- **iterative**: the model does better without order on recall@10" in check
+    # iterative has one target per query: the duplicated columns are said to be so
+    iterative = next(line for line in text.splitlines() if line.startswith("- **iterative**"))
+    assert "hit@k equals sps@k and precision@k is sps@k / k" in iterative
+    # two seeds: every table says how little its t intervals mean, and explains ± 0
+    results = text.split("## Results: half-split")[1].split("## Option sweeps")[0]
+    assert results.count("With 2 seeds, ± is a Student t interval") == 4
+    assert "± 0.0000" not in text and "± 0:" in results
+    assert "| 28 ± 19 " in results  # a count: no decimals

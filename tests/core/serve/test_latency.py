@@ -17,6 +17,7 @@ from torch import nn
 
 import recbench
 from recbench import cli, hookimpl
+from recbench.data.batches import SequenceBatch
 from recbench.registry import discover
 from recbench.results import write_json
 from recbench.serve import export, latency
@@ -283,7 +284,8 @@ def test_a_run_exports_and_times_every_model_and_reports_it(settings, tmp_path):
     report = (result.path / "report.md").read_text()
     assert "## Latency" in report and "### Accuracy vs latency" in report
     assert "| lstm    | step   | ONNX Runtime" in report
-    assert "| pop     | score  | score()" in report
+    assert "| pop     | score  | score() + top-k" in report
+    assert pop["measurements"][0]["top_k"] == 20  # the ranking evaluation does
     try:
         import matplotlib  # noqa: F401
 
@@ -393,9 +395,9 @@ def test_cli_no_export_then_export(settings, monkeypatch, tmp_path, capsys):
 # -- the report section ------------------------------------------------------------------
 
 
-def measurement(runtime, unit, p50, parity, threads=1):
+def measurement(runtime, unit, p50, parity, threads=1, top_k=20):
     timing = {k: p50 for k in TIMING_FIELDS} | {"repeats": 100, "p99_ms": p50 * 1.5}
-    return {
+    return ({"top_k": top_k} if unit == "score" and top_k else {}) | {
         "runtime": runtime,
         "unit": unit,
         "device": "cpu",
@@ -408,6 +410,70 @@ def measurement(runtime, unit, p50, parity, threads=1):
         "load_average": {"before": [0.5, 0.5, 0.5], "after": [0.75, 0.5, 0.5]},
         "other_cpu_share": 0.3 if runtime == "torch" else 0.01,
     }
+
+
+class _Queries:
+    """Ten test queries of three items each (what ``measure_score`` reads)."""
+
+    def __len__(self):
+        return 10
+
+    def model_inputs(self, index, max_length, device):
+        return SequenceBatch(
+            torch.ones((len(index), 3), dtype=torch.long), torch.full((len(index),), 3)
+        )
+
+
+class _ViewScores:
+    """Scores that cost nothing until read: one row expanded to the batch (as pop's)."""
+
+    max_length = None
+
+    def score(self, batch):
+        return torch.arange(1000, dtype=torch.float32)[None, :].expand(len(batch.lengths), -1)
+
+
+def test_score_latency_times_the_ranking_so_a_lazy_view_is_measured(monkeypatch):
+    ranked = []
+    topk = torch.topk
+
+    def spy(scores, k, dim):
+        ranked.append((tuple(scores.shape), k))
+        return topk(scores, k, dim=dim)
+
+    monkeypatch.setattr(torch, "topk", spy)
+    options = ExportOptions(repeats=3, batch_repeats=2, batch_size=8, warmup=1, threads=(1,))
+    (m,) = latency.measure_score(_ViewScores(), _Queries(), options, torch.device("cpu"), 20)
+    assert m["unit"] == "score" and m["top_k"] == 20
+    # every timed call ranked (read) the whole [batch, n_items] score matrix
+    assert {shape for shape, _ in ranked} == {(1, 1000), (8, 1000)}
+    assert {k for _, k in ranked} == {20}
+    assert m["batch1"]["repeats"] + m["batch"]["repeats"] <= len(ranked)
+
+
+def test_a_score_timed_without_ranking_stays_out_of_the_comparison(settings, tmp_path):
+    result = run_tiny(
+        settings, tmp_path / "run", models=("pop",), overrides=["export.enabled=false"]
+    )
+    write_json(
+        latency.record_path(result.path, "pop", 0),
+        {
+            "schema_version": latency.SCHEMA_VERSION,
+            "model": "pop",
+            "model_label": "pop",
+            "seed": 0,
+            "kind": "baseline",
+            "status": "ok",
+            "export": None,
+            "skipped": [],
+            "environment": {},
+            "measurements": [measurement("score", "score", 0.02, None, top_k=None)],
+        },
+    )
+    section = result.report()[result.report().index("## Latency") :]
+    assert "| pop     | score  | score() alone |" in section
+    assert "was not measured" in section
+    assert "### Accuracy vs latency" not in section  # pop's only timing is not a measurement
 
 
 def test_the_report_renders_latency_from_the_records_alone(settings, tmp_path):
@@ -488,11 +554,11 @@ def test_the_report_renders_latency_from_the_records_alone(settings, tmp_path):
     )
     assert "**Busy machine**" in section
     assert (
-        "| pop     | score  | score()      | cpu      | 1         | 0.020    | 0.020    | 0.030"
+        "| pop     | score  | score() + top-k | cpu      | 1         | 0.020    | 0.020    | 0.030"
         in section
     )
     assert (
-        "| lstm    | step   | ONNX Runtime | cpu      | 1         | 0.250    | 0.250    | 0.375"
+        "| lstm    | step   | ONNX Runtime    | cpu      | 1         | 0.250    | 0.250    | 0.375"
         in section
     )
     assert "ok (3.0e-07)" in section and "reference" in section

@@ -94,14 +94,58 @@ def test_the_verdict_says_whether_order_matters():
     # the same queries without order: some hits lost, or some gained, or nothing changes
     worse = in_order * (rng.random(2000) < 0.6)
     better = np.maximum(in_order, rng.random(2000) < 0.2)
-    assert order_verdict("sps@10", in_order, worse).conclusion.startswith("order matters")
-    assert order_verdict("sps@10", in_order, in_order).conclusion.startswith("no evidence")
-    assert order_verdict("sps@10", in_order, better).conclusion.startswith("the model does better")
-    verdict = order_verdict("sps@10", in_order, worse)
-    assert verdict.p_value < 1e-6
-    assert verdict.in_order == pytest.approx(in_order.mean())
+    assert order_verdict({"sps@10": (in_order, worse)}).conclusion.startswith("order matters")
+    assert order_verdict({"sps@10": (in_order, in_order)}).conclusion.startswith("no evidence")
+    assert order_verdict({"sps@10": (in_order, better)}).conclusion.startswith(
+        "the model does better"
+    )
+    (comparison,) = order_verdict({"sps@10": (in_order, worse)}).comparisons
+    assert comparison.p_value < 1e-6 and comparison.adjusted_p == comparison.p_value
+    assert comparison.in_order == pytest.approx(in_order.mean())
     with pytest.raises(ValueError):
-        order_verdict("sps@10", in_order, in_order[:-1])
+        order_verdict({"sps@10": (in_order, in_order[:-1])})
+
+
+def test_the_verdict_counts_every_metric_holm_corrected():
+    rng = np.random.default_rng(1)
+    same = (rng.random(2000) < 0.30).astype(float)
+    in_order = rng.random(2000)
+    worse = in_order * (rng.random(2000) < 0.6)
+    # the first metric shows nothing, the other two drop: the verdict must not stop at sps
+    verdict = order_verdict(
+        {"sps@10": (same, same), "recall@10": (in_order, worse), "mrr@10": (in_order, worse)}
+    )
+    assert verdict.conclusion.startswith("order matters")
+    assert "recall@10 and mrr@10" in verdict.conclusion
+    assert "no difference on sps@10" in verdict.conclusion
+    # Holm: the smallest p-value is multiplied by the number of metrics tested
+    raw = sorted(c.p_value for c in verdict.comparisons if not np.isnan(c.p_value))
+    adjusted = sorted(c.adjusted_p for c in verdict.comparisons if not np.isnan(c.adjusted_p))
+    assert adjusted[0] == pytest.approx(min(1.0, raw[0] * 2))  # sps@10 untestable: m = 2
+
+
+def test_a_p_value_that_holm_lifts_above_alpha_does_not_separate():
+    rng = np.random.default_rng(2)
+    in_order = rng.random(300)
+    slightly = in_order + rng.normal(-0.05, 1.0, 300)
+    values = {"recall@10": (in_order, slightly)}
+    alone = order_verdict(values).comparisons[0]
+    assert 0.01 < alone.p_value < 0.05, alone.p_value  # separates when tested alone
+    noise = {f"m{i}@10": (in_order, in_order + rng.normal(0, 1e-3, 300)) for i in range(4)}
+    family = order_verdict(values | noise)
+    assert family.comparisons[0].adjusted_p >= 0.05
+    assert family.conclusion.startswith("no evidence")
+
+
+def test_opposite_directions_give_a_mixed_verdict():
+    rng = np.random.default_rng(3)
+    in_order = rng.random(2000)
+    verdict = order_verdict(
+        {"sps@10": (in_order, in_order * 0.5), "mrr@10": (in_order, in_order * 0.5 + 0.6)}
+    )
+    assert (
+        verdict.conclusion == "mixed: without order the model loses on sps@10 but gains on mrr@10"
+    )
 
 
 def test_choosing_the_model():
