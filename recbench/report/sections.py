@@ -230,8 +230,8 @@ def environment_section(
 
 
 def dataset_section(dataset: Mapping[str, Any]) -> list[str]:
-    """The lines of the Dataset section: the statistics and preprocessing options of
-    ``dataset.json``."""
+    """The lines of the Dataset section: the statistics, preprocessing options and
+    warnings (when there are any) of ``dataset.json``."""
     stats = dataset["statistics"]
     ordered = sorted(
         stats,
@@ -242,6 +242,7 @@ def dataset_section(dataset: Mapping[str, Any]) -> list[str]:
     )
     rows = [[key.replace("_", " "), _format_stat(stats[key])] for key in ordered]
     prep = ", ".join(f"{k}={v}" for k, v in dataset.get("preprocessing", {}).items())
+    warnings = [f"- {escape(str(warning))}" for warning in dataset.get("warnings", [])]
     return [
         "## Dataset",
         "",
@@ -249,6 +250,7 @@ def dataset_section(dataset: Mapping[str, Any]) -> list[str]:
         "",
         f"Preprocessing: {escape(prep)}.",
         "",
+        *(["Warnings about the data:", "", *warnings, ""] if warnings else []),
     ]
 
 
