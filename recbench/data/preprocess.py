@@ -215,7 +215,8 @@ def _warn_duplicates(
 ) -> None:
     if warn is None:
         return
-    what = f"{count:,} duplicate events (same user, item and timestamp as an earlier event)"
+    events = "event" if count == 1 else "events"
+    what = f"{count:,} duplicate {events} (same user, item and timestamp as an earlier event)"
     if options.duplicates == "drop":
         warn(f"{what} dropped (preprocess.duplicates=drop)")
     else:
