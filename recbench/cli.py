@@ -10,11 +10,18 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape as escape_markup
 from rich.table import Table
 
+from recbench.config.run_config import (
+    DEFAULT_CUTOFFS,
+    DEFAULT_PROTOCOLS,
+    RunConfig,
+    load_config_file,
+)
 from recbench.errors import ConfigError, RecbenchError
 from recbench.registry import Registry
 from recbench.report import plugin_listing
@@ -280,11 +287,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _merged(args: argparse.Namespace) -> dict[str, object]:
+def _merged(args: argparse.Namespace) -> dict[str, Any]:
     """The settings of ``args`` over those of its ``--config`` file: a flag that was given
     wins, a setting of the file fills in the others (absent from both: not in the result)."""
-    from recbench.config.run_config import load_config_file
-
     merged = dict(load_config_file(args.config)) if args.config else {}
     given = {
         "models": getattr(args, "models", None),
@@ -304,9 +309,9 @@ def _merged(args: argparse.Namespace) -> dict[str, object]:
     return merged
 
 
-def _run_config(merged: dict, overrides: list[str]):  # type: ignore[type-arg]
-    from recbench.config.run_config import DEFAULT_CUTOFFS, DEFAULT_PROTOCOLS, RunConfig
-
+def _run_config(merged: dict[str, Any], overrides: list[str]) -> RunConfig:
+    """The :class:`RunConfig` of merged settings (defaults where they are silent), with
+    the ``-o`` ``overrides`` applied."""
     return RunConfig(
         models=tuple(merged.get("models", ())),
         dataset=str(merged.get("dataset") or ""),
@@ -377,9 +382,7 @@ def _check(args: argparse.Namespace, settings, registry, console: Console) -> in
         table.add_row(name, value)
     console.print(table)
     preprocessing = ", ".join(f"{k}={v}" for k, v in data.preprocessing.items())
-    console.print(
-        f"Preprocessing: {preprocessing}", highlight=False, markup=False, soft_wrap=True
-    )
+    console.print(f"Preprocessing: {preprocessing}", highlight=False, markup=False, soft_wrap=True)
     for split in result.splits:
         counts = split.fields.get("split", {})
         sizes = ", ".join(

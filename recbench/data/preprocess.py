@@ -101,7 +101,7 @@ def preprocess(
     chronological = None if timestamps is None else _chronological_order(user_codes, timestamps)
 
     keep = None
-    if chronological is not None:
+    if chronological is not None and timestamps is not None:
         duplicate = _duplicate_events(chronological, user_codes, item_codes, timestamps)
         if duplicate is not None:
             _warn_duplicates(int(duplicate.sum()), options, warn)

@@ -238,7 +238,14 @@ def test_statistics_see_repeats_within_a_user_only() -> None:
 
 # -- duplicate events and non-finite ratings ----------------------------------------------
 
-DUPLICATED = [(1, 10, 5, 4), (1, 20, 5, 3), (1, 10, 5, 2), (2, 10, 7, 1), (2, 10, 8, 1), (1, 10, 5, 1)]
+DUPLICATED = [
+    (1, 10, 5, 4),
+    (1, 20, 5, 3),
+    (1, 10, 5, 2),
+    (2, 10, 7, 1),
+    (2, 10, 8, 1),
+    (1, 10, 5, 1),
+]
 
 
 def test_duplicate_events_are_counted_and_kept_by_default() -> None:
