@@ -1,5 +1,5 @@
-"""The ``recbench`` command line: ``run``, ``export``, ``report``, ``compare``, ``list``,
-``show``, ``plugins`` and plugin commands.
+"""The ``recbench`` command line: ``run``, ``check``, ``export``, ``report``, ``compare``,
+``list``, ``show``, ``plugins`` and plugin commands.
 
 User mistakes print one line (``recbench: error: ...``) and exit with status 2.
 """
@@ -10,11 +10,18 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape as escape_markup
 from rich.table import Table
 
+from recbench.config.run_config import (
+    DEFAULT_CUTOFFS,
+    DEFAULT_PROTOCOLS,
+    RunConfig,
+    load_config_file,
+)
 from recbench.errors import ConfigError, RecbenchError
 from recbench.registry import Registry
 from recbench.report import plugin_listing, plugin_options
@@ -54,30 +61,15 @@ def _positive_int(flag: str):
     return parse
 
 
-def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
-    """The argument parser; plugins of ``registry`` may add sub-commands to it."""
-    from recbench.version import __version__
-
-    parser = _Parser(prog="recbench", description="Benchmark sequence-based recommenders.")
-    parser.add_argument("--version", action="version", version=f"recbench {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
-    run = sub.add_parser("run", help="train and evaluate models on a dataset, then write a report")
-    run.add_argument(
-        "--models", type=_csv, required=True, help="comma-separated model ids, e.g. pop,lstm"
-    )
-    run.add_argument(
-        "--dataset",
-        required=True,
-        help="dataset id (ml-100k, ml1m, file:PATH, synthetic:small, ...)",
-    )
-    run.add_argument(
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags ``run`` and ``check`` share: protocols, seeds, cutoffs, options, config."""
+    parser.add_argument(
         "--protocols",
         type=_csv,
         default=None,
         help="half-split,iterative,last-item (default: half-split,iterative)",
     )
-    seeds = run.add_mutually_exclusive_group()
+    seeds = parser.add_mutually_exclusive_group()
     seeds.add_argument(
         "--seeds", type=_int_csv("--seeds"), default=None, help="comma-separated seeds (default: 0)"
     )
@@ -88,16 +80,13 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
         metavar="N",
         help="seeds 0..N-1; each seed re-splits the users and re-trains every model",
     )
-    run.add_argument(
-        "--metrics", type=_csv, default=None, help="metric ids (default: all registered)"
-    )
-    run.add_argument(
+    parser.add_argument(
         "--cutoffs",
         type=_int_csv("--cutoffs"),
         default=None,
         help="list lengths k (default: 10,20)",
     )
-    run.add_argument(
+    parser.add_argument(
         "-o",
         "--option",
         action="append",
@@ -106,7 +95,34 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
         help="set an option, e.g. -o split.test=0.2 (repeatable); several values of a "
         "model option run one cell each: -o moc.mixtures=1,2,4,8",
     )
-    run.add_argument("--config", type=Path, help="a TOML file with the same settings (flags win)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="a TOML file holding any of these settings (flags win over it)",
+    )
+
+
+def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
+    """The argument parser; plugins of ``registry`` may add sub-commands to it."""
+    from recbench.version import __version__
+
+    parser = _Parser(prog="recbench", description="Benchmark sequence-based recommenders.")
+    parser.add_argument("--version", action="version", version=f"recbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    run = sub.add_parser("run", help="train and evaluate models on a dataset, then write a report")
+    run.add_argument(
+        "--models", type=_csv, default=None, help="comma-separated model ids, e.g. pop,lstm"
+    )
+    run.add_argument(
+        "--dataset",
+        default=None,
+        help="dataset id (ml-100k, ml1m, file:PATH, synthetic:small, ...)",
+    )
+    _add_data_arguments(run)
+    run.add_argument(
+        "--metrics", type=_csv, default=None, help="metric ids (default: all registered)"
+    )
     run.add_argument("--device", default=None, help="auto (default), cpu or cuda")
     run.add_argument(
         "--order-check",
@@ -119,9 +135,10 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
     run.add_argument(
         "--resume",
         action="store_true",
+        default=None,
         help="continue an existing run directory, skipping finished cells",
     )
-    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--quiet", action="store_true", default=None, help="no progress bars")
     run.add_argument(
         "--threads",
         type=_positive_int("--threads"),
@@ -132,8 +149,24 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
     run.add_argument(
         "--no-export",
         action="store_true",
+        default=None,
         help="skip the ONNX export and latency measurement of the trained models",
     )
+
+    check = sub.add_parser(
+        "check",
+        help="load, preprocess and split a dataset as a run would; print its statistics "
+        "and every warning; train nothing",
+        description="Prepare DATASET as 'recbench run' would (loading, preprocessing, the "
+        "derived-data cache), check it against the cutoffs and split it for every seed, then "
+        "print the statistics, the splits and every warning about the data. Exit status 0 "
+        "when the data is usable (warnings included), 2 on an error.",
+    )
+    check.add_argument(
+        "dataset", nargs="?", default=None, metavar="DATASET", help="as --dataset of 'run'"
+    )
+    _add_data_arguments(check)
+    check.add_argument("--quiet", action="store_true", default=None, help="no progress bars")
 
     export = sub.add_parser(
         "export",
@@ -231,6 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         if args.command == "run":
             return _run(args, settings, registry, argv, console)
+        if args.command == "check":
+            return _check(args, settings, registry, console)
         if args.command == "report":
             return _report(args, console)
         if args.command == "compare":
@@ -262,41 +297,76 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _merged(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings of ``args`` over those of its ``--config`` file: a flag that was given
+    wins, a setting of the file fills in the others (absent from both: not in the result)."""
+    merged = dict(load_config_file(args.config)) if args.config else {}
+    given = {
+        "models": getattr(args, "models", None),
+        "dataset": args.dataset,
+        "protocols": args.protocols,
+        "seeds": list(range(args.n_seeds)) if args.n_seeds else args.seeds,
+        "metrics": getattr(args, "metrics", None),
+        "cutoffs": args.cutoffs,
+        "device": getattr(args, "device", None),
+        "order_check": getattr(args, "order_check", None),
+        "out": getattr(args, "out", None),
+        "resume": getattr(args, "resume", None),
+        "quiet": args.quiet,
+        "no_export": getattr(args, "no_export", None),
+    }
+    merged.update({key: value for key, value in given.items() if value is not None})
+    return merged
+
+
+def _run_config(merged: dict[str, Any], overrides: list[str]) -> RunConfig:
+    """The :class:`RunConfig` of merged settings (defaults where they are silent), with
+    the ``-o`` ``overrides`` applied."""
+    return RunConfig(
+        models=tuple(merged.get("models", ())),
+        dataset=str(merged.get("dataset") or ""),
+        protocols=tuple(merged.get("protocols", DEFAULT_PROTOCOLS)),
+        seeds=tuple(merged.get("seeds", (0,))),
+        metrics=tuple(merged.get("metrics", ())),
+        cutoffs=tuple(merged.get("cutoffs", DEFAULT_CUTOFFS)),
+        options={k: dict(v) for k, v in dict(merged.get("options", {})).items()},
+        device=str(merged.get("device", "auto")),
+        order_check=str(merged.get("order_check", "auto")),
+    ).with_overrides(overrides)
+
+
 def _run(args: argparse.Namespace, settings, registry, argv: list[str], console: Console) -> int:
     from recbench.api import default_run_path, run
-    from recbench.config.run_config import DEFAULT_CUTOFFS, DEFAULT_PROTOCOLS, load_config_file
 
-    file = load_config_file(args.config) if args.config else {}
-
-    def pick(flag_value, key, default):
-        if flag_value is not None:
-            return flag_value
-        value = file.get(key, default)
-        return (
-            _csv(value)
-            if isinstance(value, str) and key not in ("dataset", "device", "order_check")
-            else value
+    merged = _merged(args)
+    if not merged.get("models"):
+        raise ConfigError(
+            "no model given",
+            where="recbench run",
+            hint="pass --models, e.g. --models pop, or set models in the --config file",
         )
 
     if args.threads is not None:
         import torch
 
         torch.set_num_threads(args.threads)
-    out = args.out or default_run_path(args.dataset)
+    config = _run_config(merged, [])
+    out = Path(str(merged["out"])) if merged.get("out") else default_run_path(config.dataset)
+    no_export = ["export.enabled=false"] if merged.get("no_export") else []
     result = run(
-        models=args.models,
-        dataset=args.dataset,
-        protocols=pick(args.protocols, "protocols", DEFAULT_PROTOCOLS),
-        seeds=pick(list(range(args.n_seeds)) if args.n_seeds else args.seeds, "seeds", (0,)),
-        metrics=pick(args.metrics, "metrics", ()),
-        cutoffs=pick(args.cutoffs, "cutoffs", DEFAULT_CUTOFFS),
-        options=file.get("options", {}),
-        overrides=[*args.option, *(["export.enabled=false"] if args.no_export else [])],
-        device=pick(args.device, "device", "auto"),
-        order_check=pick(args.order_check, "order_check", "auto"),
+        models=config.models,
+        dataset=config.dataset,
+        protocols=config.protocols,
+        seeds=config.seeds,
+        metrics=config.metrics,
+        cutoffs=config.cutoffs,
+        options=config.options,
+        overrides=[*args.option, *no_export],
+        device=config.device,
+        order_check=config.order_check,
         out=out,
-        resume=args.resume,
-        quiet=args.quiet,
+        resume=bool(merged.get("resume")),
+        quiet=bool(merged.get("quiet")),
         settings=settings,
         registry=registry,
         command=["recbench", *argv],
@@ -304,6 +374,60 @@ def _run(args: argparse.Namespace, settings, registry, argv: list[str], console:
     _print_summary(result, console)
     console.print(f"Report: {result.path / 'report.md'}", highlight=False)
     return 0
+
+
+def _check(args: argparse.Namespace, settings, registry, console: Console) -> int:
+    from recbench.progress import Progress
+    from recbench.report.sections import dataset_statistics_rows
+    from recbench.runner.check import check_dataset
+
+    merged = _merged(args)
+    config = _run_config(merged, args.option)  # its models are checked, not trained
+    result = check_dataset(
+        config,
+        registry=registry,
+        settings=settings,
+        progress=Progress(quiet=bool(merged.get("quiet"))),
+    )
+    data = result.data
+    table = Table(title=f"{data.name} ({data.dataset_id})", title_justify="left")
+    table.add_column("statistic")
+    table.add_column("value", justify="right")
+    for name, value in dataset_statistics_rows(data.statistics):
+        table.add_row(name, value)
+    console.print(table)
+    preprocessing = ", ".join(f"{k}={v}" for k, v in data.preprocessing.items())
+    console.print(f"Preprocessing: {preprocessing}", highlight=False, markup=False, soft_wrap=True)
+    for split in result.splits:
+        counts = split.fields.get("split", {})
+        sizes = ", ".join(
+            f"{key.replace('_', ' ')} {value:,}"
+            for key, value in counts.items()
+            if key.endswith(("_users", "_events"))
+        )
+        policies = split.fields.get("policies", {})
+        shown = "".join(
+            f"; {key}={_on_off(value) if isinstance(value, bool) else value}"
+            for key, value in policies.items()
+        )
+        console.print(
+            f"Split (seed {split.seed}, {result.task}): training on {split.training}; "
+            f"{sizes}{shown}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+    if result.warnings:
+        console.print(f"{len(result.warnings)} warning(s) about the data:", highlight=False)
+        for warning in result.warnings:
+            console.print(f"- {warning}", highlight=False, markup=False, soft_wrap=True)
+    else:
+        console.print("No warnings about the data.", highlight=False)
+    return 0
+
+
+def _on_off(value: bool) -> str:
+    return "on" if value else "off"
 
 
 def _print_summary(result, console: Console) -> None:

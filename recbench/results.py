@@ -135,8 +135,8 @@ class RunDirectory:
     ) -> None:
         """Write what a run was made of: ``config.json`` (the resolved ``config``, the
         command line and recbench's version), ``environment.json`` and ``dataset.json``
-        (the prepared data's name, id, key, statistics and preprocessing, and
-        ``dataset_fields``). A resumed run keeps the commands and git revisions of the
+        (the prepared data's name, id, key, statistics and preprocessing, its warnings
+        when it has any, and ``dataset_fields``). A resumed run keeps the commands and git revisions of the
         earlier invocations (``earlier_commands``, ``earlier_git``): its finished cells
         were made by them."""
         command_line = shlex.join(command) if command else None
@@ -167,6 +167,7 @@ class RunDirectory:
                 "key": data.key,
                 "statistics": data.statistics,
                 "preprocessing": data.preprocessing,
+                **({"warnings": list(data.warnings)} if data.warnings else {}),
                 **dataset_fields,
             },
         )

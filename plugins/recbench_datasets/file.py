@@ -1,8 +1,11 @@
 """Interactions from any delimited text file: ``--dataset file:PATH``.
 
-The separator, a header line and the compression are detected; the column order is an
-option. Every malformed line is reported with its file and line number.
-:func:`read_interactions` is also the reader behind the MovieLens datasets.
+The separator, a header line, the compression and the unit of the timestamps are
+detected, and each detection says what it decided; the column order is an option. Parsing
+is strict: every malformed line (a non-numeric id, an id beyond 64 bits, a rating that is
+not a finite number or is negative) is an error naming its file and line, and no line is
+dropped silently. :func:`read_interactions` is also the reader behind the MovieLens
+datasets.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import re
 import zipfile
 from collections import Counter
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import IO, ClassVar, Literal
 
@@ -32,8 +36,17 @@ COLUMN_NAMES = ("user", "item", "rating", "timestamp", "ignore")
 SNIFF_BYTES = 64 * 1024
 _COMPRESSION_BY_SUFFIX = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zip": "zip"}
 _PANDAS_LINE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+_UTF8_BOM = b"\xef\xbb\xbf"
+#: Seconds per unit of the timestamp units ``time_unit`` may name.
+SECONDS_PER_UNIT = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+#: ``time_unit=auto``: the unit is the first whose threshold the median timestamp exceeds
+#: (1e11 s is the year 5138, 1e11 ms the year 1973).
+TIME_UNIT_THRESHOLDS = (("ns", 1e17), ("us", 1e14), ("ms", 1e11))
+_INT64_LIMIT = 2**63
+_EXACT_FLOAT_LIMIT = 2**53
 
 Compression = Literal["auto", "none", "gzip", "bz2", "xz", "zip"]
+TimeUnit = Literal["auto", "s", "ms", "us", "ns"]
 
 
 @dataclass(frozen=True)
@@ -51,11 +64,19 @@ class FileOptions:
         ``timestamp`` and ``ignore`` (a field to skip); ``user`` and ``item`` are
         required. User and item ids must be integers.
     header:
-        Whether the first line is a header; ``None`` detects it (a first line with a
-        non-numeric field is a header).
+        Whether the first line is a header; ``None`` detects it: the first line is a
+        header when none of its user, item, rating and timestamp fields is a number (a
+        first line that looks like data is data). The decision is logged.
     compression:
         ``auto`` picks it from the suffix (``.gz``, ``.bz2``, ``.xz``, ``.zip`` holding
         one file).
+    time_unit:
+        The unit of the timestamps, converted to seconds: ``s``, ``ms``, ``us``, ``ns``,
+        or ``auto``, which reads the median timestamp's magnitude (above 1e11: ms, above
+        1e14: us, above 1e17: ns) and warns when it converts.
+    negative_ratings:
+        Whether a negative rating is data (scales such as Jester's -10..10); off, it is
+        an error, as it usually means a mis-read column.
     """
 
     path: str = ""
@@ -63,6 +84,8 @@ class FileOptions:
     columns: str = "user,item,rating,timestamp"
     header: bool | None = None
     compression: Compression = "auto"
+    time_unit: TimeUnit = "auto"
+    negative_ratings: bool = False
 
 
 class FileDataset:
@@ -70,7 +93,7 @@ class FileDataset:
 
     id: ClassVar[str] = "file"
     summary: ClassVar[str] = "Events from a delimited text file (--dataset file:PATH)"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     Options: ClassVar[type] = FileOptions
     argument_option: ClassVar[str | None] = "path"
 
@@ -90,6 +113,9 @@ class FileDataset:
             columns=self.columns,
             header=self.options.header,
             compression=self.options.compression,
+            time_unit=self.options.time_unit,
+            negative_ratings=self.options.negative_ratings,
+            ctx=ctx,
         )
 
     def resolve(self, ctx: DataContext) -> Path:
@@ -150,6 +176,9 @@ def read_interactions(
     columns: tuple[str, ...],
     header: bool | None,
     compression: Compression = "auto",
+    time_unit: TimeUnit = "auto",
+    negative_ratings: bool = False,
+    ctx: DataContext | None = None,
 ) -> Interactions:
     """Read a delimited file of events into :class:`~recbench.plugin.Interactions`.
 
@@ -162,22 +191,33 @@ def read_interactions(
     columns:
         One name per field (see :func:`parse_columns`).
     header:
-        Whether the first line is a header, or ``None`` to detect it.
+        Whether the first line is a header, or ``None`` to detect it (see
+        :class:`FileOptions`).
     compression:
         ``auto`` (from the suffix), ``none``, ``gzip``, ``bz2``, ``xz`` or ``zip``.
+    time_unit:
+        The unit of the timestamps (``auto`` detects it; see :class:`FileOptions`).
+    negative_ratings:
+        Whether negative ratings are allowed.
+    ctx:
+        Where the header decision is logged and warnings (converted timestamps) are
+        recorded; ``None``: nowhere.
 
     Returns
     -------
     Interactions
         ``user`` and ``item`` as integers (``int32`` when they fit), ``timestamp`` as
-        ``int64`` and ``rating`` as ``float32`` when the file has them, in file order.
-        Blank lines are skipped.
+        ``int64`` unix seconds and ``rating`` as ``float32`` when the file has them, in
+        file order (when the timestamps are converted from a finer unit: in the order of
+        the original timestamps, file order among equal ones). Blank lines are skipped;
+        a UTF-8 byte order mark is ignored.
 
     Raises
     ------
     DataError
-        Missing or empty file, a line with the wrong number of fields, or a non-integer
-        id, each naming the file and line.
+        A missing, unreadable or empty file, JSON instead of delimited text, a line with
+        the wrong number of fields, a non-numeric id, an id beyond 64-bit integers, or a
+        rating that is not a finite number or is negative, each naming the file and line.
     """
     if not path.is_file():
         raise DataError(f"no file {path.name}", where=str(path), hint="check the path")
@@ -189,12 +229,19 @@ def read_interactions(
         raise DataError(
             f"{path.name} is empty", where=str(path), hint="check that it is the right file"
         )
+    _refuse_json(path, numbered[0])
     separator = sep if sep is not None else _sniff_separator(path, numbered, len(columns))
     first_fields = _split(numbered[0][1], separator)
     has_header = header
-    if has_header is None:  # a header names the columns: a field that must be numeric is not
-        used = [f for f, name in zip(first_fields, columns, strict=False) if name != "ignore"]
-        has_header = not all(_is_number(f) for f in used)
+    if has_header is None:
+        has_header = _looks_like_a_header(first_fields, columns)
+        if ctx is not None:
+            decision = (
+                f"header: yes ({','.join(first_fields)})"
+                if has_header
+                else f"no header (line {numbered[0][0]} is data)"
+            )
+            ctx.progress.log(f"{path.name}: {decision}", style="dim")
     if has_header and len(numbered) == 1 and whole_file:
         raise DataError(
             f"{path.name} has a header but no events",
@@ -211,18 +258,46 @@ def read_interactions(
             hint="set the dataset's 'columns' option with one name per field ('ignore' skips one), "
             "or its 'sep' option if the separator is wrong",
         )
+    interactions = None
     try:  # fast and lean: the C parser converts to the final types as it reads
         table = _parse(path, kind, separator, columns, skipped_lines, typed=True)
+        if len(table) == 0:
+            raise DataError(
+                f"{path.name} has no events",
+                where=str(path),
+                hint="check that it is the right file",
+            )
+        interactions = _from_typed(table, columns, negative_ratings)
     except (ValueError, OverflowError):
-        # A value the typed parse rejects (or a blank line): parse again without types,
-        # so that every problem can be reported with its line.
+        pass
+    if interactions is None:
+        # A value the typed parse rejects (or a blank line, or a bad rating): parse again
+        # as text, so that every problem can be reported with its line.
         table = _parse(path, kind, separator, columns, skipped_lines, typed=False)
-        return _to_interactions(table, columns, path, first_line=skipped_lines + 1)
-    if len(table) == 0:
-        raise DataError(
-            f"{path.name} has no events", where=str(path), hint="check that it is the right file"
+        interactions = _to_interactions(
+            table, columns, path, first_line=skipped_lines + 1, negative_ratings=negative_ratings
         )
-    return _from_typed(table, columns)
+    if interactions.timestamp is None:
+        return interactions
+    return _in_seconds(interactions, time_unit, path, ctx)
+
+
+def _looks_like_a_header(fields: list[str], columns: tuple[str, ...]) -> bool:
+    """Whether a first line names the columns: none of its used fields is a number and
+    none is empty."""
+    used = [f.strip() for f, name in zip(fields, columns, strict=False) if name != "ignore"]
+    return all(field and not _is_number(field) for field in used)
+
+
+def _refuse_json(path: Path, first: tuple[int, str]) -> None:
+    number, line = first
+    if line.lstrip().startswith(("{", "[")):
+        raise DataError(
+            f"{path.name} looks like JSON lines, not delimited text (line {number} starts "
+            f"with {line.lstrip()[0]!r})",
+            where=f"{path}, line {number}",
+            hint=f"load it with --dataset jsonl:{path}",
+        )
 
 
 def _compression(path: Path, compression: Compression) -> str:
@@ -251,19 +326,46 @@ def _open(path: Path, kind: str) -> IO[bytes]:
     return path.open("rb")
 
 
+def _unreadable(path: Path, exc: OSError) -> DataError | None:
+    """The error for a file the system cannot read (permissions, I/O), or ``None`` when
+    ``exc`` is about the content (a bad compressed stream)."""
+    if isinstance(exc, PermissionError):
+        return DataError(
+            f"cannot read {path}: permission denied",
+            where=str(path),
+            hint="check the file's permissions",
+        )
+    if exc.errno is not None:
+        return DataError(
+            f"cannot read {path}: {exc.strerror or exc}", where=str(path), hint="check the file"
+        )
+    return None
+
+
 def _head(path: Path, kind: str) -> tuple[str, bool]:
-    """The first :data:`SNIFF_BYTES` of the decompressed file (latin-1), and whether that
-    is the whole file."""
+    """The first :data:`SNIFF_BYTES` of the decompressed file (latin-1, without a UTF-8
+    byte order mark), and whether that is the whole file."""
     try:
         with _open(path, kind) as handle:
-            data = handle.read(SNIFF_BYTES + 1)
-    except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile) as exc:
-        raise DataError(
-            f"cannot read {path.name} as {kind} ({exc})",
-            where=str(path),
-            hint="check the file, or set the dataset's 'compression' option",
-        ) from None
+            data = handle.read(SNIFF_BYTES + 1 + len(_UTF8_BOM))
+    except OSError as exc:
+        unreadable = _unreadable(path, exc)
+        if unreadable is not None:
+            raise unreadable from None
+        raise _not_compressed_as(path, kind, exc) from None
+    except (EOFError, lzma.LZMAError, zipfile.BadZipFile) as exc:
+        raise _not_compressed_as(path, kind, exc) from None
+    if data.startswith(_UTF8_BOM):
+        data = data[len(_UTF8_BOM) :]
     return data[:SNIFF_BYTES].decode("latin-1"), len(data) <= SNIFF_BYTES
+
+
+def _not_compressed_as(path: Path, kind: str, exc: Exception) -> DataError:
+    return DataError(
+        f"cannot read {path.name} as {kind} ({exc})",
+        where=str(path),
+        hint="check the file, or set the dataset's 'compression' option",
+    )
 
 
 def _split(line: str, separator: str) -> list[str]:
@@ -335,8 +437,8 @@ def _parse(
 ) -> pd.DataFrame:
     """The file as a table, one column per field. With ``typed`` the used columns are
     parsed straight to their types (a value that does not fit raises ``ValueError``);
-    otherwise pandas infers them. Blank lines are kept as rows of missing values so that
-    row ``i`` is line ``skipped_lines + 1 + i``."""
+    otherwise every field is kept as text (an empty or missing field is ``""``). Blank
+    lines are kept as rows so that row ``i`` is line ``skipped_lines + 1 + i``."""
     names = [f"{name}_{position}" for position, name in enumerate(columns)]
     options: dict[str, object] = {
         "header": None,
@@ -344,6 +446,8 @@ def _parse(
         "skiprows": skipped_lines,
         "skip_blank_lines": False,
         "engine": "c",
+        "encoding": "utf-8-sig",  # a byte order mark is not part of the first field
+        "encoding_errors": "replace",  # ids are digits; other fields may be any text
     }
     if typed:
         options["dtype"] = {
@@ -351,8 +455,11 @@ def _parse(
             for label, name in zip(names, columns, strict=True)
             if name in _TYPES
         }
+    else:
+        options["dtype"] = str
+        options["keep_default_na"] = False  # "NA" is a value to report, "" a missing one
     try:
-        with _open(path, kind) as handle:
+        with _open(path, kind) as handle, np.errstate(over="ignore"):  # 1e39 -> inf, reported
             if separator == "::":  # the C parser takes one character: make it a tab
                 source: IO[bytes] = io.BytesIO(handle.read().replace(b"::", b"\t"))
                 return pd.read_csv(source, sep="\t", **options)  # type: ignore[call-overload]
@@ -371,23 +478,34 @@ def _parse(
             where=f"{path}, line {line}",
             hint="fix or remove that line, or set the dataset's 'sep' or 'columns' option",
         ) from None
-    except (OSError, EOFError, lzma.LZMAError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise (_unreadable(path, exc) or _not_compressed_as(path, kind, exc)) from None
+    except (EOFError, lzma.LZMAError, UnicodeDecodeError) as exc:
         raise DataError(
             f"cannot read {path.name} ({exc})", where=str(path), hint="check the file"
         ) from None
 
 
-def _from_typed(table: pd.DataFrame, columns: tuple[str, ...]) -> Interactions:
+def _from_typed(
+    table: pd.DataFrame, columns: tuple[str, ...], negative_ratings: bool
+) -> Interactions:
+    """The interactions of a typed table; ``ValueError`` when a rating needs reporting
+    (the text parse then names its line)."""
     arrays = {
         name: _narrow(table.iloc[:, position].to_numpy(), name)
         for position, name in enumerate(columns)
         if name != "ignore"
     }
+    rating = arrays.get("rating")
+    if rating is not None and (
+        not np.isfinite(rating).all() or (not negative_ratings and (rating < 0).any())
+    ):
+        raise ValueError("a rating to report")
     return Interactions(
         user=arrays["user"],
         item=arrays["item"],
         timestamp=arrays.get("timestamp"),
-        rating=arrays.get("rating"),
+        rating=rating,
     )
 
 
@@ -402,24 +520,37 @@ def _narrow(values: np.ndarray, name: str) -> np.ndarray:
 
 
 def _to_interactions(
-    table: pd.DataFrame, columns: tuple[str, ...], path: Path, first_line: int
+    table: pd.DataFrame,
+    columns: tuple[str, ...],
+    path: Path,
+    first_line: int,
+    negative_ratings: bool,
 ) -> Interactions:
-    """Typed columns, with blank lines dropped and bad values reported by line (row ``i``
-    of ``table`` is line ``first_line + i`` of the file)."""
+    """Typed columns from a text table, with blank lines dropped and bad values reported
+    by line (row ``i`` of ``table`` is line ``first_line + i`` of the file)."""
     line_of_row = first_line + np.arange(len(table))
     used = {
-        name: table.iloc[:, position] for position, name in enumerate(columns) if name != "ignore"
+        name: table.iloc[:, position].to_numpy(dtype=object)
+        for position, name in enumerate(columns)
+        if name != "ignore"
     }
-    blank = np.logical_and.reduce([column.isna().to_numpy() for column in used.values()])
-    if blank.any():
-        table = table.loc[~blank]
-        line_of_row = line_of_row[~blank]
-        used = {name: column.loc[~blank] for name, column in used.items()}
-    if len(table) == 0:
+    stripped = {name: np.char.strip(values.astype(str)) for name, values in used.items()}
+    blank = np.logical_and.reduce([values == "" for values in stripped.values()])
+    if blank.all():
         raise DataError(
             f"{path.name} has no events", where=str(path), hint="check that it is the right file"
         )
-    arrays = {name: _numeric(column, name, path, line_of_row) for name, column in used.items()}
+    if blank.any():
+        line_of_row = line_of_row[~blank]
+        stripped = {name: values[~blank] for name, values in stripped.items()}
+    arrays = {
+        name: (
+            _ratings(values, path, line_of_row, negative_ratings)
+            if name == "rating"
+            else _integers(values, name, path, line_of_row)
+        )
+        for name, values in stripped.items()
+    }
     return Interactions(
         user=arrays["user"],
         item=arrays["item"],
@@ -428,49 +559,126 @@ def _to_interactions(
     )
 
 
-def _numeric(column: pd.Series, name: str, path: Path, line_of_row: np.ndarray) -> np.ndarray:
-    values = column.to_numpy()
-    if not np.issubdtype(values.dtype, np.number):
-        converted = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
-        bad = np.isnan(converted) & column.notna().to_numpy()
-        if bad.any():
-            row = int(np.argmax(bad))
-            raise _bad_value(
-                path, int(line_of_row[row]), name, str(column.iloc[row]), "is not a number"
-            )
-        values = converted
-    if np.issubdtype(values.dtype, np.floating):
-        missing = np.isnan(values)
-        if missing.any():
-            row = int(np.argmax(missing))
+def _missing(path: Path, name: str, line: int) -> DataError:
+    return DataError(
+        f"{path.name}: line {line} has no {name} (too few fields, or an empty one)",
+        where=f"{path}, line {line}",
+        hint="fix or remove that line, or set the dataset's 'sep' or 'columns' option",
+    )
+
+
+def _integers(text: np.ndarray, name: str, path: Path, line_of_row: np.ndarray) -> np.ndarray:
+    """The whole numbers of a column of text fields, exact to 64 bits."""
+    empty = text == ""
+    if empty.any():
+        raise _missing(path, name, int(line_of_row[np.argmax(empty)]))
+    what = f"{name} id" if name in ("user", "item") else name
+    numbers = pd.to_numeric(pd.Series(text), errors="coerce").to_numpy()
+    if numbers.dtype == np.int64:
+        return _narrow(numbers, name)
+    floats = numbers.astype(np.float64)
+    non_numeric = np.isnan(floats)
+    if non_numeric.any():
+        row = int(np.argmax(non_numeric))
+        line = int(line_of_row[row])
+        raise _bad_value(path, line, name, f"non-numeric {what} {str(text[row])!r} at line {line}")
+    fractional = np.isinf(floats) | (floats != np.floor(floats))
+    if fractional.any():
+        row = int(np.argmax(fractional))
+        line = int(line_of_row[row])
+        raise _bad_value(
+            path, line, name, f"{what} {str(text[row])!r} at line {line} is not a whole number"
+        )
+    # Beyond 2**53 a float is not exact: read those fields again as Python integers.
+    values = np.zeros(len(text), dtype=np.int64)
+    small = np.abs(floats) < _EXACT_FLOAT_LIMIT
+    values[small] = floats[small]
+    for row in np.flatnonzero(~small):
+        exact = int(Decimal(str(text[row])))
+        if not -_INT64_LIMIT <= exact < _INT64_LIMIT:
             line = int(line_of_row[row])
-            raise DataError(
-                f"{path.name}: line {line} has no {name} (too few fields, or an empty one)",
-                where=f"{path}, line {line}",
-                hint="fix or remove that line, or set the dataset's 'sep' or 'columns' option",
+            raise _bad_value(
+                path,
+                line,
+                name,
+                f"{what} {str(text[row])!r} at line {line} does not fit a 64-bit integer",
             )
-    if name != "rating" and np.issubdtype(values.dtype, np.floating):
-        fractional = values != np.floor(values)
-        if fractional.any():
-            row = int(np.argmax(fractional))
-            what = (
-                "is not a whole number (timestamps are unix seconds)"
-                if name == "timestamp"
-                else ("is not an integer")
-            )
-            raise _bad_value(path, int(line_of_row[row]), name, str(column.iloc[row]), what)
+        values[row] = exact
     return _narrow(values, name)
 
 
-def _bad_value(path: Path, line: int, name: str, value: str, problem: str) -> DataError:
+def _ratings(
+    text: np.ndarray, path: Path, line_of_row: np.ndarray, negative_ratings: bool
+) -> np.ndarray:
+    """The ratings of a column of text fields: finite, and not negative unless allowed."""
+    empty = text == ""
+    if empty.any():
+        raise _missing(path, "rating", int(line_of_row[np.argmax(empty)]))
+    with np.errstate(over="ignore"):  # beyond float32: infinite, and reported below
+        values = (
+            pd.to_numeric(pd.Series(text), errors="coerce")
+            .to_numpy(dtype=np.float64)
+            .astype(np.float32)
+        )
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row = int(np.argmax(bad))
+        line = int(line_of_row[row])
+        raise _bad_value(
+            path, line, "rating", f"rating {str(text[row])!r} at line {line} is not a finite number"
+        )
+    negative = values < 0
+    if negative.any() and not negative_ratings:
+        row = int(np.argmax(negative))
+        line = int(line_of_row[row])
+        raise DataError(
+            f"{path.name}: negative rating {str(text[row])!r} at line {line}",
+            where=f"{path}, line {line}",
+            hint="fix that line, set the dataset's 'columns' option if the columns are in "
+            "another order, or -o file.negative_ratings=true if the scale has negative values",
+        )
+    return values
+
+
+def _bad_value(path: Path, line: int, name: str, description: str) -> DataError:
+    """``description`` (which names the line), prefixed with the file, and a hint."""
     hint = (
         "ids must be integers: map them to integers first, or set the dataset's 'columns' option "
         "if the columns are in another order"
         if name in ("user", "item")
         else "fix that line, or set the dataset's 'columns' option"
     )
-    return DataError(
-        f"{path.name}: line {line}: {name} {value!r} {problem}",
-        where=f"{path}, line {line}",
-        hint=hint,
+    if line == 1 and description.startswith("non-numeric"):
+        hint += " (if line 1 is a header, set the dataset's 'header' option to true)"
+    return DataError(f"{path.name}: {description}", where=f"{path}, line {line}", hint=hint)
+
+
+def _in_seconds(
+    interactions: Interactions, time_unit: TimeUnit, path: Path, ctx: DataContext | None
+) -> Interactions:
+    """The interactions with timestamps in seconds (``time_unit``; ``auto`` detects it).
+    A conversion orders the events by their original timestamps first (file order among
+    equal ones), so that events in the same second stay in chronological order."""
+    timestamps = np.asarray(interactions.timestamp)
+    unit: str = time_unit
+    if unit == "auto":
+        median = float(np.median(np.abs(timestamps))) if len(timestamps) else 0.0
+        unit = next((u for u, limit in TIME_UNIT_THRESHOLDS if median > limit), "s")
+        if unit != "s" and ctx is not None:
+            ctx.warn(
+                f"{path.name}: timestamps taken as {_UNIT_NAMES[unit]} (median "
+                f"{median:.0f}) and converted to seconds; -o file.time_unit=s keeps them as "
+                "they are"
+            )
+    if unit == "s":
+        return interactions
+    order = np.argsort(timestamps, kind="stable")
+    return Interactions(
+        user=interactions.user[order],
+        item=interactions.item[order],
+        timestamp=timestamps[order] // SECONDS_PER_UNIT[unit],
+        rating=None if interactions.rating is None else interactions.rating[order],
     )
+
+
+_UNIT_NAMES = {"ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}

@@ -53,7 +53,12 @@ class EvaluationOptions:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that defines a run (before plugin options are resolved)."""
+    """Everything that defines a run (before plugin options are resolved).
+
+    ``models`` may be empty only for ``recbench check`` (data preparation and splits,
+    nothing trained); a run refuses it. Seeds are distinct non-negative integers,
+    cutoffs distinct positive ones.
+    """
 
     models: tuple[str, ...]
     dataset: str
@@ -68,18 +73,40 @@ class RunConfig:
     order_check: str = "auto"
 
     def __post_init__(self) -> None:
-        if not self.models:
-            raise ConfigError("no model given", hint="pass --models, e.g. --models pop")
         if not self.dataset:
-            raise ConfigError("no dataset given", hint="pass --dataset, e.g. --dataset ml-100k")
+            raise ConfigError(
+                "no dataset given",
+                hint="pass --dataset, e.g. --dataset ml-100k, or set dataset in the --config file",
+            )
         if not self.protocols:
             raise ConfigError("no protocol given", hint="pass --protocols half-split,iterative")
         if not self.seeds:
             raise ConfigError("no seed given", hint="pass --seeds 0")
         if len(set(self.models)) != len(self.models):
             raise ConfigError("a model is listed twice", where="--models")
+        negative = [s for s in self.seeds if s < 0]
+        if negative:
+            raise ConfigError(
+                f"seeds are non-negative integers, got {negative[0]}",
+                where="--seeds",
+                hint="pass seeds such as --seeds 0,1,2 (or --n-seeds 3)",
+            )
+        repeated = sorted({s for s in self.seeds if self.seeds.count(s) > 1})
+        if repeated:
+            raise ConfigError(
+                f"seed {repeated[0]} is listed twice",
+                where="--seeds",
+                hint="each seed splits and trains once: list distinct seeds, e.g. --seeds 0,1",
+            )
         if not self.cutoffs or any(k < 1 for k in self.cutoffs):
             raise ConfigError("cutoffs must be positive integers", where="--cutoffs")
+        repeated = sorted({k for k in self.cutoffs if self.cutoffs.count(k) > 1})
+        if repeated:
+            raise ConfigError(
+                f"cutoff {repeated[0]} is listed twice",
+                where="--cutoffs",
+                hint="list distinct cutoffs, e.g. --cutoffs 10,20",
+            )
 
     def with_overrides(self, assignments: Iterable[str]) -> RunConfig:
         """A copy with ``SECTION.KEY=VALUE`` assignments applied on top of the options."""
@@ -102,36 +129,115 @@ def parse_assignment(text: str) -> tuple[str, str, str]:
     return section, key, value.strip()
 
 
+#: The keys of a ``--config`` file: one per flag of ``recbench run`` (``options`` holds the
+#: ``-o`` values as ``[options.SECTION]`` tables), with the type of its value.
+CONFIG_KEYS: dict[str, str] = {
+    "models": "names",
+    "dataset": "text",
+    "protocols": "names",
+    "seeds": "seeds",
+    "n_seeds": "count",
+    "metrics": "names",
+    "cutoffs": "counts",
+    "options": "tables",
+    "device": "text",
+    "order_check": "text",
+    "out": "text",
+    "resume": "flag",
+    "quiet": "flag",
+    "no_export": "flag",
+}
+_TYPE_WORDS = {
+    "names": "a list of names (or one comma-separated string)",
+    "text": "a string",
+    "seeds": "a list of non-negative integers",
+    "count": "a positive integer",
+    "counts": "a list of positive integers",
+    "tables": "a table of [options.SECTION] tables",
+    "flag": "true or false",
+}
+
+
 def load_config_file(path: Path) -> dict[str, Any]:
     """Read a TOML run configuration.
 
-    Top-level keys mirror the command line (``models``, ``dataset``, ``protocols``,
-    ``seeds``, ``metrics``, ``cutoffs``, ``device``, ``order_check``); the table ``[options.SECTION]``
-    holds option values.
+    Top-level keys mirror the flags of ``recbench run`` (:data:`CONFIG_KEYS`: ``models``,
+    ``dataset``, ``protocols``, ``seeds`` or ``n_seeds``, ``metrics``, ``cutoffs``,
+    ``device``, ``order_check``, ``out``, ``resume``, ``quiet``, ``no_export``); the
+    tables ``[options.SECTION]`` hold option values. Lists of names may also be written as
+    one comma-separated string. Returns the values checked and normalised (lists of names
+    as lists, ``n_seeds`` as the list of seeds).
+
+    Raises
+    ------
+    ConfigError
+        A missing or unreadable file, invalid TOML, an unknown key or a value of the
+        wrong type, naming the file and the key.
     """
     try:
-        data = tomllib.loads(Path(path).read_text())
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError("config file not found", where=str(path)) from None
-    except tomllib.TOMLDecodeError as exc:
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read config file {path}: {exc.strerror or exc}", where=str(path)
+        ) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file is not valid TOML: {exc}", where=str(path)) from None
-    allowed = {
-        "models",
-        "dataset",
-        "protocols",
-        "seeds",
-        "metrics",
-        "cutoffs",
-        "device",
-        "order_check",
-        "options",
-    }
-    for key in data:
-        if key not in allowed:
+    checked: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in CONFIG_KEYS:
             raise ConfigError(
-                f"unknown key '{key}'", where=str(path), hint=close_matches(key, allowed)
+                f"unknown key '{key}'", where=str(path), hint=close_matches(key, CONFIG_KEYS)
             )
-    return data
+        checked[key] = _config_value(key, value, path)
+    if "seeds" in checked and "n_seeds" in checked:
+        raise ConfigError(
+            "config file sets both seeds and n_seeds", where=str(path), hint="keep one of them"
+        )
+    if "n_seeds" in checked:
+        checked["seeds"] = list(range(checked.pop("n_seeds")))
+    return checked
+
+
+def _config_value(key: str, value: Any, path: Path) -> Any:
+    """``value`` of config key ``key``, checked and normalised."""
+    kind = CONFIG_KEYS[key]
+    if kind == "names" and isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if kind in ("counts", "seeds") and _is_integer(value):
+        value = [value]
+    valid = {
+        "names": isinstance(value, list) and all(isinstance(v, str) and v for v in value),
+        "text": isinstance(value, str) and bool(value),
+        "seeds": isinstance(value, list) and all(_is_integer(v) and v >= 0 for v in value),
+        "count": _is_integer(value) and value >= 1,
+        "counts": isinstance(value, list) and all(_is_integer(v) and v >= 1 for v in value),
+        "tables": isinstance(value, dict) and all(isinstance(v, dict) for v in value.values()),
+        "flag": isinstance(value, bool),
+    }[kind]
+    if not valid:
+        raise ConfigError(
+            f"config key '{key}' must be {_TYPE_WORDS[kind]}, got {value!r}",
+            where=str(path),
+            hint=f"e.g. {_EXAMPLES[kind].format(key=key)}",
+        )
+    return value
+
+
+_EXAMPLES = {
+    "names": '{key} = ["a", "b"]',
+    "text": '{key} = "value"',
+    "seeds": "{key} = [0, 1, 2]",
+    "count": "{key} = 3",
+    "counts": "{key} = [10, 20]",
+    "tables": "[options.split] test = 0.2",
+    "flag": "{key} = true",
+}
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def check_sections(options: Mapping[str, Any], known: Iterable[str]) -> None:

@@ -37,6 +37,7 @@ class DataContext:
     ``data_root`` holds raw files (``<data_root>/<dataset id>/...``) and may be read-only;
     downloads go to ``download_root`` (the same folder unless it is read-only).
     ``offline`` forbids network access. ``cache_root`` is for derived files.
+    :meth:`warn` records a problem with usable data (``warnings`` holds them).
     """
 
     data_root: Path
@@ -44,6 +45,14 @@ class DataContext:
     cache_root: Path
     progress: Progress = field(default_factory=Progress.silent)
     offline: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, message: str) -> None:
+        """Record a problem with data that is still usable (duplicate events, converted
+        timestamps, ...): it is printed, stored with the prepared data and shown by
+        ``recbench check`` and in the report."""
+        self.warnings.append(message)
+        self.progress.log(f"warning: {message}", style="yellow")
 
 
 class DatasetLookup(Protocol):
@@ -53,7 +62,7 @@ class DatasetLookup(Protocol):
 
 
 #: Changes whenever the cached arrays would be laid out or computed differently.
-DATA_FORMAT_VERSION = 1
+DATA_FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,8 @@ class PreparedData:
     (padding), or ``str`` with ``item_ids[0] == ""`` for string ids. ``key``
     is the hex cache key; ``statistics`` comes from
     :func:`recbench.data.preprocess.dataset_statistics`; ``preprocessing`` holds the resolved
-    preprocessing options.
+    preprocessing options; ``warnings`` the problems found in usable data (loading and
+    preprocessing), one line each.
     """
 
     name: str
@@ -76,6 +86,7 @@ class PreparedData:
     key: str
     statistics: dict[str, Any]
     preprocessing: dict[str, Any]
+    warnings: tuple[str, ...] = ()
 
 
 def prepare_dataset(
@@ -136,14 +147,19 @@ def prepare_dataset(
     key = cache_key()
     cached = _read_cache(cache_dir, key)
     if cached is not None:
-        sequences, item_ids, statistics = cached
+        sequences, item_ids, statistics, warnings = cached
         progress.log(f"Using cached {name} ({statistics['events']:,} events)")
+        for warning in warnings:
+            progress.log(f"warning: {warning}", style="yellow")
     else:
         with progress.task(f"Preparing {name}: reading", total=4) as bar:
             interactions = dataset.load(context)
             bar.update(description=f"Preparing {name}: filtering and ordering")
             bar.advance()
-            sequences, item_ids = preprocess(interactions, preprocessing, dataset=name)
+            sequences, item_ids = preprocess(
+                interactions, preprocessing, dataset=name, warn=context.warn
+            )
+            warnings = list(context.warnings)
             bar.update(description=f"Preparing {name}: statistics")
             bar.advance()
             statistics = dataset_statistics(sequences, raw_events=len(interactions))
@@ -152,7 +168,14 @@ def prepare_dataset(
             bar.advance()
             key = cache_key()  # loading may have downloaded the files the fingerprint describes
             _write_cache(
-                cache_dir, key, sequences, item_ids, statistics, name, as_dict(preprocessing)
+                cache_dir,
+                key,
+                sequences,
+                item_ids,
+                statistics,
+                name,
+                as_dict(preprocessing),
+                warnings,
             )
             bar.advance()
         progress.log(f"Prepared {name} ({statistics['events']:,} events)")
@@ -164,6 +187,7 @@ def prepare_dataset(
         key=key,
         statistics=statistics,
         preprocessing=as_dict(preprocessing),
+        warnings=tuple(warnings),
     )
 
 
@@ -214,8 +238,10 @@ def _cache_dir(settings: Settings, dataset_id: str) -> Path:
     return cache_dir
 
 
-def _read_cache(cache_dir: Path, key: str) -> tuple[Sequences, np.ndarray, dict[str, Any]] | None:
-    """The cached arrays and statistics, or ``None`` when absent or unreadable."""
+def _read_cache(
+    cache_dir: Path, key: str
+) -> tuple[Sequences, np.ndarray, dict[str, Any], list[str]] | None:
+    """The cached arrays, statistics and warnings, or ``None`` when absent or unreadable."""
     arrays_path, info_path = cache_dir / f"{key}.npz", cache_dir / f"{key}.json"
     if not (arrays_path.is_file() and info_path.is_file()):
         return None
@@ -232,9 +258,10 @@ def _read_cache(cache_dir: Path, key: str) -> tuple[Sequences, np.ndarray, dict[
             )
             item_ids = stored["item_ids"]
         statistics: dict[str, Any] = info["statistics"]
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        warnings = [str(warning) for warning in info["warnings"]]
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
         return None  # a damaged entry is rebuilt (and replaced) like a missing one
-    return sequences, item_ids, statistics
+    return sequences, item_ids, statistics, warnings
 
 
 def _write_cache(
@@ -245,6 +272,7 @@ def _write_cache(
     statistics: dict[str, Any],
     name: str,
     preprocessing: dict[str, Any],
+    warnings: list[str],
 ) -> None:
     arrays: dict[str, Any] = {
         "offsets": sequences.offsets,
@@ -261,6 +289,7 @@ def _write_cache(
         "n_items": sequences.n_items,
         "statistics": statistics,
         "preprocessing": preprocessing,
+        "warnings": warnings,
         "data_format": DATA_FORMAT_VERSION,
     }
     try:

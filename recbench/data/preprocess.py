@@ -8,8 +8,9 @@ for reports. Everything is vectorised: no Python loop runs per user or per event
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -28,6 +29,10 @@ class PreprocessOptions:
 
     The filters run once, in this order, each on the events the previous one kept:
 
+    0. ``duplicates``: what to do with events that repeat an earlier event's user, item
+       and timestamp (data with timestamps only): ``keep`` them (a user then has the
+       item twice, so ``eval.exclude_seen=auto`` keeps seen items in the rankings) or
+       ``drop`` them (the first one stays). Either way their count is a warning.
     1. ``min_rating``: drop events rated below it (``None`` keeps every event). This is
        the usual conversion of explicit ratings to implicit feedback.
     2. ``min_item_pop``: drop events of items with fewer than this many events.
@@ -41,6 +46,7 @@ class PreprocessOptions:
     min_rating: float | None = None
     min_user_activity: int = 2
     min_item_pop: int = 5
+    duplicates: Literal["keep", "drop"] = "keep"
 
     def __post_init__(self) -> None:
         if self.min_user_activity < 1:
@@ -50,7 +56,11 @@ class PreprocessOptions:
 
 
 def preprocess(
-    interactions: Interactions, options: PreprocessOptions, *, dataset: str = ""
+    interactions: Interactions,
+    options: PreprocessOptions,
+    *,
+    dataset: str = "",
+    warn: Callable[[str], None] | None = None,
 ) -> tuple[Sequences, np.ndarray]:
     """Filter raw events and build chronological per-user sequences.
 
@@ -63,6 +73,8 @@ def preprocess(
         The filters (applied in the documented order, one pass).
     dataset:
         The dataset's name, for error messages (``""``: "the dataset").
+    warn:
+        Called with one line for each problem of usable data (duplicate events).
 
     Returns
     -------
@@ -80,15 +92,29 @@ def preprocess(
     Raises
     ------
     DataError
-        When there are no events, when ``min_rating`` is set but the data has no
-        ratings, or when the filters leave nothing.
+        When there are no events, when a rating is not a finite number, when
+        ``min_rating`` is set but the data has no ratings, or when the filters leave
+        nothing.
     """
     if len(interactions) == 0:
         raise DataError(f"{_label(dataset)} has no events", hint="check the data files")
+    _check_ratings(interactions, dataset)
     user_codes, raw_users = _raw_id_codes(interactions.user, interactions.user_ids)
     item_codes, raw_items = _raw_id_codes(interactions.item, interactions.item_ids)
+    timestamps = None if interactions.timestamp is None else np.asarray(interactions.timestamp)
+    # (user, timestamp, row) order of every raw event; the filters keep it
+    chronological = None if timestamps is None else _chronological_order(user_codes, timestamps)
 
-    keep = _rating_filter(interactions, options, dataset)
+    keep = None
+    if chronological is not None and timestamps is not None:
+        duplicate = _duplicate_events(chronological, user_codes, item_codes, timestamps)
+        if duplicate is not None:
+            _warn_duplicates(int(duplicate.sum()), options, warn)
+            if options.duplicates == "drop":
+                keep = ~duplicate
+    rating_keep = _rating_filter(interactions, options, dataset)
+    if rating_keep is not None:
+        keep = rating_keep if keep is None else keep & rating_keep
     item_counts = np.bincount(
         item_codes if keep is None else item_codes[keep], minlength=len(raw_items)
     )
@@ -105,16 +131,16 @@ def preprocess(
     rows = None if keep is None else np.flatnonzero(keep)
     if rows is not None and len(rows) == 0:
         raise _nothing_left(dataset, options)
-    del keep
 
     kept_users = user_codes if rows is None else user_codes[rows]
     user_counts = np.bincount(kept_users, minlength=len(raw_users))
-    timestamps = None if interactions.timestamp is None else np.asarray(interactions.timestamp)
-    kept_timestamps = timestamps if timestamps is None or rows is None else timestamps[rows]
-    order = _chronological_order(kept_users, kept_timestamps)
-    del kept_users, kept_timestamps
-    source_rows = order if rows is None else rows[order]
-    del order, rows
+    if chronological is None:
+        order = _chronological_order(kept_users, None)
+        source_rows = order if rows is None else rows[order]
+        del order
+    else:
+        source_rows = chronological if keep is None else chronological[keep[chronological]]
+    del kept_users, rows, keep, chronological
 
     kept_items = item_codes[source_rows]
     remaining_items = np.bincount(kept_items, minlength=len(raw_items)) > 0
@@ -150,6 +176,66 @@ def preprocess(
         ratings=ratings,
     )
     return sequences, item_ids
+
+
+def _check_ratings(interactions: Interactions, dataset: str) -> None:
+    if interactions.rating is None:
+        return
+    finite = np.isfinite(np.asarray(interactions.rating))
+    if not finite.all():
+        raise DataError(
+            f"{_label(dataset)} has {int((~finite).sum()):,} ratings that are not finite "
+            f"numbers (NaN or infinite), the first at row {int(np.argmin(finite))}",
+            hint="fix or remove those events in the data",
+        )
+
+
+def _duplicate_events(
+    chronological: np.ndarray,
+    user_codes: np.ndarray,
+    item_codes: np.ndarray,
+    timestamps: np.ndarray,
+) -> np.ndarray | None:
+    """Which rows repeat an earlier row's (user, item, timestamp), as a mask over the rows
+    (``None``: none do). ``chronological`` orders the rows by (user, timestamp, row)."""
+    users, times = user_codes[chronological], timestamps[chronological]
+    same = (users[1:] == users[:-1]) & (times[1:] == times[:-1])
+    del users, times
+    if not same.any():
+        return None
+    group_start = np.ones(len(chronological), dtype=bool)
+    group_start[1:] = ~same
+    group = np.cumsum(group_start, dtype=np.int64) - 1
+    in_tie = np.zeros(len(chronological), dtype=bool)
+    in_tie[1:] |= same
+    in_tie[:-1] |= same
+    positions = np.flatnonzero(in_tie)  # rows sharing their user and timestamp with another
+    key = group[positions] * (int(item_codes.max()) + 1) + item_codes[chronological[positions]]
+    by_key = np.argsort(key, kind="stable")  # equal keys keep the row order: first is kept
+    repeated = np.zeros(len(positions), dtype=bool)
+    repeated[1:] = key[by_key][1:] == key[by_key][:-1]
+    if not repeated.any():
+        return None
+    duplicate = np.zeros(len(chronological), dtype=bool)
+    duplicate[chronological[positions[by_key[repeated]]]] = True
+    return duplicate
+
+
+def _warn_duplicates(
+    count: int, options: PreprocessOptions, warn: Callable[[str], None] | None
+) -> None:
+    if warn is None:
+        return
+    events = "event" if count == 1 else "events"
+    what = f"{count:,} duplicate {events} (same user, item and timestamp as an earlier event)"
+    if options.duplicates == "drop":
+        warn(f"{what} dropped (preprocess.duplicates=drop)")
+    else:
+        warn(
+            f"{what} kept (preprocess.duplicates=keep): a user with an item twice turns "
+            "seen-item exclusion off under eval.exclude_seen=auto; "
+            "-o preprocess.duplicates=drop removes them"
+        )
 
 
 def _rating_filter(

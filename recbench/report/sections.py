@@ -230,18 +230,11 @@ def environment_section(
 
 
 def dataset_section(dataset: Mapping[str, Any]) -> list[str]:
-    """The lines of the Dataset section: the statistics and preprocessing options of
-    ``dataset.json``."""
-    stats = dataset["statistics"]
-    ordered = sorted(
-        stats,
-        key=lambda key: (
-            STATISTICS_ORDER.index(key) if key in STATISTICS_ORDER else len(STATISTICS_ORDER),
-            key,
-        ),
-    )
-    rows = [[key.replace("_", " "), _format_stat(stats[key])] for key in ordered]
+    """The lines of the Dataset section: the statistics, preprocessing options and
+    warnings (when there are any) of ``dataset.json``."""
+    rows = [list(row) for row in dataset_statistics_rows(dataset["statistics"])]
     prep = ", ".join(f"{k}={v}" for k, v in dataset.get("preprocessing", {}).items())
+    warnings = [f"- {escape(str(warning))}" for warning in dataset.get("warnings", [])]
     return [
         "## Dataset",
         "",
@@ -249,7 +242,21 @@ def dataset_section(dataset: Mapping[str, Any]) -> list[str]:
         "",
         f"Preprocessing: {escape(prep)}.",
         "",
+        *(["Warnings about the data:", "", *warnings, ""] if warnings else []),
     ]
+
+
+def dataset_statistics_rows(stats: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(name, value) rows of dataset statistics, in :data:`STATISTICS_ORDER` (others
+    after, by name), formatted for reading."""
+    ordered = sorted(
+        stats,
+        key=lambda key: (
+            STATISTICS_ORDER.index(key) if key in STATISTICS_ORDER else len(STATISTICS_ORDER),
+            key,
+        ),
+    )
+    return [(key.replace("_", " "), _format_stat(stats[key])) for key in ordered]
 
 
 def _format_stat(value: Any) -> str:

@@ -103,6 +103,12 @@ def execute(
     with ``force_export``) are trained again with the run's configuration and seeds,
     then exported and timed (``recbench export``).
     """
+    if not config.models:
+        raise ConfigError(
+            "no model given",
+            where="--models",
+            hint="pass --models, e.g. --models pop, or set models in the --config file",
+        )
     plan = plan_run(config, registry)
     task = plan.task
     device = resolve_device(config.device)
@@ -118,7 +124,7 @@ def execute(
     data = prepare_dataset(
         config.dataset, plan.dataset_options, plan.preprocess, registry, settings, progress
     )
-    task.check_data(data)
+    task.check_data(plan, data)
     run_dir = RunDirectory.create(out, resume=resume or export_only is not None)
     if export_only is None:  # an export keeps the record of the run it exports
         run_dir.write_run_files(

@@ -223,8 +223,8 @@ class Task(ABC):
 
     # -- running -----------------------------------------------------------------------
 
-    def check_data(self, data: PreparedData) -> None:  # noqa: B027 (optional)
-        """Raise when the prepared data cannot serve the task."""
+    def check_data(self, plan: RunPlan, data: PreparedData) -> None:  # noqa: B027 (optional)
+        """Raise when the prepared data cannot serve the task as ``plan`` asks."""
 
     def dataset_fields(self, plan: RunPlan, data: PreparedData) -> dict[str, Any]:
         """Fields the task adds to ``dataset.json``."""

@@ -121,6 +121,19 @@ class RankingTask(Task):
 
     # -- running -----------------------------------------------------------------------
 
+    def check_data(self, plan: RunPlan, data: PreparedData) -> None:
+        """Refuse a cutoff beyond the catalogue: every item would be in every top-k list
+        and every metric would say nothing."""
+        n_items = data.sequences.n_items
+        too_long = [k for k in plan.config.cutoffs if k > n_items]
+        if too_long:
+            raise ConfigError(
+                f"cutoff {too_long[0]} is longer than the catalogue: {data.name} has "
+                f"{n_items:,} items after preprocessing",
+                where="--cutoffs",
+                hint=f"use cutoffs of at most {n_items:,}",
+            )
+
     def dataset_fields(self, plan: RunPlan, data: PreparedData) -> dict[str, Any]:
         return {"exclude_seen": exclude_seen(plan.task_options.evaluation, data)}
 

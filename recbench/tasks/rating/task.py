@@ -23,7 +23,7 @@ from recbench.data.protocols import RATING_PROTOCOL
 from recbench.data.ratings import RatingOptions, RatingSplit, split_ratings
 from recbench.errors import ConfigError
 from recbench.registry import Registry
-from recbench.tasks.base import Evaluation, Job, Task, TaskRun, metric_entry
+from recbench.tasks.base import Evaluation, Job, RunPlan, Task, TaskRun, metric_entry
 from recbench.tasks.plans import MetricPlan, ModelPlan
 from recbench.tasks.rating.evaluation import (
     OPTION_SECTION,
@@ -86,7 +86,7 @@ class RatingTask(Task):
 
     # -- running -----------------------------------------------------------------------
 
-    def check_data(self, data: PreparedData) -> None:
+    def check_data(self, plan: RunPlan, data: PreparedData) -> None:
         if data.sequences.ratings is None:
             raise ConfigError(
                 f"the rating protocol needs ratings, and {data.name} has none",

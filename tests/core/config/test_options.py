@@ -73,11 +73,25 @@ def test_overrides_win_over_config_options():
     assert config.options["split"] == {"test": 0.3}
 
 
-def test_run_config_rejects_empty_and_duplicate_models():
-    with pytest.raises(ConfigError, match="no model"):
-        RunConfig(models=(), dataset="ml-100k")
+def test_run_config_rejects_duplicate_models_and_allows_none_for_a_check():
+    assert RunConfig(models=(), dataset="ml-100k").models == ()  # recbench check
     with pytest.raises(ConfigError, match="listed twice"):
         RunConfig(models=("pop", "pop"), dataset="ml-100k")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"seeds": (0, 0)}, "seed 0 is listed twice"),
+        ({"seeds": (1, -1)}, "seeds are non-negative integers, got -1"),
+        ({"cutoffs": (10, 10)}, "cutoff 10 is listed twice"),
+        ({"cutoffs": (0,)}, "cutoffs must be positive integers"),
+        ({"dataset": ""}, "no dataset given"),
+    ],
+)
+def test_run_config_rejects_bad_seeds_and_cutoffs(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        RunConfig(**{"models": ("pop",), "dataset": "ml-100k", **changes})
 
 
 # -- option declarations, as checked when a plugin registers --------------------------------

@@ -133,7 +133,12 @@ def test_the_key_covers_options_preprocessing_and_fingerprint(
 def test_prepared_data_records_what_was_asked(registry: Registry, settings: Settings) -> None:
     prepared = prepare("count", registry, settings, {"n_users": "2"})
     assert prepared.name == "count" and prepared.dataset_id == "counting"
-    assert prepared.preprocessing == {"min_rating": None, "min_user_activity": 1, "min_item_pop": 1}
+    assert prepared.preprocessing == {
+        "min_rating": None,
+        "min_user_activity": 1,
+        "min_item_pop": 1,
+        "duplicates": "keep",
+    }
     assert prepared.statistics["users"] == 2 and prepared.statistics["raw_events"] == 6
     assert prepared.item_ids.tolist() == [-1, 10, 20, 30]
     assert prepared.item_ids[prepared.sequences.sequence(0)].tolist() == [10, 20, 30]  # by time

@@ -234,3 +234,59 @@ def test_statistics_see_repeats_within_a_user_only() -> None:
     stats = dataset_statistics(preprocess(within, NO_FILTERS)[0], 3)
     assert stats["has_repeats"] is True
     assert stats["same_timestamp_share"] is None and stats["has_ratings"] is False
+
+
+# -- duplicate events and non-finite ratings ----------------------------------------------
+
+DUPLICATED = [
+    (1, 10, 5, 4),
+    (1, 20, 5, 3),
+    (1, 10, 5, 2),
+    (2, 10, 7, 1),
+    (2, 10, 8, 1),
+    (1, 10, 5, 1),
+]
+
+
+def test_duplicate_events_are_counted_and_kept_by_default() -> None:
+    warnings: list[str] = []
+    sequences, item_ids = preprocess(events(DUPLICATED), NO_FILTERS, warn=warnings.append)
+    assert raw_sequences(sequences, item_ids) == {1: [10, 20, 10, 10], 2: [10, 10]}
+    assert len(warnings) == 1
+    assert warnings[0].startswith("2 duplicate events (same user, item and timestamp")
+    assert "seen-item exclusion off" in warnings[0] and "preprocess.duplicates=drop" in warnings[0]
+    assert dataset_statistics(sequences, len(DUPLICATED))["has_repeats"] is True
+
+
+def test_dropping_duplicate_events_keeps_the_first_of_each() -> None:
+    warnings: list[str] = []
+    options = PreprocessOptions(min_user_activity=1, min_item_pop=1, duplicates="drop")
+    sequences, item_ids = preprocess(events(DUPLICATED), options, warn=warnings.append)
+    assert raw_sequences(sequences, item_ids) == {1: [10, 20], 2: [10, 10]}
+    assert sequences.ratings is not None and sequences.ratings.tolist() == [4, 3, 1, 1]
+    assert warnings == [
+        "2 duplicate events (same user, item and timestamp as an earlier event) dropped "
+        "(preprocess.duplicates=drop)"
+    ]
+
+
+def test_no_duplicates_no_warning_and_the_same_sequences_either_way() -> None:
+    rows = [(1, 10, 1, 1), (1, 10, 2, 1), (1, 20, 2, 1), (2, 30, 1, 1)]
+    warnings: list[str] = []
+    kept = preprocess(events(rows), NO_FILTERS, warn=warnings.append)
+    options = PreprocessOptions(min_user_activity=1, min_item_pop=1, duplicates="drop")
+    dropped = preprocess(events(rows), options, warn=warnings.append)
+    assert warnings == []
+    assert raw_sequences(*kept) == raw_sequences(*dropped) == {1: [10, 10, 20], 2: [30]}
+
+
+def test_the_duplicates_option_is_checked() -> None:
+    with pytest.raises(ConfigError, match="duplicates"):
+        parse_options(PreprocessOptions, {"duplicates": "merge"}, owner="section 'preprocess'")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_rating_that_is_not_finite_is_an_error(bad: float) -> None:
+    data = events([(1, 10, 1, 4.0), (1, 20, 2, bad)])
+    with pytest.raises(DataError, match="1 ratings that are not finite numbers"):
+        preprocess(data, NO_FILTERS, dataset="mine")
