@@ -10,16 +10,23 @@ Layout of a run directory::
     report.md           the markdown report (re-rendered by ``recbench report``)
 
 Every cell file carries ``schema_version``. Writes go to a temporary file that is then
-renamed, so an interrupted run never leaves a half-written file behind, and a rerun with
-``--resume`` skips the cells that are finished with the same key.
+renamed (:mod:`recbench.data.files`), so an interrupted run never leaves a half-written
+file behind, and a rerun with ``--resume`` skips the cells that are finished with the same
+key. A cell records the SHA-256 of its own JSON (``record_sha256``) and the size and
+SHA-256 of its ``.npz`` (``per_query_bytes``, ``per_query_sha256``); a cell whose files do
+not read back as written is *damaged* (:class:`DamagedCell`): ``--resume`` recomputes it,
+and the report refuses it naming the command that repairs it. Cells written before these
+fields existed are read without the hash checks.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 import shlex
+import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from recbench.data.files import write_bytes_atomic
+from recbench.data.files import remove_stale_temporaries, write_bytes_atomic
 from recbench.errors import ConfigError, DataError
 from recbench.version import __version__
 
@@ -35,6 +42,9 @@ if TYPE_CHECKING:
     from recbench.data.prepare import PreparedData
 
 SCHEMA_VERSION = 1
+
+#: The fields every reader of a cell needs (``metrics`` too when its status is ``ok``).
+CELL_FIELDS = ("status", "protocol", "model_label", "seed")
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -101,7 +111,9 @@ class RunDirectory:
 
     @classmethod
     def create(cls, path: Path, *, resume: bool) -> RunDirectory:
-        """Create (or, with ``resume``, reopen) a run directory."""
+        """Create (or, with ``resume``, reopen) a run directory, and remove the temporary
+        files that killed writes left in it
+        (:func:`recbench.data.files.remove_stale_temporaries`)."""
         path = Path(path)
         cls.check_available(path, resume=resume)
         try:
@@ -109,6 +121,7 @@ class RunDirectory:
             probe = path / ".write-test"
             probe.write_bytes(b"")
             probe.unlink()
+            remove_stale_temporaries(path)
         except OSError as exc:
             raise ConfigError(
                 f"cannot write the run directory ({exc.strerror})",
@@ -179,32 +192,130 @@ class RunDirectory:
     def write_cell(
         self, name: str, cell: Mapping[str, Any], per_query: Mapping[str, np.ndarray]
     ) -> None:
-        """Write a cell's per-query arrays, then its JSON (the JSON marks it finished)."""
+        """Write a cell's per-query arrays, then its JSON (the JSON marks it finished).
+
+        The JSON records the size and SHA-256 of the arrays' file and its own SHA-256."""
         record = dict(cell)
         record["schema_version"] = SCHEMA_VERSION
         if per_query:
-            import io
-
             buffer = io.BytesIO()
             arrays: dict[str, Any] = {key: np.asarray(v) for key, v in per_query.items()}
             np.savez_compressed(buffer, **arrays)
-            write_bytes_atomic(self.path / "cells" / f"{name}.npz", buffer.getvalue())
+            content = buffer.getvalue()
+            write_bytes_atomic(self.path / "cells" / f"{name}.npz", content)
             record["per_query_file"] = f"{name}.npz"
+            record["per_query_bytes"] = len(content)
+            record["per_query_sha256"] = hashlib.sha256(content).hexdigest()
+        # what the JSON reads back as, so that the hash is computed the same way on reading
+        record = json.loads(json.dumps(record, default=_json_default))
+        record["record_sha256"] = _record_hash(record)
         write_json(self.cell_json(name), record)
 
     def read_cell(self, name: str) -> dict[str, Any] | None:
+        """The cell ``name`` as stored, or ``None`` when it is absent or was written by
+        an incompatible version (both: compute it).
+
+        Raises
+        ------
+        DamagedCell
+            Its files do not read back as written (:meth:`check_cell`).
+        """
         path = self.cell_json(name)
         if not path.is_file():
             return None
-        cell = read_json(path)
+        cell = self.check_cell(path)
         if cell.get("schema_version") != SCHEMA_VERSION:
             return None  # written by an incompatible version: recompute
-        return dict(cell)
+        return cell
+
+    def check_cell(self, path: Path) -> dict[str, Any]:
+        """The cell record in ``path``, after checking that it and its per-query file
+        read back as they were written.
+
+        Raises
+        ------
+        DamagedCell
+            The JSON is unreadable, truncated, not a cell record, lacks a field, or does
+            not match its hash; or the per-query file is missing, of another size,
+            unreadable, or does not match its hash.
+        """
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise self._damaged(path, f"unreadable: {_reason(exc)}") from None
+        try:
+            cell = json.loads(text)
+        except json.JSONDecodeError:
+            reason = "empty file" if not text.strip() else "truncated or not valid JSON"
+            raise self._damaged(path, reason) from None
+        if not isinstance(cell, dict) or "schema_version" not in cell:
+            raise self._damaged(path, "not a cell record")
+        if cell["schema_version"] != SCHEMA_VERSION:
+            return cell  # another version's record: the caller decides
+        recorded = cell.pop("record_sha256", None)
+        if recorded is not None and recorded != _record_hash(cell):
+            raise self._damaged(path, "its contents do not match the recorded hash")
+        missing = [f for f in CELL_FIELDS if f not in cell]
+        if cell.get("status") == "ok" and not isinstance(cell.get("metrics"), dict):
+            missing.append("metrics")
+        if missing:
+            raise self._damaged(path, f"no {', '.join(missing)}")
+        if cell.get("per_query_file"):
+            self._per_query_bytes(cell, path)
+        return cell
+
+    def _per_query_bytes(self, cell: Mapping[str, Any], cell_path: Path) -> bytes:
+        """The bytes of ``cell``'s per-query file, checked against its size and hash."""
+        path = self.path / "cells" / str(cell["per_query_file"])
+        try:
+            content = path.read_bytes()
+        except FileNotFoundError:
+            raise self._damaged(cell_path, f"its per-query file {path.name} is missing") from None
+        except OSError as exc:
+            raise self._damaged(cell_path, f"{path.name} is unreadable: {_reason(exc)}") from None
+        size, digest = cell.get("per_query_bytes"), cell.get("per_query_sha256")
+        if size is not None and len(content) != size:
+            reason = f"{path.name} has {len(content):,} bytes, {size:,} were written"
+            raise self._damaged(cell_path, reason)
+        if digest is not None and hashlib.sha256(content).hexdigest() != digest:
+            raise self._damaged(cell_path, f"{path.name} does not match the recorded hash")
+        if digest is None:  # written before hashes were recorded: check that it opens
+            try:
+                with np.load(io.BytesIO(content), allow_pickle=False) as data:
+                    data.files  # noqa: B018 (reads the archive's directory)
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+                raise self._damaged(
+                    cell_path, f"{path.name} is unreadable: {_reason(exc)}"
+                ) from None
+        return content
+
+    def _damaged(self, path: Path, reason: str) -> DamagedCell:
+        return DamagedCell(path.stem, reason, where=str(path), hint=self.repair_hint())
+
+    def repair_hint(self) -> str:
+        """How to recompute this run's damaged cells: its command with ``--resume``."""
+        try:
+            command = json.loads((self.path / "config.json").read_text()).get("command")
+        except (OSError, ValueError, AttributeError):
+            command = None
+        if not command:
+            return "recompute it: run the same benchmark again with resume=True"
+        if "--resume" not in shlex.split(command):
+            command += " --resume"
+        return f"recompute it with `{command}`"
 
     def cells(self) -> Iterator[dict[str, Any]]:
-        """Every finished cell, in name order."""
+        """Every finished cell, in name order.
+
+        Raises
+        ------
+        DamagedCell
+            A cell's files do not read back as written (:meth:`check_cell`).
+        DataError
+            A cell was written with another schema version.
+        """
         for path in sorted((self.path / "cells").glob("*.json")):
-            cell = read_json(path)
+            cell = self.check_cell(path)
             if cell.get("schema_version") != SCHEMA_VERSION:
                 raise DataError(
                     f"cell written with schema version {cell.get('schema_version')}, "
@@ -215,9 +326,40 @@ class RunDirectory:
             yield cell
 
     def per_query(self, cell: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """The per-query metric arrays of a cell (empty when it has none)."""
+        """The per-query metric arrays of a cell (empty when it has none).
+
+        Raises
+        ------
+        DamagedCell
+            The file is missing, unreadable or not as written.
+        """
         name = cell.get("per_query_file")
         if not name:
             return {}
-        with np.load(self.path / "cells" / name) as data:
-            return {key: data[key] for key in data.files}
+        cell_path = self.cell_json(Path(str(name)).stem)
+        content = self._per_query_bytes(cell, cell_path)
+        try:
+            with np.load(io.BytesIO(content), allow_pickle=False) as data:
+                return {key: data[key] for key in data.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise self._damaged(cell_path, f"{name} is unreadable: {_reason(exc)}") from None
+
+
+class DamagedCell(DataError):
+    """A cell whose files do not read back as they were written.
+
+    ``name`` is the cell's name, ``reason`` what is wrong with it."""
+
+    def __init__(self, name: str, reason: str, *, where: str | None, hint: str | None):
+        self.name, self.reason = name, reason
+        super().__init__(f"cell {name} is damaged ({reason})", where=where, hint=hint)
+
+
+def _record_hash(record: Mapping[str, Any]) -> str:
+    """The SHA-256 of a cell record's JSON (keys sorted, without ``record_sha256``)."""
+    text = json.dumps({k: v for k, v in record.items() if k != "record_sha256"}, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _reason(exc: BaseException) -> str:
+    return (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__).splitlines()[0]

@@ -6,7 +6,9 @@
 that produced them (dataset id and version, resolved options, the plugin's fingerprint of
 its raw files, the preprocessing options and :data:`DATA_FORMAT_VERSION`). A cache hit
 reads only the ``.npz``; the raw files are not parsed. Nothing is ever written inside the
-data root.
+data root. The entry's JSON records the size and SHA-256 of its ``.npz``; an entry that
+does not read back as written (an empty or truncated file, a missing key, another hash)
+is rebuilt, with a log line saying why.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 
 from recbench.config.options import as_dict, parse_options
 from recbench.config.settings import Settings
-from recbench.data.files import atomic_write, write_bytes_atomic
+from recbench.data.files import WriteError, atomic_write, write_bytes_atomic
 from recbench.data.interactions import Sequences
 from recbench.data.preprocess import PreprocessOptions, dataset_statistics, preprocess
 from recbench.errors import ConfigError, DataError
@@ -146,6 +148,9 @@ def prepare_dataset(
 
     key = cache_key()
     cached = _read_cache(cache_dir, key)
+    if isinstance(cached, str):
+        progress.log(f"The cached {name} was unreadable ({cached}): rebuilding it", style="yellow")
+        cached = None
     if cached is not None:
         sequences, item_ids, statistics, warnings = cached
         progress.log(f"Using cached {name} ({statistics['events']:,} events)")
@@ -240,13 +245,22 @@ def _cache_dir(settings: Settings, dataset_id: str) -> Path:
 
 def _read_cache(
     cache_dir: Path, key: str
-) -> tuple[Sequences, np.ndarray, dict[str, Any], list[str]] | None:
-    """The cached arrays, statistics and warnings, or ``None`` when absent or unreadable."""
+) -> tuple[Sequences, np.ndarray, dict[str, Any], list[str]] | str | None:
+    """The cached arrays, statistics and warnings; ``None`` when absent; why, when
+    unreadable.
+
+    An entry written before sizes and hashes were recorded is read without checking them.
+    """
     arrays_path, info_path = cache_dir / f"{key}.npz", cache_dir / f"{key}.json"
     if not (arrays_path.is_file() and info_path.is_file()):
         return None
     try:
         info = json.loads(info_path.read_text(encoding="utf-8"))
+        size, digest = info.get("arrays_bytes"), info.get("arrays_sha256")
+        if size is not None and arrays_path.stat().st_size != size:
+            return f"{arrays_path.name} has {arrays_path.stat().st_size:,} bytes, {size:,} were written"
+        if digest is not None and _file_sha256(arrays_path) != digest:
+            return f"{arrays_path.name} does not match the recorded hash"
         with np.load(arrays_path, allow_pickle=False) as stored:
             sequences = Sequences(
                 offsets=stored["offsets"],
@@ -258,10 +272,22 @@ def _read_cache(
             )
             item_ids = stored["item_ids"]
         statistics: dict[str, Any] = info["statistics"]
+        if "events" not in statistics:  # the log line reads it
+            raise KeyError("statistics.events")
         warnings = [str(warning) for warning in info["warnings"]]
-    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
-        return None  # a damaged entry is rebuilt (and replaced) like a missing one
+    except KeyError as exc:
+        return f"no {exc.args[0]!r} in the entry"  # a damaged entry is rebuilt and replaced
+    except (OSError, ValueError, EOFError, AttributeError, TypeError, zipfile.BadZipFile) as exc:
+        return (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__).splitlines()[0]
     return sequences, item_ids, statistics, warnings
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as source:
+        for block in iter(lambda: source.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _write_cache(
@@ -292,10 +318,19 @@ def _write_cache(
         "warnings": warnings,
         "data_format": DATA_FORMAT_VERSION,
     }
+    arrays_path = cache_dir / f"{key}.npz"
     try:
         # The arrays first, then the JSON: an entry counts only when both are there.
-        atomic_write(cache_dir / f"{key}.npz", lambda handle: np.savez(handle, **arrays))
+        atomic_write(arrays_path, lambda handle: np.savez(handle, **arrays))
+        info["arrays_bytes"] = arrays_path.stat().st_size
+        info["arrays_sha256"] = _file_sha256(arrays_path)
         write_bytes_atomic(cache_dir / f"{key}.json", json.dumps(info, indent=2).encode("utf-8"))
+    except WriteError as exc:
+        raise DataError(
+            f"cannot write the dataset cache: {exc.what}",
+            where=exc.where,
+            hint=f"{exc.hint}, or set RECBENCH_CACHE to a writable folder",
+        ) from None
     except OSError as exc:
         raise DataError(
             f"cannot write the dataset cache ({exc.strerror or exc})",

@@ -6,12 +6,19 @@ task asks for, such as the ranking task's order check) is fitted and evaluated u
 every protocol of the run. Everything the user can get wrong (names, options, protocols)
 is checked before any work starts (:func:`plan_run`). Each (dataset, model, protocol,
 seed) cell is written as soon as it is finished, so an interrupted or partly failed run
-keeps what it computed; ``resume`` skips cells that are finished with the same key. A
-model that raises is marked failed and the run goes on.
+keeps what it computed; ``resume`` skips cells that are finished with the same key and
+recomputes damaged ones (:class:`recbench.results.DamagedCell`). A resume refuses a
+configuration that changes what the run's cells are computed from (:func:`resumed_config`);
+it may add models and seeds, and the stored configuration then holds them all. A model
+that raises is marked failed and the run goes on; a write that fails for lack of space
+(:class:`recbench.data.files.WriteError`) stops the run without blaming the model. A run
+that fails before its first model is trained leaves no run directory behind (unless the
+directory was there before).
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 import traceback
 from collections.abc import Collection, Mapping
@@ -22,6 +29,7 @@ from typing import Any
 from recbench.config.options import parse_options
 from recbench.config.run_config import RunConfig, check_sections
 from recbench.config.settings import Settings
+from recbench.data.files import WriteError
 from recbench.data.prepare import PreparedData, prepare_dataset
 from recbench.data.preprocess import PreprocessOptions
 from recbench.data.protocols import canonical_protocol
@@ -30,7 +38,7 @@ from recbench.errors import ConfigError
 from recbench.hookspecs import PLUGIN_API_VERSION
 from recbench.progress import Progress
 from recbench.registry import Registry
-from recbench.results import RunDirectory, cell_name, key_of
+from recbench.results import DamagedCell, RunDirectory, cell_name, key_of, read_json
 from recbench.runner.seeding import seed_everything
 from recbench.serve import latency
 from recbench.serve.export import ExportOptions
@@ -121,46 +129,173 @@ def execute(
     elif export_only is not None:
         plan = replace(plan, export=replace(plan.export, enabled=True))
     RunDirectory.check_available(out, resume=resume)
+    resolved = plan.resolved()
+    stored = _stored_config(out) if export_only is None else None
+    if stored is not None:
+        resolved = resumed_config(stored, resolved, out)
     data = prepare_dataset(
         config.dataset, plan.dataset_options, plan.preprocess, registry, settings, progress
     )
     task.check_data(plan, data)
+    if stored is not None:
+        _refuse_other_data(out, data)
+    created = not out.exists()
     run_dir = RunDirectory.create(out, resume=resume or export_only is not None)
-    if export_only is None:  # an export keeps the record of the run it exports
-        run_dir.write_run_files(
-            command=command,
-            config=plan.resolved(),
-            environment=describe_environment(registry, device),
-            data=data,
-            **task.dataset_fields(plan, data),
-        )
-    run = TaskRun(
-        plan=plan,
-        data=data,
-        device=device,
-        metrics={m.info.id: m.info.cls(m.options) for m in plan.metrics},
-        progress=progress,
-        registry=registry,
-    )
-    for seed in config.seeds:
-        split = task.split(run, seed)
-        jobs = [
-            Job(model_plan, split)
-            for model_plan in plan.models
-            if not export_only or model_plan.label in export_only
-        ]
-        if seed == config.seeds[0] and export_only is None:
-            jobs += task.ablations(run, split, seed)
-        for job in jobs:
-            _run_job(
-                run_dir,
-                run,
-                job,
-                seed,
-                export_only=export_only is not None,
-                force_export=force_export,
+    trained = False
+    try:
+        if export_only is None:  # an export keeps the record of the run it exports
+            run_dir.write_run_files(
+                command=command,
+                config=resolved,
+                environment=describe_environment(registry, device),
+                data=data,
+                **task.dataset_fields(plan, data),
             )
+        run = TaskRun(
+            plan=plan,
+            data=data,
+            device=device,
+            metrics={m.info.id: m.info.cls(m.options) for m in plan.metrics},
+            progress=progress,
+            registry=registry,
+        )
+        for seed in config.seeds:
+            split = task.split(run, seed)
+            jobs = [
+                Job(model_plan, split)
+                for model_plan in plan.models
+                if not export_only or model_plan.label in export_only
+            ]
+            if seed == config.seeds[0] and export_only is None:
+                jobs += task.ablations(run, split, seed)
+            for job in jobs:
+                trained = True
+                _run_job(
+                    run_dir,
+                    run,
+                    job,
+                    seed,
+                    export_only=export_only is not None,
+                    force_export=force_export,
+                )
+    except WriteError as exc:
+        _remove_unused(out, created and not trained)
+        hint = f"{exc.hint}, then rerun with --resume" if trained else exc.hint
+        raise WriteError(exc.what, where=exc.where, hint=hint) from None
+    except BaseException:
+        _remove_unused(out, created and not trained)
+        raise
     return run_dir
+
+
+#: Entries of the resolved configuration that a resume may change: models and seeds may
+#: be added (the stored configuration then holds the union); export and device settings do
+#: not enter a cell's key.
+RESUMABLE_ENTRIES = frozenset(
+    {"models", "model_defaults", "model_order", "seeds", "export", "device"}
+)
+
+
+def resumed_config(stored: Mapping[str, Any], resolved: Mapping[str, Any], out: Path) -> dict:
+    """The configuration to store when the run in ``out``, made with ``stored``, is
+    resumed with ``resolved``: ``resolved`` with the models and seeds of both.
+
+    Raises
+    ------
+    ConfigError
+        ``resolved`` changes what the stored run's cells were computed from: an entry
+        other than :data:`RESUMABLE_ENTRIES` (present in ``stored``), a stored model's
+        configuration, or removes a seed.
+    """
+    changes = [
+        change
+        for entry in sorted(set(stored) - RESUMABLE_ENTRIES)
+        for change in _differences(entry, stored[entry], resolved.get(entry))
+    ]
+    stored_models, models = stored.get("models", {}), resolved.get("models", {})
+    for label in [label for label in stored_models if label in models]:
+        changes += _differences(f"{label}", stored_models[label], models[label])
+    removed = [seed for seed in stored.get("seeds", []) if seed not in resolved.get("seeds", [])]
+    if removed:
+        changes.append(f"seed{'s' if len(removed) > 1 else ''} {_words(removed)} removed")
+    if changes:
+        shown = "; ".join(changes[:3]) + (
+            f"; and {len(changes) - 3} more" if len(changes) > 3 else ""
+        )
+        raise ConfigError(
+            f"--resume with another configuration ({shown})",
+            where=str(out),
+            hint="resume with the same arguments (models and seeds may be added), "
+            "or choose another --out for the new configuration",
+        )
+    merged = dict(resolved)
+    merged["models"] = {**stored_models, **models}
+    merged["model_defaults"] = {**stored.get("model_defaults", {}), **resolved["model_defaults"]}
+    order = list(stored.get("model_order") or stored_models)
+    merged["model_order"] = order + [m for m in resolved["model_order"] if m not in order]
+    seeds = list(stored.get("seeds", []))
+    merged["seeds"] = seeds + [seed for seed in resolved["seeds"] if seed not in seeds]
+    return merged
+
+
+def _differences(name: str, before: Any, after: Any) -> list[str]:
+    """``name: before -> after`` for each leaf that differs (dotted names below ``name``)."""
+    if isinstance(before, Mapping) and isinstance(after, Mapping):
+        return [
+            change
+            for key in sorted(set(before) | set(after), key=str)
+            for change in _differences(f"{name}.{key}", before.get(key), after.get(key))
+        ]
+    if before == after:
+        return []
+    return [f"{name}: {_shown(before)} -> {_shown(after)}"]
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def _words(values: list[Any]) -> str:
+    return ", ".join(map(str, values))
+
+
+def _stored_config(out: Path) -> dict[str, Any] | None:
+    """The resolved configuration stored in the run directory ``out`` (``None``: none)."""
+    path = out / "config.json"
+    if not path.is_file():
+        return None
+    stored = read_json(path)
+    config = stored.get("config") if isinstance(stored, dict) else None
+    if not isinstance(config, dict):
+        raise ConfigError(
+            "the run's config.json holds no configuration",
+            where=str(path),
+            hint="choose another --out (this run cannot be resumed safely)",
+        )
+    return config
+
+
+def _refuse_other_data(out: Path, data: PreparedData) -> None:
+    """Refuse to resume the run in ``out`` on data prepared differently than its own."""
+    path = out / "dataset.json"
+    stored = read_json(path) if path.is_file() else {}
+    if isinstance(stored, dict) and stored.get("key") not in (None, data.key):
+        raise ConfigError(
+            f"--resume on other data: {data.name} was prepared differently than when the "
+            "run started (its files changed)",
+            where=str(out),
+            hint="choose another --out for a run on the new data",
+        )
+
+
+def _remove_unused(out: Path, remove: bool) -> None:
+    """Remove the run directory ``out`` this call created when nothing was trained in it."""
+    if remove and out.is_dir():
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def cell_key(
@@ -201,10 +336,13 @@ def _run_job(
     label = job.label
     names = {p: cell_name(data.name, label, p, seed) for p in plan.protocols}
     keys = {p: cell_key(plan, job.model, data, p, seed, job.ablation) for p in plan.protocols}
-    pending = []
-    for protocol in plan.protocols:
-        existing = run_dir.read_cell(names[protocol])
-        if export_only or (
+    pending, damaged = [], {}
+    for protocol in [] if export_only else plan.protocols:
+        try:
+            existing = run_dir.read_cell(names[protocol])
+        except DamagedCell as exc:
+            existing, damaged[protocol] = None, exc.reason
+        if (
             existing is not None
             and existing.get("key") == keys[protocol]
             and existing.get("status") == "ok"
@@ -255,10 +393,15 @@ def _run_job(
                 result.per_query,
             )
             done.add(protocol)
+            if protocol in damaged:
+                progress.log(
+                    f"cell {names[protocol]} was damaged ({damaged[protocol]}): recomputed",
+                    style="yellow",
+                )
             if result.headline:
                 progress.log(f"{label} (seed {seed}): {result.headline}")
-    except KeyboardInterrupt:
-        raise
+    except (KeyboardInterrupt, WriteError):
+        raise  # not the model's fault: the run stops, the cell is not marked failed
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
         progress.log(f"{label} (seed {seed}) failed: {reason}", style="red")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,6 +217,69 @@ def test_a_damaged_cache_entry_is_rebuilt(registry: Registry, settings: Settings
     np.testing.assert_array_equal(second.sequences.items, first.sequences.items)
     prepare("counting", registry, settings)
     assert CountingDataset.loads == 2  # the rebuilt entry is used again
+
+
+class LogLines(Progress):
+    """A silent progress that keeps its log lines."""
+
+    def __init__(self) -> None:
+        super().__init__(quiet=True)
+        self.lines: list[str] = []
+
+    def log(self, message: str, *, style: str | None = None) -> None:
+        self.lines.append(message)
+
+
+def _empty_arrays(folder: Path, key: str) -> None:
+    (folder / f"{key}.npz").write_bytes(b"")
+
+
+def _json_without_statistics(folder: Path, key: str) -> None:
+    info = json.loads((folder / f"{key}.json").read_text())
+    del info["statistics"]
+    (folder / f"{key}.json").write_text(json.dumps(info))
+
+
+def _other_arrays_of_the_same_size(folder: Path, key: str) -> None:
+    path = folder / f"{key}.npz"
+    content = bytearray(path.read_bytes())
+    content[-30] ^= 0xFF
+    path.write_bytes(bytes(content))
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (_empty_arrays, "has 0 bytes"),
+        (_json_without_statistics, "no 'statistics'"),
+        (_other_arrays_of_the_same_size, "does not match the recorded hash"),
+    ],
+)
+def test_an_unreadable_cache_entry_is_rebuilt_with_a_log_line(
+    registry: Registry, settings: Settings, damage, reason: str
+) -> None:
+    first = prepare("counting", registry, settings)
+    damage(settings.cache_root / "datasets" / "counting", first.key)
+    progress = LogLines()
+    second = prepare_dataset("counting", {}, NO_FILTERS, registry, settings, progress)
+    assert CountingDataset.loads == 2
+    np.testing.assert_array_equal(second.sequences.items, first.sequences.items)
+    [line] = [line for line in progress.lines if "unreadable" in line]
+    assert line.startswith("The cached counting was unreadable (") and reason in line
+    prepare("counting", registry, settings)
+    assert CountingDataset.loads == 2  # the rebuilt entry is used again
+
+
+def test_a_cache_entry_without_a_recorded_hash_is_read_as_before(
+    registry: Registry, settings: Settings
+) -> None:
+    first = prepare("counting", registry, settings)
+    info_path = settings.cache_root / "datasets" / "counting" / f"{first.key}.json"
+    info = json.loads(info_path.read_text())
+    del info["arrays_bytes"], info["arrays_sha256"]
+    info_path.write_text(json.dumps(info))
+    prepare("counting", registry, settings)
+    assert CountingDataset.loads == 1
 
 
 def test_real_movielens_100k(real_settings: Settings) -> None:

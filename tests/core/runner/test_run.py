@@ -88,16 +88,6 @@ def test_resume_skips_finished_cells_and_refuses_without_flag(settings, tmp_path
     assert (result.to_dataframe()["status"] == "ok").all()
 
 
-def test_changed_options_make_resumed_cells_stale(settings, tmp_path):
-    out = tmp_path / "run"
-    run_tiny(settings, out)
-    key_before = {c["protocol"]: c["key"] for c in RunDirectory.open(out).cells()}
-    run_tiny(settings, out, resume=True, overrides=["split.test=0.3"])
-    cells = list(RunDirectory.open(out).cells())
-    assert all(c["key"] != key_before[c["protocol"]] for c in cells)
-    assert all(c["split"]["test"] == 0.3 for c in cells)
-
-
 class Exploding:
     id = "exploding"
     summary = "Raises during training"
