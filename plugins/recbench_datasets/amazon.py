@@ -23,6 +23,7 @@ from typing import ClassVar, Literal
 
 from recbench.plugin import DataContext, DataError, Interactions
 from recbench_datasets.jsonl import file_fingerprint, read_json_events, resolve_path
+from recbench_datasets.local_files import find_local_file, local_file_fingerprint
 
 #: Where the official 5-core files of each release are published.
 RELEASE_URLS = {
@@ -112,11 +113,7 @@ class AmazonCategory:
         return RELEASE_URLS[self.options.release] + self.file_name
 
     def fingerprint(self, ctx: DataContext) -> str:
-        path = self.find(ctx)
-        if path is None:
-            return f"{self.file_name}:missing"
-        status = path.stat()
-        return f"{path.name}:{status.st_size}:{status.st_mtime_ns}"
+        return local_file_fingerprint(self.find(ctx), self.file_name)
 
     def load(self, ctx: DataContext) -> Interactions:
         path = self.find(ctx)
@@ -132,15 +129,8 @@ class AmazonCategory:
 
     def find(self, ctx: DataContext) -> Path | None:
         """The official file, gzipped or unpacked, under the data or download root."""
-        roots = [ctx.data_root / self.id]
-        if ctx.download_root != ctx.data_root:
-            roots.append(ctx.download_root / self.id)
         names = (self.file_name, self.file_name.removesuffix(".gz"))
-        for root in roots:
-            for name in names:
-                if (root / name).is_file():
-                    return root / name
-        return None
+        return find_local_file(ctx, self.id, names)
 
 
 class AmazonBeauty(AmazonCategory):

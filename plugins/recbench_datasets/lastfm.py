@@ -44,6 +44,7 @@ import numpy as np
 
 from recbench.plugin import DataContext, DataError, Interactions
 from recbench_datasets.jsonl import IdColumn
+from recbench_datasets.local_files import find_local_file, local_file_fingerprint
 
 #: The official file, and the archive it is published in (with the file's member name).
 FILE_NAME = "userid-timestamp-artid-artname-traid-traname.tsv"
@@ -87,11 +88,7 @@ class LastFm1K:
         self.options = options
 
     def fingerprint(self, ctx: DataContext) -> str:
-        path = self.find(ctx)
-        if path is None:
-            return f"{FILE_NAME}:missing"
-        status = path.stat()
-        return f"{path.name}:{status.st_size}:{status.st_mtime_ns}"
+        return local_file_fingerprint(self.find(ctx), FILE_NAME)
 
     def load(self, ctx: DataContext) -> Interactions:
         path = self.find(ctx)
@@ -108,14 +105,7 @@ class LastFm1K:
     def find(self, ctx: DataContext) -> Path | None:
         """The file (plain or gzipped) or the official archive, under the data or
         download root."""
-        roots = [ctx.data_root / self.id]
-        if ctx.download_root != ctx.data_root:
-            roots.append(ctx.download_root / self.id)
-        for root in roots:
-            for name in (FILE_NAME, f"{FILE_NAME}.gz", ARCHIVE_NAME):
-                if (root / name).is_file():
-                    return root / name
-        return None
+        return find_local_file(ctx, self.id, (FILE_NAME, f"{FILE_NAME}.gz", ARCHIVE_NAME))
 
     def read(self, path: Path, ctx: DataContext) -> Interactions:
         """The plays of ``path``, in reverse file order (oldest first per user)."""

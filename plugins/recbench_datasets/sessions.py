@@ -31,6 +31,7 @@ import pandas as pd
 
 from recbench.plugin import DataContext, DataError, Interactions
 from recbench_datasets.jsonl import field, json_records
+from recbench_datasets.local_files import find_local_file, local_file_fingerprint
 
 #: Suffixes tried after the official file name, for a compressed copy.
 COMPRESSED_SUFFIXES = ("", ".gz", ".bz2", ".xz", ".zip")
@@ -80,11 +81,7 @@ class SessionLogDataset:
         self.options = options
 
     def fingerprint(self, ctx: DataContext) -> str:
-        path = self.find(ctx)
-        if path is None:
-            return f"{self.file_name}:missing"
-        status = path.stat()
-        return f"{path.name}:{status.st_size}:{status.st_mtime_ns}"
+        return local_file_fingerprint(self.find(ctx), self.file_name)
 
     def load(self, ctx: DataContext) -> Interactions:
         path = self.find(ctx)
@@ -116,15 +113,8 @@ class SessionLogDataset:
 
     def find(self, ctx: DataContext) -> Path | None:
         """The official file (or a compressed copy) under the data or download root."""
-        roots = [ctx.data_root / self.id]
-        if ctx.download_root != ctx.data_root:
-            roots.append(ctx.download_root / self.id)
-        for root in roots:
-            for suffix in COMPRESSED_SUFFIXES:
-                candidate = root / f"{self.file_name}{suffix}"
-                if candidate.is_file():
-                    return candidate
-        return None
+        names = (f"{self.file_name}{suffix}" for suffix in COMPRESSED_SUFFIXES)
+        return find_local_file(ctx, self.id, names)
 
     def parse(self, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Session ids, item ids and times in milliseconds of every event, file order."""
