@@ -221,6 +221,20 @@ class CategoricalCrossEntropyLoss(_Loss):
     def elementwise(self, positive: Tensor, negative: Tensor) -> Tensor:
         return torch.logsumexp(negative, dim=-1) - positive
 
+    def every_item_loss(self, scores: Tensor, targets: Tensor) -> Tensor:
+        """The same mean loss from the whole score block: ``scores`` ``[M, n_items + 1]``
+        (column 0 is padding), ``targets`` int64 ``[M]``.
+
+        One ``F.cross_entropy`` over a float32 copy of the block with column 0 set to
+        ``-inf`` (so it is left out of the sum and gets a zero gradient): no gather of the
+        positives, no ``logsumexp`` over the non-contiguous ``scores[:, 1:]`` and no
+        zero-filled block in the backward pass. The trainer uses it when the loss asks
+        for no extra inputs.
+        """
+        logits = scores.to(torch.promote_types(scores.dtype, torch.float32), copy=True)
+        logits[:, 0] = float("-inf")
+        return F.cross_entropy(logits, targets)
+
 
 class SampledSoftmaxLoss(_Loss):
     """Cross-entropy of a softmax over the positive and ``N`` sampled negatives:

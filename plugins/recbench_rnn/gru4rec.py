@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from recbench.plugin import PADDING_ITEM, ScoringCell
 from recbench_rnn.base import EmbeddingOptions, RecurrentModel, RecurrentNetwork, State, uniform_
-from recbench_rnn.recurrence import gru_fused, gru_step
+from recbench_rnn.recurrence import gru_fused, gru_step, rnn_float32
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ class GRU4RecNetwork(RecurrentNetwork):
         if self.embedding_mode == "none":
             out = gru_fused(self.gate_inputs(time_major), h0, self.w_hh, self.b_hh)
         else:
-            out, _ = self.gru(self.input_vectors(time_major), h0.unsqueeze(0))
+            out, _ = rnn_float32(self.gru, self.input_vectors(time_major), h0.unsqueeze(0))
         return self.dropout_hidden(out.transpose(0, 1))
 
     def initial_state(self, batch_size: int) -> State:

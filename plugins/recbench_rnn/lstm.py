@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from recbench.plugin import PADDING_ITEM, ScoringCell
 from recbench_rnn.base import EmbeddingOptions, RecurrentModel, RecurrentNetwork, State
+from recbench_rnn.recurrence import rnn_float32
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,8 @@ class LSTMNetwork(RecurrentNetwork):
 
     The input and output embeddings are the same matrix ``e`` (Spotlight's choice):
     an item is read and predicted through one vector. Embeddings start from
-    ``N(0, 1 / D)``, biases from 0; the LSTM is PyTorch's fused ``nn.LSTM``.
+    ``N(0, 1 / D)``, biases from 0; the LSTM is PyTorch's fused ``nn.LSTM``,
+    run in float32 even under bf16 autocast (:func:`recbench_rnn.recurrence.rnn_float32`).
     """
 
     def __init__(self, n_items: int, options: LSTMOptions):
@@ -45,7 +47,7 @@ class LSTMNetwork(RecurrentNetwork):
         return self.items.weight, self.item_bias
 
     def encode(self, items: Tensor) -> Tensor:
-        hidden, _ = self.lstm(self.dropout_embedding(self.items(items)))
+        hidden, _ = rnn_float32(self.lstm, self.dropout_embedding(self.items(items)))
         return self.dropout_hidden(hidden)
 
     def initial_state(self, batch_size: int) -> State:
@@ -55,7 +57,7 @@ class LSTMNetwork(RecurrentNetwork):
     def step(self, items: Tensor, state: State) -> tuple[Tensor, State]:
         h, c = state
         x = self.dropout_embedding(self.items(items)).unsqueeze(1)
-        out, (h, c) = self.lstm(x, (h.unsqueeze(0), c.unsqueeze(0)))
+        out, (h, c) = rnn_float32(self.lstm, x, (h.unsqueeze(0), c.unsqueeze(0)))
         return self.dropout_hidden(out.squeeze(1)), (h.squeeze(0), c.squeeze(0))
 
     def cell(self) -> LSTMCell:

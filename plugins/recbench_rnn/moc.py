@@ -23,7 +23,7 @@ from recbench.plugin import (
 )
 from recbench_rnn.base import RecurrentModel, RecurrentNetwork, State
 from recbench_rnn.item2vec import Item2VecOptions, Item2VecResult, train_item2vec
-from recbench_rnn.recurrence import gru_step
+from recbench_rnn.recurrence import gru_step, rnn_float32
 
 #: Vectors shorter than this count as zero when normalised (the padding item's).
 NORM_EPS = 1e-12
@@ -166,7 +166,7 @@ class MoCNetwork(RecurrentNetwork):
         return items, items.new_zeros(self.n_items + 1)
 
     def encode(self, items: Tensor) -> Tensor:
-        hidden, _ = self.gru(F.embedding(items, self.unit_items()))
+        hidden, _ = rnn_float32(self.gru, F.embedding(items, self.unit_items()))
         return hidden
 
     def mixture_scores(self, hidden: Tensor, candidates: Tensor | None) -> Tensor:

@@ -98,6 +98,22 @@ def release_workspace() -> None:
     _WORKSPACE.clear()
 
 
+def rnn_float32(layer: torch.nn.RNNBase, inputs: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+    """``layer(inputs, state)`` for a fused ``nn.LSTM``/``nn.GRU``, in float32 with
+    autocast off.
+
+    Under CUDA autocast PyTorch runs the cuDNN RNN in float16 whatever the autocast
+    dtype (and no gradient scaler is used here), while the gradients reaching ``h`` are
+    ~1e-7 at the default initialisation: below float16's range. The layer is cheap next
+    to the scoring products, which stay in bfloat16. Returns ``(outputs, state)`` as the
+    layer does, in float32.
+    """
+    with torch.autocast(device_type=inputs.device.type, enabled=False):
+        if state is not None:
+            state = tuple(s.float() for s in state) if isinstance(state, tuple) else state.float()
+        return layer(inputs.float(), state)  # type: ignore[no-any-return]
+
+
 def _views(buffer: Tensor, *shapes: tuple[int, ...]) -> list[Tensor]:
     """Consecutive views of ``buffer`` with the given shapes."""
     views, start = [], 0

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from recbench.plugin import PADDING_ITEM, ScoringCell, linear_scores
 from recbench_rnn.base import EmbeddingOptions, RecurrentModel, RecurrentNetwork, State
+from recbench_rnn.recurrence import rnn_float32
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ class RNNCCENetwork(RecurrentNetwork):
         return linear_scores(self.project(hidden), candidates, weight, bias)
 
     def encode(self, items: Tensor) -> Tensor:
-        hidden, _ = self.rnn(self.dropout_embedding(self.items(items)))
+        hidden, _ = rnn_float32(self.rnn, self.dropout_embedding(self.items(items)))
         return self.dropout_hidden(hidden)
 
     def initial_state(self, batch_size: int) -> State:
@@ -132,10 +133,10 @@ class RNNCCENetwork(RecurrentNetwork):
         x = self.dropout_embedding(self.items(items)).unsqueeze(1)
         if isinstance(self.rnn, nn.LSTM):
             h, c = state
-            out, (h, c) = self.rnn(x, (h.unsqueeze(0), c.unsqueeze(0)))
+            out, (h, c) = rnn_float32(self.rnn, x, (h.unsqueeze(0), c.unsqueeze(0)))
             return self.dropout_hidden(out.squeeze(1)), (h.squeeze(0), c.squeeze(0))
         (h,) = state
-        out, h = self.rnn(x, h.unsqueeze(0))
+        out, h = rnn_float32(self.rnn, x, h.unsqueeze(0))
         return self.dropout_hidden(out.squeeze(1)), (h.squeeze(0),)
 
     def cell(self) -> RNNCCECell:

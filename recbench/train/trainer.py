@@ -43,8 +43,11 @@ Model selection
     :class:`TrainingDiverged`; the runner marks the model's cells failed and goes on.
 
 Losses
-    The loss is looked up in the run's plugin registry (``ctx.registry``). A loss may
-    ask for more than the scores (:class:`recbench.contracts.Loss`): with
+    The loss is looked up in the run's plugin registry (``ctx.registry``). A loss over
+    every item may also offer ``every_item_loss(scores [M, n_items + 1], targets [M])``,
+    the same mean loss from the whole score block (column 0 is padding); the trainer
+    then calls it instead of passing the ``[:, 1:]`` slice (``cce`` does: one
+    ``F.cross_entropy``). A loss may ask for more than the scores (:class:`recbench.contracts.Loss`): with
     ``extra_inputs = ("candidate_ids", "sampling_probabilities")`` it also gets the item
     ids of the ``negative`` columns and the probability with which each was drawn, e.g.
     for a log-Q correction of a sampled softmax.
@@ -340,10 +343,13 @@ def epoch_batches(
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def gather_windows(items: Tensor, starts: Tensor, lengths: Tensor) -> Tensor:
+def gather_windows(
+    items: Tensor, starts: Tensor, lengths: Tensor, width: int | None = None
+) -> Tensor:
     """Start-aligned ``[B, max(lengths)]`` item ids of the windows ``(starts, lengths)``
-    from the flat event array ``items`` (all on one device)."""
-    width = int(lengths.max())
+    from the flat event array ``items`` (all on one device). Pass ``width`` (the
+    longest length, known on the host) to spare a device-to-host read of it."""
+    width = int(lengths.max()) if width is None else width
     columns = torch.arange(width, device=items.device)
     inside = columns.unsqueeze(0) < lengths.unsqueeze(1)
     source = torch.where(inside, starts.unsqueeze(1) + columns.unsqueeze(0), 0)
@@ -505,21 +511,28 @@ class _Trainer:
         return contextlib.nullcontext()
 
     # -- scores of one batch ---------------------------------------------------------
-    def predictions(self, hidden: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    def predictions(
+        self, hidden: Tensor, targets: Tensor, positions: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """(positive [M], negative [M, N]) scores of the real positions of a batch.
 
         ``hidden`` ``[B, T, D]``, ``targets`` ``[B, T]`` (0 where there is nothing to
-        predict).
+        predict); ``positions`` int64 ``[M]``, the flat positions of the real targets
+        when the caller knows them (:func:`prediction_positions`; a boolean mask would
+        make a CUDA device wait for the host).
         """
-        positive, negative, _ = self.scored(hidden, targets)
+        positive, negative, _ = self.scored(hidden, targets, positions)
         return positive, negative
 
-    def scored(self, hidden: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    def scored(
+        self, hidden: Tensor, targets: Tensor, positions: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """:meth:`predictions` and the extra inputs the loss asks for (:meth:`loss_inputs`)."""
         network, options = self.network, self.options
-        valid = targets != PADDING_ITEM
-        flat_hidden = hidden[valid]
-        flat_targets = targets[valid]
+        if positions is None:
+            positions = torch.nonzero((targets != PADDING_ITEM).reshape(-1)).squeeze(1)
+        flat_hidden = at_positions(hidden, positions)
+        flat_targets = at_positions(targets, positions)
         if self.all_candidates:
             everything = network.score(flat_hidden.unsqueeze(0), None).squeeze(0)
             return (
@@ -538,15 +551,21 @@ class _Trainer:
             padding = pool == PADDING_ITEM
             pool = torch.where(padding, self.sampler.sample(tuple(pool.shape)), pool)
             scores = network.score(hidden.transpose(0, 1), pool)  # [T, B, B]
-            positive = scores.diagonal(dim1=1, dim2=2).t()[valid]
-            negatives.append(_other_rows(scores)[valid])
+            positive = at_positions(scores.diagonal(dim1=1, dim2=2).t(), positions)
+            negatives.append(at_positions(_other_rows(scores), positions))
             if wanted:
                 drawn = torch.where(
                     padding, self.sampler.probabilities(pool), self.target_probabilities[pool]
                 )
-                ids.append(_other_rows(pool.unsqueeze(1).expand(steps, batch, batch))[valid])
+                ids.append(
+                    at_positions(
+                        _other_rows(pool.unsqueeze(1).expand(steps, batch, batch)), positions
+                    )
+                )
                 probabilities.append(
-                    _other_rows(drawn.unsqueeze(1).expand(steps, batch, batch))[valid]
+                    at_positions(
+                        _other_rows(drawn.unsqueeze(1).expand(steps, batch, batch)), positions
+                    )
                 )
         if options.negatives > 0:
             count = len(flat_targets)
@@ -610,15 +629,18 @@ class _Trainer:
         counts = torch.as_tensor(np.asarray(self.ctx.item_counts), dtype=torch.float64)
         return (counts / counts.sum()).to(self.device, torch.float32)
 
-    def update(self, hidden: Tensor, targets: Tensor) -> tuple[Tensor, int]:
-        """One optimiser step on the loss of ``hidden`` against ``targets``; returns the
-        loss (detached) and the number of predictions."""
+    def update(
+        self, hidden: Tensor, targets: Tensor, positions: Tensor | None = None
+    ) -> tuple[Tensor, int]:
+        """One optimiser step on the loss of ``hidden`` against ``targets`` (at
+        ``positions``, see :meth:`predictions`); returns the loss (detached) and the
+        number of predictions."""
         self.optimizer.zero_grad(set_to_none=True)
         if self.all_candidates:
-            loss, count = self.all_candidates_backward(hidden, targets)
+            loss, count = self.all_candidates_backward(hidden, targets, positions)
         else:
             with self.autocast():
-                positive, negative, extra = self.scored(hidden, targets)
+                positive, negative, extra = self.scored(hidden, targets, positions)
             loss = self.loss(positive.float(), negative.float(), **extra)
             loss.backward()
             loss, count = loss.detach(), len(positive)
@@ -627,27 +649,37 @@ class _Trainer:
         self.optimizer.step()
         return loss, count
 
-    def all_candidates_backward(self, hidden: Tensor, targets: Tensor) -> tuple[Tensor, int]:
+    def all_candidates_backward(
+        self, hidden: Tensor, targets: Tensor, positions: Tensor | None = None
+    ) -> tuple[Tensor, int]:
         """Loss and gradients of a loss over every item's score (``cce``), a block of
         predictions at a time: the ``[M, n_items]`` score matrix never exists in full,
         only blocks of about :data:`SCORE_BLOCK` scores. The loss is a mean over
         predictions, so block losses weighted by their share of ``M`` add up to it; the
         gradient reaches the encoder once, through the (detached) representations."""
-        valid = targets != PADDING_ITEM
-        flat_hidden, flat_targets = hidden[valid], targets[valid]
+        if positions is None:
+            positions = torch.nonzero((targets != PADDING_ITEM).reshape(-1)).squeeze(1)
+        flat_hidden, flat_targets = (
+            at_positions(hidden, positions),
+            at_positions(targets, positions),
+        )
         count = len(flat_targets)
         detached = flat_hidden.detach().requires_grad_()
         block = SCORE_BLOCK.get(self.device.type, SCORE_BLOCK["cuda"])
         rows = max(1, block // (self.train.n_items + 1))
         total = torch.zeros((), device=self.device)
+        every_item_loss = None if self.extra_inputs else getattr(self.loss, "every_item_loss", None)
         for start in range(0, count, rows):
             part = slice(start, start + rows)
             with self.autocast():
                 scores = self.network.score(detached[part].unsqueeze(0), None).squeeze(0)
-            positive = scores.gather(1, flat_targets[part].unsqueeze(1)).squeeze(1)
-            extra = self.every_item_inputs(len(positive))
-            loss = self.loss(positive.float(), scores[:, 1:].float(), **extra)
-            loss = loss * (len(positive) / count)
+            if every_item_loss is not None:
+                loss = every_item_loss(scores, flat_targets[part])
+            else:
+                positive = scores.gather(1, flat_targets[part].unsqueeze(1)).squeeze(1)
+                extra = self.every_item_inputs(len(positive))
+                loss = self.loss(positive.float(), scores[:, 1:].float(), **extra)
+            loss = loss * (len(scores) / count)
             loss.backward()
             total += loss.detach()
         flat_hidden.backward(detached.grad)
@@ -661,14 +693,27 @@ class _Trainer:
         batches = epoch_batches(
             lengths, self.options.batch_size, self.rng, self.options.sort_by_length
         )
-        for number, batch in enumerate(batches, 1):
-            index = torch.as_tensor(batch, device=self.device)
+        # Everything a batch needs from the host is computed here and copied to the device
+        # once per epoch: a copy from pageable memory, a ``.max()`` read back or a boolean
+        # mask per batch would each make a CUDA device wait for the host.
+        widths = [int(lengths[batch].max()) for batch in batches]
+        positions = [
+            prediction_positions(lengths[batch], width)
+            for batch, width in zip(batches, widths, strict=True)
+        ]
+        batch_bounds = np.cumsum([0] + [len(batch) for batch in batches])
+        position_bounds = np.cumsum([0] + [len(p) for p in positions])
+        all_index = torch.as_tensor(np.concatenate(batches), device=self.device)
+        all_positions = torch.as_tensor(np.concatenate(positions), device=self.device)
+        for number, width in enumerate(widths, 1):
+            index = all_index[batch_bounds[number - 1] : batch_bounds[number]]
+            where = all_positions[position_bounds[number - 1] : position_bounds[number]]
             window = gather_windows(
-                self.items, self.window_starts[index], self.window_lengths[index]
+                self.items, self.window_starts[index], self.window_lengths[index], width
             )
             with self.autocast():
                 hidden = self.encode(window[:, :-1])
-            loss, count = self.update(hidden, window[:, 1:])
+            loss, count = self.update(hidden, window[:, 1:], where)
             total += loss * count
             predictions += count
             if number % self.check_every == 0 or number == len(batches):
@@ -696,7 +741,11 @@ class _Trainer:
             target = torch.as_tensor(targets, dtype=torch.int64, device=self.device)
             with self.autocast():
                 hidden, state = network.step(items, state)
-            loss, count = self.update(hidden.unsqueeze(1), target.unsqueeze(1))
+            loss, count = self.update(
+                hidden.unsqueeze(1),
+                target.unsqueeze(1),
+                torch.arange(len(target), device=self.device),
+            )
             state = tuple(s.detach() for s in state)
             total += loss * count
             predictions += count
@@ -738,6 +787,22 @@ class _Trainer:
         )
         history.seconds = time.perf_counter() - started
         return history
+
+
+def prediction_positions(lengths: np.ndarray, width: int) -> np.ndarray:
+    """Flat positions in a ``[B, width - 1]`` target block of start-aligned windows of
+    ``lengths`` items: row ``b`` predicts at ``0 .. lengths[b] - 2``. The same positions,
+    in the same order, as the boolean mask ``targets != 0``, computed on the host."""
+    counts = lengths.astype(np.int64) - 1
+    rows = np.repeat(np.arange(len(lengths)), counts)
+    steps = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    return rows * (width - 1) + steps
+
+
+def at_positions(values: Tensor, positions: Tensor) -> Tensor:
+    """``values [B, T, ...]`` at the flat ``positions`` of its first two axes,
+    ``[len(positions), ...]`` (:func:`prediction_positions`)."""
+    return values.reshape(-1, *values.shape[2:]).index_select(0, positions)
 
 
 def _other_rows(values: Tensor) -> Tensor:

@@ -644,3 +644,18 @@ def test_a_loss_asking_for_an_unknown_input_is_refused_at_registration():
     )
     with pytest.raises(ConfigError, match="loss 'asks_for_more' was skipped with its plugin"):
         registry.get("loss", "asks_for_more")
+
+
+def test_prediction_positions_are_the_mask_of_real_targets():
+    from recbench.train.trainer import at_positions, prediction_positions
+
+    lengths = np.array([5, 2, 7, 3])
+    width = int(lengths.max())
+    items = gather_windows(
+        torch.arange(1, 30), torch.tensor([0, 6, 9, 20]), torch.as_tensor(lengths), width
+    )
+    targets = items[:, 1:]
+    positions = torch.as_tensor(prediction_positions(lengths, width))
+    torch.testing.assert_close(at_positions(targets, positions), targets[targets != 0])
+    hidden = torch.randn(*targets.shape, 3)
+    torch.testing.assert_close(at_positions(hidden, positions), hidden[targets != 0])

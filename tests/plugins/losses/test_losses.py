@@ -134,3 +134,25 @@ def test_gradient_descent_ranks_positives_above_negatives(loss_id):
         scores = scores - 2.0 * n * grad
     assert above_positive(scores) < 0.25 * before
     assert loss(*split(scores)).item() < value.item()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cce_every_item_loss_equals_the_loss_over_the_sliced_scores(dtype):
+    from recbench_losses.losses import CategoricalCrossEntropyLoss
+
+    loss = CategoricalCrossEntropyLoss()
+    generator = torch.Generator().manual_seed(0)
+    block = (torch.randn(37, 51, generator=generator) * 4).to(dtype)
+    targets = torch.randint(1, 51, (37,), generator=generator)
+    fused_scores = block.clone().requires_grad_()
+    sliced_scores = block.clone().requires_grad_()
+    fused = loss.every_item_loss(fused_scores, targets)
+    positive = sliced_scores.gather(1, targets.unsqueeze(1)).squeeze(1)
+    sliced = loss(positive.float(), sliced_scores[:, 1:].float())
+    fused.backward()
+    sliced.backward()
+    assert fused.dtype == torch.float32
+    assert fused.item() == pytest.approx(sliced.item(), rel=1e-6)
+    assert fused_scores.grad is not None and sliced_scores.grad is not None
+    torch.testing.assert_close(fused_scores.grad, sliced_scores.grad, rtol=1e-5, atol=1e-6)
+    assert torch.all(fused_scores.grad[:, 0] == 0)  # the padding column takes no gradient

@@ -11,6 +11,7 @@ from recbench_rnn.gru4rec import GRU4RecModel
 from recbench_rnn.lstm import LSTMModel
 from recbench_rnn.mlstm import MLSTMModel
 from recbench_rnn.recurrence import gru_fused, gru_loop, mlstm_fused, mlstm_loop
+from recbench_rnn.rnn_cce import RNNCCEModel
 
 import recbench
 from recbench.data.batches import SequenceBatch
@@ -168,3 +169,21 @@ def test_the_same_seed_gives_the_same_metrics_twice(settings, tmp_path, model):
             {(label, k): v["mean"] for label, c in cells.items() for k, v in c["metrics"].items()}
         )
     assert metrics[0] == metrics[1]
+
+
+@pytest.mark.parametrize(
+    "model_cls, options",
+    [(LSTMModel, {}), (RNNCCEModel, {"cell": "lstm"}), (RNNCCEModel, {"cell": "gru"})],
+)
+def test_fused_recurrent_layers_run_in_float32_under_bf16_autocast(model_cls, options):
+    # CPU autocast runs nn.LSTM in bfloat16 (CUDA's cuDNN path in float16): the layer must
+    # leave autocast and compute in float32 (recbench_rnn.recurrence.rnn_float32)
+    items = torch.tensor([[1, 2, 3, 0], [4, 5, 0, 0]])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.nn.LSTM(4, 4)(torch.randn(2, 3, 4))[0].dtype == torch.bfloat16  # premise
+        network = untrained(model_cls, options).network
+        hidden = network.encode(items)
+        stepped, _ = network.step(items[:, 0], network.initial_state(2))
+    assert hidden.dtype == torch.float32 and stepped.dtype == torch.float32
+    with torch.no_grad():
+        torch.testing.assert_close(hidden, network.encode(items))  # as without autocast
