@@ -154,5 +154,9 @@ def test_cce_every_item_loss_equals_the_loss_over_the_sliced_scores(dtype):
     assert fused.dtype == torch.float32
     assert fused.item() == pytest.approx(sliced.item(), rel=1e-6)
     assert fused_scores.grad is not None and sliced_scores.grad is not None
-    torch.testing.assert_close(fused_scores.grad, sliced_scores.grad, rtol=1e-5, atol=1e-6)
+    # in bfloat16 the sliced path rounds the positive's gradient twice (gather + slice)
+    tolerance = (
+        {"rtol": 1e-5, "atol": 1e-6} if dtype == torch.float32 else {"rtol": 0.0, "atol": 2e-3}
+    )
+    torch.testing.assert_close(fused_scores.grad, sliced_scores.grad, **tolerance)
     assert torch.all(fused_scores.grad[:, 0] == 0)  # the padding column takes no gradient
