@@ -46,16 +46,29 @@ def resolve_device(name: str) -> torch.device:
     from recbench.errors import ConfigError
 
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(
-            "--device cuda was asked for but no CUDA device is available",
-            hint="use --device cpu or --device auto",
-        )
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device '{name}'", hint="use auto, cpu or cuda") from None
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        if name.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(
+                "--device cuda was asked for but no CUDA device is available",
+                hint="use --device cpu or --device auto",
+            )
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            raise ConfigError(f"unknown device '{name}'", hint="use auto, cpu or cuda") from None
+    if device.type == "cuda":
+        enable_tf32()
+    return device
+
+
+def enable_tf32() -> None:
+    """Let CUDA float32 matrix products and cuDNN use TensorFloat-32 (10-bit mantissa
+    inputs, float32 accumulation: about 1e-3 relative error per product, up to 8x the
+    float32 throughput on an A100/H100). Recorded as ``float32_matmul_precision`` and
+    ``cudnn_allow_tf32`` in ``environment.json``; a CPU run is unaffected."""
+    torch.set_float32_matmul_precision("high")
+    torch.backends.cudnn.allow_tf32 = True
 
 
 def cpu_name() -> str:
@@ -97,7 +110,8 @@ def process_environment() -> dict[str, Any]:
 
 def describe_environment(registry: Registry, device: torch.device) -> dict[str, Any]:
     """A run's ``environment.json``: :func:`process_environment`, recbench's version,
-    plugin API and git hash, the device (``cuda``: the CUDA version, ``gpu``: its name)
+    plugin API and git hash, the device (``cuda``: the CUDA version, ``gpu``: its name,
+    and whether TensorFloat-32 is on: :func:`enable_tf32`)
     and the plugins (distribution and version) with those that failed to load."""
     info: dict[str, Any] = {
         **process_environment(),
@@ -109,6 +123,8 @@ def describe_environment(registry: Registry, device: torch.device) -> dict[str, 
     if device.type == "cuda":
         info["cuda"] = torch.version.cuda
         info["gpu"] = torch.cuda.get_device_name(device)
+        info["float32_matmul_precision"] = torch.get_float32_matmul_precision()
+        info["cudnn_allow_tf32"] = bool(torch.backends.cudnn.allow_tf32)
     info["plugins"] = sorted({(dist, version) for dist, version in registry.distributions.values()})
     info["plugin_failures"] = [failure.one_line() for failure in registry.failures]
     return info

@@ -40,3 +40,22 @@ def test_both_records_describe_the_process_alike(monkeypatch):
     assert run["device"] == "cpu" and any(dist == "recbench" for dist, _ in run["plugins"])
     assert {"cuda", "load_average", "onnx", "onnxruntime"} <= set(timing)
     assert isinstance(timing["cuda"], bool)
+
+
+def test_a_cuda_device_turns_tf32_on_and_the_environment_records_it(monkeypatch):
+    from recbench import environment
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "Test GPU")
+    before = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    try:
+        torch.set_float32_matmul_precision("highest")
+        assert environment.resolve_device("cpu").type == "cpu"
+        assert torch.get_float32_matmul_precision() == "highest"  # the CPU is left alone
+        device = environment.resolve_device("auto")
+        assert device.type == "cuda"
+        info = describe_environment(discover(), device)
+        assert info["float32_matmul_precision"] == "high" and info["cudnn_allow_tf32"] is True
+    finally:
+        torch.set_float32_matmul_precision(before[0])
+        torch.backends.cudnn.allow_tf32 = before[1]
