@@ -55,7 +55,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_rnn import build_model, fit_context, markdown_table, spotlight_windows  # noqa: E402
+from bench_rnn import build_model, fit_context, markdown_table, spotlight_windows
 
 WINDOW = 200
 CONFIGURATIONS: dict[str, dict[str, Any]] = {
