@@ -97,7 +97,7 @@ def cells(run: str) -> dict[tuple[str, str], dict]:
 fp32, bf16, tolerance = cells(sys.argv[1]), cells(sys.argv[2]), float(sys.argv[3])
 if not fp32 or not bf16:
     sys.exit("gpu_check: a run wrote no cells; nothing to compare")
-bad = []
+bad, compared = [], 0
 print("| model | protocol | metric | float32 | bf16 | relative difference |")
 print("|---|---|---|---:|---:|---:|")
 for key in sorted(fp32.keys() | bf16.keys()):
@@ -107,12 +107,16 @@ for key in sorted(fp32.keys() | bf16.keys()):
         continue
     for metric, x in sorted(a["metrics"].items()):
         y = b["metrics"].get(metric)
+        x, y = (v.get("mean") if isinstance(v, dict) else v for v in (x, y))
         if not isinstance(x, int | float) or not isinstance(y, int | float):
             continue
+        compared += 1
         relative = abs(x - y) / max(abs(x), 1e-12)
         print(f"| {key[0]} | {key[1]} | {metric} | {x:.4f} | {y:.4f} | {relative:.3f} |")
         if relative > tolerance:
             bad.append(f"{key} {metric}: {x:.4f} vs {y:.4f}")
+if compared == 0:
+    bad.append("no metric values found in the cells")
 for line in bad:
     print(f"gpu_check: bf16 differs from float32: {line}", file=sys.stderr)
 sys.exit(1 if bad else 0)
