@@ -86,11 +86,11 @@ import sys
 from pathlib import Path
 
 
-def cells(run: str) -> dict[tuple[str, str], dict]:
+def cells(run: str) -> dict[tuple[str, str, str], dict]:
     out = {}
     for path in sorted(Path(run, "cells").glob("*.json")):
         cell = json.loads(path.read_text())
-        out[cell["model_label"], cell["protocol"]] = cell
+        out[cell["model_label"], cell["protocol"], str(cell["seed"])] = cell
     return out
 
 
@@ -98,8 +98,8 @@ fp32, bf16, tolerance = cells(sys.argv[1]), cells(sys.argv[2]), float(sys.argv[3
 if not fp32 or not bf16:
     sys.exit("gpu_check: a run wrote no cells; nothing to compare")
 bad, compared = [], 0
-print("| model | protocol | metric | float32 | bf16 | relative difference |")
-print("|---|---|---|---:|---:|---:|")
+print("| model | protocol | seed | metric | float32 | bf16 | relative difference |")
+print("|---|---|---|---|---:|---:|---:|")
 for key in sorted(fp32.keys() | bf16.keys()):
     a, b = fp32.get(key, {}), bf16.get(key, {})
     if a.get("status") != "ok" or b.get("status") != "ok":
@@ -112,7 +112,7 @@ for key in sorted(fp32.keys() | bf16.keys()):
             continue
         compared += 1
         relative = abs(x - y) / max(abs(x), 1e-12)
-        print(f"| {key[0]} | {key[1]} | {metric} | {x:.4f} | {y:.4f} | {relative:.3f} |")
+        print(f"| {' | '.join(key)} | {metric} | {x:.4f} | {y:.4f} | {relative:.3f} |")
         if relative > tolerance:
             bad.append(f"{key} {metric}: {x:.4f} vs {y:.4f}")
 if compared == 0:
