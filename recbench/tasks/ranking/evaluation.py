@@ -38,10 +38,10 @@ from recbench.stats.summary import MetricSummary, summarize
 #: ranking key and levels fit the last-level cache ranks several times faster per query
 #: than a 32M-element batch that streams through memory.
 SCORES_PER_BATCH = {"cuda": 32 * 2**20, "cpu": 2 * 2**20}
-#: One pass: time steps per chunk that a batch of users is sized for (its users are the
-#: batch's score rows divided by this), and the most users read together.
-ONE_PASS_STEPS = 16
+#: One pass: the most users read together, and how much longer than its users' total
+#: length a batch's padded ``users x longest`` may be (padding columns are scored too).
 ONE_PASS_MAX_USERS = 256
+ONE_PASS_PADDING = 1.25
 
 
 @dataclass
@@ -249,26 +249,22 @@ def _one_pass(
 ) -> Iterator[tuple[np.ndarray, Ranking]]:
     """Rank the queries user batch by user batch from ``model.score_prefixes``.
 
-    Users are sorted by the longest prefix they need (so a batch pads little); a batch
-    holds ``batch_size // ONE_PASS_STEPS`` users (at least 1, at most
-    :data:`ONE_PASS_MAX_USERS`) and reads ``steps`` columns per chunk, so a chunk holds
-    about ``batch_size`` score rows. Each chunk's rows of a query (the row after
-    reading ``s[:p]``) are ranked together; yields the query positions and their
-    ranking, in no particular query order.
+    Users are sorted by the longest prefix they need and batched so that a batch pads
+    little (:func:`_user_batches`); a batch of ``B`` users reads ``batch_size // B``
+    columns per chunk, so a chunk holds about ``batch_size`` score rows. Each chunk's
+    rows of a query (the row after reading ``s[:p]``) are ranked together; yields the
+    query positions and their ranking, in no particular query order.
     """
     where = f"{model_name}.score_prefixes"
     sequences = queries.sequences
     n_columns = sequences.n_items + 1
-    users_per_batch = int(np.clip(batch_size // ONE_PASS_STEPS, 1, ONE_PASS_MAX_USERS))
-    steps = max(1, batch_size // users_per_batch)
     by_user = np.lexsort((queries.input_length, queries.row))
     users, first = np.unique(queries.row[by_user], return_index=True)
     counts = np.diff(np.append(first, len(by_user)))
     needed = queries.input_length[by_user[first + counts - 1]]  # each user's longest prefix
-    by_length = np.argsort(needed, kind="stable")
-    for start in range(0, len(users), users_per_batch):
-        batch = by_length[start : start + users_per_batch]
+    for batch in _user_batches(needed, min(batch_size, ONE_PASS_MAX_USERS)):
         lengths = needed[batch]
+        steps = max(1, batch_size // len(batch))
         width = int(lengths.max())
         columns = np.arange(width, dtype=np.int64)
         is_item = columns[None, :] < lengths[:, None]
@@ -318,6 +314,25 @@ def _one_pass(
                 where=where,
                 hint=f"yield one chunk per {steps} columns: {len(chunk_starts)} here",
             )
+
+
+def _user_batches(lengths: np.ndarray, max_users: int) -> list[np.ndarray]:
+    """Batches of user positions, by increasing ``lengths``: each of at most
+    ``max_users`` users and, padded to its longest, at most :data:`ONE_PASS_PADDING`
+    times its users' total length (a user alone may start a batch)."""
+    order = np.argsort(lengths, kind="stable")
+    sorted_lengths = lengths[order].tolist()
+    batches, start, total = [], 0, 0
+    for end, length in enumerate(sorted_lengths):
+        count = end - start + 1
+        if count > 1 and (
+            count > max_users or count * length > ONE_PASS_PADDING * (total + length)
+        ):
+            batches.append(order[start:end])
+            start, total = end, 0
+        total += length
+    batches.append(order[start:])
+    return batches
 
 
 def _rank(
