@@ -40,7 +40,9 @@ def check_score_prefixes(
         items[b, : len(sequence)] = torch.from_numpy(sequence.astype(np.int64))
     items, length_tensor = items.to(device), torch.from_numpy(lengths).to(device)
     what = f"score_prefixes() on {len(rows)} sequences of up to {width} items"
-    chunks = checker.call(what, lambda: list(model.score_prefixes(items, length_tensor, CHECK_STEPS)))
+    chunks = checker.call(
+        what, lambda: list(model.score_prefixes(items, length_tensor, CHECK_STEPS))
+    )
     expected_chunks = -(-width // CHECK_STEPS)
     widths = [min(CHECK_STEPS, width - first) for first in range(0, width, CHECK_STEPS)]
     shapes = [list(c.shape) if isinstance(c, torch.Tensor) else type(c).__name__ for c in chunks]
@@ -82,9 +84,7 @@ def check_score_prefixes(
         stepped, *new_state = cell(items[:, t], *state)
         state = tuple(new_state)
         valid = torch.from_numpy(lengths > t).to(device)
-        difference = score_difference(
-            prefixes[valid, t, 1:], stepped[valid, 1:], allow_shift=True
-        )
+        difference = score_difference(prefixes[valid, t, 1:], stepped[valid, 1:], allow_shift=True)
         if difference is not None:
             raise checker.fail(
                 f"score_prefixes() does not match the cell: after {t + 1} items stepped one "

@@ -160,16 +160,16 @@ def evaluate(
 
     answer = _one_pass if one_pass else _per_query
     answered: list[tuple[np.ndarray, Ranking]] = []
-    with progress.task(
-        description or f"Evaluating ({queries.protocol})", total=len(queries)
-    ) as bar:
-        with torch.no_grad():
-            for index, ranking in answer(
-                model, queries, max(cutoffs), batch_size, torch.device(device),
-                exclude_seen=exclude_seen, ties=checked_ties, model_name=model_name,
-            ):  # fmt: skip
-                answered.append((index, ranking.to("cpu")))
-                bar.advance(len(index))
+    with (
+        progress.task(description or f"Evaluating ({queries.protocol})", total=len(queries)) as bar,
+        torch.no_grad(),
+    ):
+        for index, ranking in answer(
+            model, queries, max(cutoffs), batch_size, torch.device(device),
+            exclude_seen=exclude_seen, ties=checked_ties, model_name=model_name,
+        ):  # fmt: skip
+            answered.append((index, ranking.to("cpu")))
+            bar.advance(len(index))
     ranking = _in_query_order(answered, len(queries), model_name)
 
     context = MetricContext(
@@ -309,8 +309,7 @@ def _one_pass(
             yield index, _rank(rows, queries, index, k, exclude_seen, ties, where)
         if n_chunks < len(chunk_starts):
             raise PluginError(
-                f"score_prefixes yielded {n_chunks} chunks for {width} columns in steps "
-                f"of {steps}",
+                f"score_prefixes yielded {n_chunks} chunks for {width} columns in steps of {steps}",
                 where=where,
                 hint=f"yield one chunk per {steps} columns: {len(chunk_starts)} here",
             )

@@ -53,9 +53,7 @@ def one_pass(model, steps):
     lengths = torch.tensor([len(r) for r in ROWS])
     with torch.no_grad():
         chunks = list(model.score_prefixes(items, lengths, steps))
-    assert [c.shape[1] for c in chunks] == [
-        min(steps, width - t0) for t0 in range(0, width, steps)
-    ]
+    assert [c.shape[1] for c in chunks] == [min(steps, width - t0) for t0 in range(0, width, steps)]
     return torch.cat(chunks, dim=1)
 
 
