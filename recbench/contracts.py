@@ -159,6 +159,27 @@ class Model(Protocol):
 
     ``max_length`` is the longest input it reads (``None``: the whole prefix); longer
     inputs are cut to their most recent items by the evaluator.
+
+    A model that keeps state may also define the optional one-pass method (the
+    evaluator then answers the queries of a batch of users in one pass over their
+    sequences instead of one ``score`` per query)::
+
+        def score_prefixes(self, items: Tensor, lengths: Tensor, steps: int) -> Iterator[Tensor]
+
+    - ``items``: int64 ``[B, T]`` on the model's device, right-padded with 0: row ``b`` holds
+      a user's chronological sequence ``items[b, :lengths[b]]`` (``T = lengths.max()``);
+    - ``lengths``: int64 ``[B]``, each at least 1;
+    - ``steps``: the chunk length in time (at least 1), chosen by the evaluator so that
+      ``B * steps * (n_items + 1)`` scores fit its memory budget.
+
+    It yields, for ``t0 = 0, steps, 2 * steps, ... < T``, a float tensor
+    ``[B, w, n_items + 1]`` (``w = min(steps, T - t0)``) whose row ``[b, j]`` is the scores
+    of every item after reading ``items[b, :t0 + j + 1]``, with serving semantics: the
+    model carries its whole history (as its ScoringCell does when stepped from
+    ``initial_state``), not a window of the last ``max_length`` items. Rows at or past
+    ``lengths[b]`` are ignored. The model keeps its state between yields, so memory stays
+    bounded by one chunk. Called under ``torch.no_grad()`` in eval mode; must equal stepping
+    the cell, and ``score()`` for prefixes of at most ``max_length`` items.
     """
 
     id: ClassVar[str]
@@ -177,6 +198,11 @@ class Model(Protocol):
         """Scores ``[B, n_items + 1]`` (float, on the model's device); column 0 is
         padding and is ignored."""
         ...
+
+
+#: The optional one-pass method of a ranking model (see :class:`Model`); the registry
+#: records a model that defines it with ``has_score_prefixes``.
+SCORE_PREFIXES = "score_prefixes"
 
 
 @runtime_checkable

@@ -98,6 +98,11 @@ class Ranking:
             **{f.name: torch.cat([getattr(r, f.name) for r in rankings]) for f in fields(cls)}
         )
 
+    def select(self, positions: torch.Tensor) -> Ranking:
+        """The queries at ``positions`` (int64 ``[M]``, on this ranking's device), in
+        that order."""
+        return type(self)(**{f.name: getattr(self, f.name)[positions] for f in fields(self)})
+
     def to(self, device: torch.device | str) -> Ranking:
         """This ranking with every tensor on ``device``."""
         return type(self)(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})

@@ -41,6 +41,7 @@ from recbench.contracts import (
     LOSS_INPUTS,
     OPTIONAL_ATTRIBUTES,
     REQUIRED_ATTRIBUTES,
+    SCORE_PREFIXES,
     TASK_KINDS,
     TASKS,
     required_methods,
@@ -95,6 +96,9 @@ class PluginInfo:
     baseline: bool = False
     #: A model with a one-step ``cell()``: a sequence model, exported and timed.
     has_cell: bool = False
+    #: A ranking model with the one-pass ``score_prefixes`` (the evaluator reads every
+    #: prefix of a user's sequence in one pass, :class:`recbench.contracts.Model`).
+    has_score_prefixes: bool = False
     #: What a loss receives as negatives: ``"sampled"`` or ``"all"``.
     candidates: str = "sampled"
     #: What else a loss asks the trainer for (names from ``LOSS_INPUTS``).
@@ -460,6 +464,9 @@ def validate_class(
         summary=texts["summary"],
         version=texts["version"],
         has_cell=kind == "model" and callable(getattr(obj, "cell", None)),
+        has_score_prefixes=kind == "model"
+        and task == "ranking"
+        and callable(getattr(obj, SCORE_PREFIXES, None)),
         **_optional_attributes(kind, task, obj, options, what),
     )
 

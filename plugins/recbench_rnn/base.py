@@ -3,6 +3,7 @@ interface the trainer and the one-step cells (:class:`recbench.plugin.ScoringCel
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -77,6 +78,22 @@ class RecurrentNetwork(nn.Module):
         weight, bias = self.output_weights()
         return linear_scores(hidden, candidates, weight, bias)
 
+    def encode_from(self, items: Tensor, state: State) -> tuple[Tensor, State]:
+        """Read ``items`` ``[B, W]`` from ``state``: the outputs ``[B, W, ...]`` (what
+        ``encode`` gives) and the state after the last column. By default ``step`` column
+        by column; a network with a fused recurrence that takes an initial state runs it
+        on the whole chunk instead."""
+        outputs = []
+        for column in items.unbind(1):
+            output, state = self.step(column, state)
+            outputs.append(output)
+        return torch.stack(outputs, 1), state
+
+    def ranking_scores(self, hidden: Tensor) -> Tensor:
+        """The scores the model ranks with, of every item, for outputs ``[G, R, H]``:
+        ``[G, R, n_items + 1]`` (by default ``score`` over every item)."""
+        return self.score(hidden, None)
+
 
 class RecurrentModel:
     """A next-item model around a :class:`RecurrentNetwork`, trained by
@@ -118,6 +135,21 @@ class RecurrentModel:
         hidden = network.encode(start_aligned(batch.items, batch.lengths))
         last = last_positions(hidden, batch.lengths)
         return network.score(last.unsqueeze(0), None).squeeze(0)
+
+    def score_prefixes(self, items: Tensor, lengths: Tensor, steps: int) -> Iterator[Tensor]:
+        """The scores after every prefix of whole sequences, in one pass (the optional
+        one-pass method of :class:`recbench.plugin.Model`).
+
+        ``items`` int64 ``[B, T]``, right-padded; yields ``[B, w, n_items + 1]`` for
+        each chunk of ``steps`` columns, the state carried from chunk to chunk from
+        ``initial_state``: the whole history, as the exported cell reads it. Padding
+        columns are read too; their rows are the caller's to ignore.
+        """
+        network = self._trained()
+        state = network.initial_state(int(items.shape[0]))
+        for first in range(0, int(items.shape[1]), steps):
+            hidden, state = network.encode_from(items[:, first : first + steps], state)
+            yield network.ranking_scores(hidden)
 
     def cell(self) -> ScoringCell:
         """The one-step module (a :class:`~recbench.plugin.ScoringCell`)."""

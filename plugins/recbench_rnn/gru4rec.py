@@ -144,6 +144,15 @@ class GRU4RecNetwork(RecurrentNetwork):
         h = gru_step(self.gate_inputs(items), h, *self.recurrent_weights())
         return self.dropout_hidden(h), (h,)
 
+    def encode_from(self, items: Tensor, state: State) -> tuple[Tensor, State]:
+        (h,) = state
+        time_major = items.t()
+        if self.embedding_mode == "none":
+            out = gru_fused(self.gate_inputs(time_major), h, self.w_hh, self.b_hh)
+        else:
+            out, _ = self.gru(self.input_vectors(time_major), h.unsqueeze(0))
+        return self.dropout_hidden(out.transpose(0, 1)), (out[-1],)
+
     def cell(self) -> GRU4RecCell:
         return GRU4RecCell(self)
 

@@ -60,6 +60,12 @@ class LSTMNetwork(RecurrentNetwork):
         out, (h, c) = rnn_float32(self.lstm, x, (h.unsqueeze(0), c.unsqueeze(0)))
         return self.dropout_hidden(out.squeeze(1)), (h.squeeze(0), c.squeeze(0))
 
+    def encode_from(self, items: Tensor, state: State) -> tuple[Tensor, State]:
+        h, c = state
+        x = self.dropout_embedding(self.items(items))
+        hidden, (h, c) = self.lstm(x, (h.unsqueeze(0), c.unsqueeze(0)))
+        return self.dropout_hidden(hidden), (h.squeeze(0), c.squeeze(0))
+
     def cell(self) -> LSTMCell:
         return LSTMCell(self)
 

@@ -93,6 +93,15 @@ class MLSTMNetwork(RecurrentNetwork):
         out = h if self.representation == "h" else c
         return self.dropout_hidden(out), (h, c)
 
+    def encode_from(self, items: Tensor, state: State) -> tuple[Tensor, State]:
+        h, c = state
+        x = self.dropout_embedding(self.items(items.t()))  # time-major [W, B, D]
+        outputs = []
+        for xm, xg in zip(self.input_m(x).unbind(0), self.input_gates(x).unbind(0), strict=True):
+            h, c = mlstm_step(xm, xg, h, c, self.w_mh, self.b_mh, self.w_gm)
+            outputs.append(h if self.representation == "h" else c)
+        return self.dropout_hidden(torch.stack(outputs, 1)), (h, c)
+
     def cell(self) -> MLSTMCell:
         return MLSTMCell(self)
 

@@ -193,6 +193,15 @@ class MoCNetwork(RecurrentNetwork):
         h = gru_step(F.linear(F.embedding(items, self.unit_items()), w_ih, b_ih), h, w_hh, b_hh)
         return h, (h,)
 
+    def encode_from(self, items: Tensor, state: State) -> tuple[Tensor, State]:
+        (h,) = state
+        hidden, h = self.gru(F.embedding(items, self.unit_items()), h.unsqueeze(0))
+        return hidden, (h.squeeze(0),)
+
+    def ranking_scores(self, hidden: Tensor) -> Tensor:
+        """The mixture scores ``Σ_k π_k cos(u_k, v)`` (what ``moc`` ranks with)."""
+        return self.mixture_scores(hidden, None)
+
     def cell(self) -> MoCCell:
         return MoCCell(self)
 

@@ -139,6 +139,16 @@ class RNNCCENetwork(RecurrentNetwork):
         out, h = rnn_float32(self.rnn, x, h.unsqueeze(0))
         return self.dropout_hidden(out.squeeze(1)), (h.squeeze(0),)
 
+    def encode_from(self, items: Tensor, state: State) -> tuple[Tensor, State]:
+        x = self.dropout_embedding(self.items(items))
+        if isinstance(self.rnn, nn.LSTM):
+            h, c = state
+            hidden, (h, c) = self.rnn(x, (h.unsqueeze(0), c.unsqueeze(0)))
+            return self.dropout_hidden(hidden), (h.squeeze(0), c.squeeze(0))
+        (h,) = state
+        hidden, h = self.rnn(x, h.unsqueeze(0))
+        return self.dropout_hidden(hidden), (h.squeeze(0),)
+
     def cell(self) -> RNNCCECell:
         return RNNCCELSTMCell(self) if self.cell_type == "lstm" else RNNCCEGRUCell(self)
 

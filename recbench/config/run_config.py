@@ -43,12 +43,19 @@ class EvaluationOptions:
     validation_metric:
         The metric (``id@k``) that early stopping and model selection use, computed on
         the validation users under the last-item protocol.
+    prefixes:
+        What a model that keeps state reads of a prefix longer than its ``max_length``:
+        ``history`` (the serving semantics: its whole history, as its exported cell
+        does, answered in one pass over each user's sequence) or ``window`` (the last
+        ``max_length`` items, one ``score`` call per query). Models without the
+        one-pass ``score_prefixes`` always read the window.
     """
 
     exclude_seen: Literal["auto", "on", "off"] = "auto"
     ties: Literal["pessimistic", "optimistic", "arbitrary"] = "pessimistic"
     batch_size: int = 0
     validation_metric: str = "mrr@20"
+    prefixes: Literal["history", "window"] = "history"
 
 
 @dataclass(frozen=True)

@@ -186,6 +186,7 @@ class RankingSections:
         lines += [
             f"- Seen-item exclusion: {'on (input items are never recommended)' if exclusion else 'off'}.",
             f"- Ties: {ties} ({TIE_POLICIES.get(ties, 'see the run configuration')}).",
+            *_prefix_semantics(config.get("eval", {}).get("prefixes")),
             f"- Model selection: {config.get('eval', {}).get('validation_metric')} on validation users "
             "(last-item); the test users are evaluated once.",
             "- Uncertainty: ± is the 95% confidence half-width — over queries (normal approximation) "
@@ -463,3 +464,17 @@ def _order_check_section(run: RunView, cutoffs: Sequence[int]) -> list[str]:
         first = next(v for p, v in verdicts if p == protocol)
         lines += [f"- **{protocol}**: {first.conclusion}."]
     return [*lines, ""]
+
+
+def _prefix_semantics(prefixes: str | None) -> list[str]:
+    """The protocol line for ``eval.prefixes`` (none for runs recorded before it)."""
+    if prefixes == "history":
+        return [
+            "- Inputs longer than max_length: history (a model with score_prefixes reads the "
+            "whole input, as its cell serves; the others their max_length most recent items)."
+        ]
+    if prefixes == "window":
+        return [
+            "- Inputs longer than max_length: window (cut to the max_length most recent items)."
+        ]
+    return []

@@ -74,7 +74,11 @@ def assert_conforms(
       one; padding never counts: the scores of an input alone equal its scores when
       left-padded in a batch with longer inputs; ``cell()``, if the model has it, is a
       ``torch.nn.Module`` whose step-by-step scores match ``score`` on the same inputs
-      (up to a constant per row, e.g. logits against log-probabilities); the model
+      (up to a constant per row, e.g. logits against log-probabilities);
+      ``score_prefixes``, if the model has it (the optional one-pass method), yields one
+      ``[batch, w, n_items + 1]`` chunk per ``steps`` columns whose rows equal ``score``
+      on every prefix of at most ``max_length`` items and the cell stepped over the
+      whole history (:mod:`recbench.testing.prefixes`); the model
       beats popularity (``mrr@10``, ``iterative`` protocol) unless ``learns=False``; and
       the cell exports to ONNX as a run exports it, ONNX Runtime matching torch
       (:func:`recbench.serve.export.export_and_check`, default export options; skipped

@@ -15,6 +15,7 @@ from recbench.testing.checker import (
     varied_lengths,
 )
 from recbench.testing.data import LEARNING_CUTOFF, LEARNING_METRIC, LEARNING_PROTOCOL, TinyData
+from recbench.testing.prefixes import check_score_prefixes
 
 if TYPE_CHECKING:
     import numpy as np
@@ -52,6 +53,8 @@ def check_model(checker: Checker, options: Mapping[str, Any], settings: Settings
         _check_padding(checker, model, data, device)
         if hasattr(model, "cell"):
             _check_cell(checker, model, data, device)
+        if hasattr(model, "score_prefixes"):
+            check_score_prefixes(checker, model, data, device)
     if settings.learns:
         _check_learns(checker, model, data, device, epoch_key, epochs)
     if hasattr(model, "cell"):

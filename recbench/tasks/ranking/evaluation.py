@@ -4,12 +4,21 @@ Queries are scored in batches on the model's device (``model.score`` under
 ``torch.no_grad()``), ranked there by :func:`recbench.ranking.rank` with ``K`` = the
 largest cutoff, and only the top-K ranking comes back to the CPU. Metrics then run once
 over the whole query set.
+
+A model that keeps state and defines the one-pass ``score_prefixes``
+(:class:`recbench.contracts.Model`) may instead be evaluated in one pass per batch of
+users (``one_pass=True``): the queries are grouped by user, each user's sequence is read
+once, right-padded, with the state carried over its whole history (serving semantics,
+``eval.prefixes=history``), and every chunk of prefixes the model yields is ranked by the
+same :func:`~recbench.ranking.rank`. The rankings are put back in query order, so the
+per-query arrays have the same layout on either path. Reading a user of ``n`` items
+costs ``O(n)`` recurrent steps instead of ``O(n * max_length)``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,10 +26,11 @@ import numpy as np
 import torch
 
 from recbench.contracts import MetricContext
+from recbench.data.interactions import PADDING_ITEM, ragged_indices
 from recbench.data.protocols import Queries
 from recbench.errors import ConfigError, PluginError
 from recbench.progress import Progress
-from recbench.ranking import Ranking, check_tie_policy, rank
+from recbench.ranking import Ranking, TiePolicy, check_tie_policy, rank
 from recbench.stats.summary import MetricSummary, summarize
 
 #: Score-matrix elements per batch (``batch size x (n_items + 1)``) when no batch size is
@@ -28,6 +38,10 @@ from recbench.stats.summary import MetricSummary, summarize
 #: ranking key and levels fit the last-level cache ranks several times faster per query
 #: than a 32M-element batch that streams through memory.
 SCORES_PER_BATCH = {"cuda": 32 * 2**20, "cpu": 2 * 2**20}
+#: One pass: the most users read together, and how much longer than its users' total
+#: length a batch's padded ``users x longest`` may be (padding columns are scored too).
+ONE_PASS_MAX_USERS = 256
+ONE_PASS_PADDING = 1.25
 
 
 @dataclass
@@ -84,6 +98,7 @@ def evaluate(
     progress: Progress,
     batch_size: int | None = None,
     description: str = "",
+    one_pass: bool = False,
 ) -> EvaluationResult:
     """Evaluate ``model`` on ``queries`` with every metric at every cutoff.
 
@@ -107,10 +122,15 @@ def evaluate(
     progress:
         Shows a bar advancing by queries.
     batch_size:
-        Queries per batch; by default from the catalogue size and the device
-        (:func:`default_batch_size`).
+        Queries per batch (score rows per chunk in one pass); by default from the
+        catalogue size and the device (:func:`default_batch_size`).
     description:
         The bar's label.
+    one_pass:
+        Answer the queries with the model's ``score_prefixes``, one pass per batch of
+        users over their whole histories (see the module docstring); only for a model
+        that defines it (``PluginInfo.has_score_prefixes``). ``False``: one ``score``
+        per query, on the last ``max_length`` items of its prefix.
 
     Raises
     ------
@@ -135,34 +155,22 @@ def evaluate(
     checked_ties = check_tie_policy(ties)
     n_items = queries.sequences.n_items
     batch_size = batch_size or default_batch_size(n_items, torch.device(device))
-    max_length = getattr(model, "max_length", None)
     model_name = f"model '{getattr(model, 'id', type(model).__name__)}'"
     started = time.perf_counter()
 
-    batches: list[Ranking] = []
-    with progress.task(
-        description or f"Evaluating ({queries.protocol})", total=len(queries)
-    ) as bar:
-        for first in range(0, len(queries), batch_size):
-            index = np.arange(first, min(first + batch_size, len(queries)), dtype=np.int64)
-            with torch.no_grad():
-                scores = model.score(queries.model_inputs(index, max_length, device))
-                try:
-                    ranking = rank(
-                        scores,
-                        queries,
-                        index,
-                        max(cutoffs),
-                        exclude_seen=exclude_seen,
-                        ties=checked_ties,
-                    )
-                except PluginError as exc:
-                    raise PluginError(
-                        exc.what, where=f"{model_name}.score", hint=exc.hint
-                    ) from None
-            batches.append(ranking.to("cpu"))
+    answer = _one_pass if one_pass else _per_query
+    answered: list[tuple[np.ndarray, Ranking]] = []
+    with (
+        progress.task(description or f"Evaluating ({queries.protocol})", total=len(queries)) as bar,
+        torch.no_grad(),
+    ):
+        for index, ranking in answer(
+            model, queries, max(cutoffs), batch_size, torch.device(device),
+            exclude_seen=exclude_seen, ties=checked_ties, model_name=model_name,
+        ):  # fmt: skip
+            answered.append((index, ranking.to("cpu")))
             bar.advance(len(index))
-    ranking = Ranking.concat(batches)
+    ranking = _in_query_order(answered, len(queries), model_name)
 
     context = MetricContext(
         n_items=n_items,
@@ -206,3 +214,156 @@ def _metric_values(
             hint=f"return a tensor of shape {list(expected)}",
         )
     return values.detach().to("cpu", torch.float64).numpy()
+
+
+def _per_query(
+    model: Any,
+    queries: Queries,
+    k: int,
+    batch_size: int,
+    device: torch.device,
+    *,
+    exclude_seen: bool,
+    ties: TiePolicy,
+    model_name: str,
+) -> Iterator[tuple[np.ndarray, Ranking]]:
+    """Rank batches of ``batch_size`` queries in query order, one ``score`` row per query
+    (its prefix cut to the model's ``max_length``)."""
+    max_length = getattr(model, "max_length", None)
+    for first in range(0, len(queries), batch_size):
+        index = np.arange(first, min(first + batch_size, len(queries)), dtype=np.int64)
+        scores = model.score(queries.model_inputs(index, max_length, device))
+        yield index, _rank(scores, queries, index, k, exclude_seen, ties, f"{model_name}.score")
+
+
+def _one_pass(
+    model: Any,
+    queries: Queries,
+    k: int,
+    batch_size: int,
+    device: torch.device,
+    *,
+    exclude_seen: bool,
+    ties: TiePolicy,
+    model_name: str,
+) -> Iterator[tuple[np.ndarray, Ranking]]:
+    """Rank the queries user batch by user batch from ``model.score_prefixes``.
+
+    Users are sorted by the longest prefix they need and batched so that a batch pads
+    little (:func:`_user_batches`); a batch of ``B`` users reads ``batch_size // B``
+    columns per chunk, so a chunk holds about ``batch_size`` score rows. Each chunk's
+    rows of a query (the row after reading ``s[:p]``) are ranked together; yields the
+    query positions and their ranking, in no particular query order.
+    """
+    where = f"{model_name}.score_prefixes"
+    sequences = queries.sequences
+    n_columns = sequences.n_items + 1
+    by_user = np.lexsort((queries.input_length, queries.row))
+    users, first = np.unique(queries.row[by_user], return_index=True)
+    counts = np.diff(np.append(first, len(by_user)))
+    needed = queries.input_length[by_user[first + counts - 1]]  # each user's longest prefix
+    for batch in _user_batches(needed, min(batch_size, ONE_PASS_MAX_USERS)):
+        lengths = needed[batch]
+        steps = max(1, batch_size // len(batch))
+        width = int(lengths.max())
+        columns = np.arange(width, dtype=np.int64)
+        is_item = columns[None, :] < lengths[:, None]
+        source = sequences.offsets[users[batch]][:, None] + columns[None, :]
+        items = np.where(is_item, sequences.items[np.where(is_item, source, 0)], PADDING_ITEM)
+        # The batch's queries, by the time row that answers them (row p - 1).
+        query = by_user[ragged_indices(first[batch], counts[batch])]
+        user = np.repeat(np.arange(len(batch), dtype=np.int64), counts[batch])
+        row = queries.input_length[query] - 1
+        by_row = np.argsort(row, kind="stable")
+        query, user, row = query[by_row], user[by_row], row[by_row]
+        chunk_starts = np.arange(0, width, steps, dtype=np.int64)
+        bounds = np.searchsorted(row, np.append(chunk_starts, width))
+        chunks = model.score_prefixes(
+            torch.from_numpy(items.astype(np.int64, copy=False)).to(device),
+            torch.from_numpy(lengths.astype(np.int64, copy=False)).to(device),
+            steps,
+        )
+        n_chunks = 0
+        for chunk, scores in zip(chunk_starts, chunks, strict=False):
+            expected = (len(batch), min(steps, width - int(chunk)), n_columns)
+            if not isinstance(scores, torch.Tensor) or tuple(scores.shape) != expected:
+                got = (
+                    list(scores.shape)
+                    if isinstance(scores, torch.Tensor)
+                    else type(scores).__name__
+                )
+                raise PluginError(
+                    f"score_prefixes yielded {got} for the chunk at column {chunk}",
+                    where=where,
+                    hint=f"yield [batch, min(steps, T - t0), n_items + 1] = {list(expected)}",
+                )
+            n_chunks += 1
+            low, high = bounds[n_chunks - 1], bounds[n_chunks]
+            if low == high:
+                continue
+            index = query[low:high]
+            rows = scores[
+                torch.from_numpy(user[low:high]).to(device),
+                torch.from_numpy(row[low:high] - chunk).to(device),
+            ]
+            yield index, _rank(rows, queries, index, k, exclude_seen, ties, where)
+        if n_chunks < len(chunk_starts):
+            raise PluginError(
+                f"score_prefixes yielded {n_chunks} chunks for {width} columns in steps of {steps}",
+                where=where,
+                hint=f"yield one chunk per {steps} columns: {len(chunk_starts)} here",
+            )
+
+
+def _user_batches(lengths: np.ndarray, max_users: int) -> list[np.ndarray]:
+    """Batches of user positions, by increasing ``lengths``: each of at most
+    ``max_users`` users and, padded to its longest, at most :data:`ONE_PASS_PADDING`
+    times its users' total length (a user alone may start a batch)."""
+    order = np.argsort(lengths, kind="stable")
+    sorted_lengths = lengths[order].tolist()
+    batches, start, total = [], 0, 0
+    for end, length in enumerate(sorted_lengths):
+        count = end - start + 1
+        if count > 1 and (
+            count > max_users or count * length > ONE_PASS_PADDING * (total + length)
+        ):
+            batches.append(order[start:end])
+            start, total = end, 0
+        total += length
+    batches.append(order[start:])
+    return batches
+
+
+def _rank(
+    scores: torch.Tensor,
+    queries: Queries,
+    index: np.ndarray,
+    k: int,
+    exclude_seen: bool,
+    ties: TiePolicy,
+    where: str,
+) -> Ranking:
+    """:func:`rank`, its plugin errors naming the model method that scored."""
+    try:
+        return rank(scores, queries, index, k, exclude_seen=exclude_seen, ties=ties)
+    except PluginError as exc:
+        raise PluginError(exc.what, where=where, hint=exc.hint) from None
+
+
+def _in_query_order(
+    answered: Sequence[tuple[np.ndarray, Ranking]], n_queries: int, model_name: str
+) -> Ranking:
+    """The rankings of ``answered`` (query positions, ranking) as one ranking in query
+    order; every query must have been answered exactly once."""
+    index = np.concatenate([i for i, _ in answered])
+    ranking = Ranking.concat([r for _, r in answered])
+    if len(index) and np.all(index[1:] > index[:-1]) and len(index) == n_queries:
+        return ranking  # already in query order (the per-query path)
+    order = np.argsort(index, kind="stable")
+    if len(index) != n_queries or not np.array_equal(index[order], np.arange(n_queries)):
+        raise PluginError(
+            f"{len(np.unique(index))} of {n_queries} queries were answered",
+            where=model_name,
+            hint="score_prefixes must yield a chunk for every column of the sequences",
+        )
+    return ranking.select(torch.from_numpy(order))

@@ -208,6 +208,7 @@ class RankingTask(Task):
                 ties=evaluation.ties,
                 progress=Progress.silent(),
                 batch_size=evaluation.batch_size or None,
+                one_pass=one_pass(evaluation, job),
             )
             return result.summaries[evaluation.validation_metric].mean
 
@@ -241,6 +242,7 @@ class RankingTask(Task):
             progress=run.progress,
             batch_size=evaluation.batch_size or None,
             description=description,
+            one_pass=one_pass(evaluation, job),
         )
         return Evaluation(
             n_queries=result.n_queries,
@@ -264,3 +266,10 @@ def exclude_seen(options: EvaluationOptions, data: PreparedData) -> bool:
     if options.exclude_seen == "auto":
         return not bool(data.statistics.get("has_repeats", False))
     return options.exclude_seen == "on"
+
+
+def one_pass(options: EvaluationOptions, job: Job) -> bool:
+    """Whether the job's model is evaluated in one pass over each user's whole history:
+    under ``eval.prefixes=history``, for a model with ``score_prefixes`` that is read as
+    it is (an ablation that rewrites its inputs, such as the order check, is not)."""
+    return options.prefixes == "history" and job.model.info.has_score_prefixes and job.reads is None

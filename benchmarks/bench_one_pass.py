@@ -1,0 +1,140 @@
+"""One-pass iterative evaluation of the recurrent models against popularity.
+
+For each dataset the script prepares and splits it as a run does (seed 0), trains
+``pop``, ``lstm``, ``gru4rec`` and ``mlstm`` (``--epochs`` epochs, default options
+otherwise, no early stopping: the speed of evaluation does not depend on the training)
+and times the iterative evaluation of the same test queries (nine metrics at 10 and 20,
+seen items excluded, pessimistic ties, the default batch size):
+
+- ``pop``: its per-query ``score``;
+- each recurrent model with ``eval.prefixes=window`` (one ``score`` per query over its
+  last ``max_length`` items) and ``history`` (one pass over each user's sequence,
+  ``score_prefixes``).
+
+``--metrics`` also trains ``lstm`` with ``--metric-epochs`` epochs and reports how much
+the iterative metrics differ between the two semantics, overall and over the queries
+whose prefix is longer than ``max_length`` (the only ones that can differ).
+
+Run it on purpose (it is not part of the test suite), one thread::
+
+    OMP_NUM_THREADS=1 RECBENCH_DATA=/data python benchmarks/bench_one_pass.py \\
+        --datasets ml-100k,file:ml-1m/ratings.users0001-2999.dat.gz,synthetic:small --metrics
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from bench_rnn import build_model, fit_context, prepare
+
+from recbench.data.protocols import build_queries
+from recbench.progress import Progress
+from recbench.tasks.ranking.evaluation import evaluate
+
+CUTOFFS = (10, 20)
+CPU = torch.device("cpu")
+MODELS = ("lstm", "gru4rec", "mlstm")
+SHOWN = ("mrr@20", "sps@10", "recall@20", "ndcg@20")
+
+
+def evaluated(registry: Any, model: Any, queries: Any, one_pass: bool) -> Any:
+    metrics = {m: registry.get("metric", m).cls() for m in ("mrr", "sps", "recall", "ndcg",
+                                                             "hit", "precision")}  # fmt: skip
+    return evaluate(
+        model,
+        queries,
+        metrics,
+        cutoffs=CUTOFFS,
+        item_counts=queries.sequences.item_counts(),
+        device=CPU,
+        exclude_seen=True,
+        ties="pessimistic",
+        progress=Progress.silent(),
+        one_pass=one_pass,
+    )
+
+
+def seconds(registry: Any, model: Any, queries: Any, one_pass: bool) -> float:
+    started = time.perf_counter()
+    evaluated(registry, model, queries, one_pass)
+    return time.perf_counter() - started
+
+
+def trained(registry: Any, split: Any, label: str, epochs: int) -> Any:
+    model = build_model(registry, label, {"epochs": epochs} if label != "pop" else {})
+    model.fit(split.train, None, fit_context(split.train, CPU, registry))
+    return model
+
+
+def timing(dataset: str, cache: Path, epochs: int, repeats: int) -> None:
+    registry, split = prepare(dataset, cache)
+    queries = build_queries("iterative", split.test)
+    long = float(np.mean(queries.input_length > 200))
+    models = {label: trained(registry, split, label, epochs) for label in ("pop", *MODELS)}
+    runs: dict[tuple[str, bool], list[float]] = {}
+    for _ in range(repeats):  # interleaved
+        runs.setdefault(("pop", False), []).append(seconds(registry, models["pop"], queries, False))
+        for label in MODELS:
+            for one_pass in (False, True):
+                runs.setdefault((label, one_pass), []).append(
+                    seconds(registry, models[label], queries, one_pass)
+                )
+    median = {key: statistics.median(values) for key, values in runs.items()}
+    pop = median[("pop", False)]
+    print(f"\n{dataset}: {len(queries):,} iterative queries of {len(split.test):,} test users, "
+          f"{split.test.n_items:,} items, {long:.0%} with a prefix > 200; median of {repeats}")  # fmt: skip
+    print("| model | window s | history (one pass) s | history / pop | window / pop |")
+    print("|---|---:|---:|---:|---:|")
+    print(f"| pop | {pop:.2f} | — | 1.00 | 1.00 |")
+    for label in MODELS:
+        window, history = median[(label, False)], median[(label, True)]
+        print(f"| {label} | {window:.2f} | {history:.2f} | {history / pop:.2f} | "
+              f"{window / pop:.2f} |")  # fmt: skip
+
+
+def metric_difference(dataset: str, cache: Path, epochs: int) -> None:
+    registry, split = prepare(dataset, cache)
+    queries = build_queries("iterative", split.test)
+    model = trained(registry, split, "lstm", epochs)
+    history = evaluated(registry, model, queries, True).per_query
+    window = evaluated(registry, model, queries, False).per_query
+    long = queries.input_length > model.max_length
+    print(f"\n{dataset}: lstm, {epochs} epochs, {len(queries):,} queries, "
+          f"{long.mean():.1%} longer than max_length {model.max_length}")  # fmt: skip
+    print("| metric | history | window | difference | on prefixes > max_length: history | window |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name in SHOWN:
+        h, w = history[name], window[name]
+        print(f"| {name} | {h.mean():.4f} | {w.mean():.4f} | {h.mean() - w.mean():+.4f} | "
+              f"{h[long].mean():.4f} | {w[long].mean():.4f} |")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", default="ml-100k,synthetic:small")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--metrics", action="store_true")
+    parser.add_argument("--metric-datasets", default="ml-100k")
+    parser.add_argument("--metric-epochs", type=int, default=5)
+    parser.add_argument("--skip-timing", action="store_true")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
+    with tempfile.TemporaryDirectory() as cache:
+        if not args.skip_timing:
+            for dataset in args.datasets.split(","):
+                timing(dataset, Path(cache), args.epochs, args.repeats)
+        if args.metrics:
+            for dataset in args.metric_datasets.split(","):
+                metric_difference(dataset, Path(cache), args.metric_epochs)
+
+
+if __name__ == "__main__":
+    main()
