@@ -153,6 +153,9 @@ def run(
     settings: Settings | None = None,
     registry: Registry | None = None,
     command: list[str] | None = None,
+    jobs: int = 1,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> RunResult:
     """Train and evaluate ``models`` on ``dataset`` and write a run directory.
 
@@ -173,8 +176,14 @@ def run(
         existing one, skipping finished cells.
     settings:
         Data and cache locations; default read from the environment.
+    jobs, executor, ray_address:
+        Where the fits of a model on a seed run (docs/scale.md): ``jobs`` worker
+        processes of this machine (1: in this process, one after another), or with
+        ``executor="ray"`` as Ray tasks on the cluster at ``ray_address`` (``None``: a
+        local Ray started for the run). The results are the same either way.
     """
     from recbench.runner.execute import execute
+    from recbench.runner.executor_options import ExecutorOptions
 
     settings = settings or Settings.from_environ()
     registry = registry or load_registry(settings)
@@ -202,6 +211,7 @@ def run(
         settings=settings,
         progress=Progress(quiet=quiet),
         command=command,
+        executor=ExecutorOptions(kind=executor, jobs=jobs, ray_address=ray_address),
     )
     if report:
         write_report(run_dir)

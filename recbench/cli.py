@@ -147,6 +147,27 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
         help="CPU threads torch uses (torch.set_num_threads; recorded in environment.json)",
     )
     run.add_argument(
+        "--jobs",
+        type=_positive_int("--jobs"),
+        default=None,
+        metavar="N",
+        help="fit N (model, seed) cells at once in worker processes, splitting the CPU "
+        "threads between them (default: 1, one after another); see docs/scale.md",
+    )
+    run.add_argument(
+        "--executor",
+        default=None,
+        metavar="NAME",
+        help="local (default: this machine) or ray (each fit a Ray task; needs recbench[ray])",
+    )
+    run.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="the Ray cluster to join with --executor ray: HOST:PORT, ray://HOST:10001 or "
+        "auto (default: start a local Ray for the run)",
+    )
+    run.add_argument(
         "--no-export",
         action="store_true",
         default=None,
@@ -314,6 +335,9 @@ def _merged(args: argparse.Namespace) -> dict[str, Any]:
         "resume": getattr(args, "resume", None),
         "quiet": args.quiet,
         "no_export": getattr(args, "no_export", None),
+        "jobs": getattr(args, "jobs", None),
+        "executor": getattr(args, "executor", None),
+        "ray_address": getattr(args, "ray_address", None),
     }
     merged.update({key: value for key, value in given.items() if value is not None})
     return merged
@@ -370,6 +394,9 @@ def _run(args: argparse.Namespace, settings, registry, argv: list[str], console:
         settings=settings,
         registry=registry,
         command=["recbench", *argv],
+        jobs=int(merged.get("jobs", 1)),
+        executor=str(merged.get("executor", "local")),
+        ray_address=merged.get("ray_address"),
     )
     _print_summary(result, console)
     console.print(f"Report: {result.path / 'report.md'}", highlight=False)

@@ -19,12 +19,13 @@ directory was there before).
 from __future__ import annotations
 
 import shutil
-import time
-import traceback
+import uuid
 from collections.abc import Collection, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from recbench.config.options import parse_options
 from recbench.config.run_config import RunConfig, check_sections
@@ -39,10 +40,12 @@ from recbench.hookspecs import PLUGIN_API_VERSION
 from recbench.progress import Progress
 from recbench.registry import Registry
 from recbench.results import DamagedCell, RunDirectory, cell_name, key_of, read_json
-from recbench.runner.seeding import seed_everything
+from recbench.runner.cells import FitInputs, Fits, FitSpec, fit_in_worker, record_outcome
+from recbench.runner.executor_options import IN_PROCESS, ExecutorOptions, open_executor
+from recbench.runner.executors import Executor, InProcess, Resources
 from recbench.serve import latency
 from recbench.serve.export import ExportOptions
-from recbench.tasks.base import Evaluation, Job, RunPlan, TaskRun
+from recbench.tasks.base import Job, RunPlan, TaskRun
 from recbench.tasks.catalog import TASKS, task_for
 from recbench.tasks.plans import ModelPlan, metric_plans, model_plans, task_metrics
 from recbench.version import __version__
@@ -100,6 +103,7 @@ def execute(
     command: list[str] | None = None,
     export_only: Collection[str] | None = None,
     force_export: bool = False,
+    executor: ExecutorOptions = IN_PROCESS,
 ) -> RunDirectory:
     """Run the benchmark described by ``config`` into the run directory ``out``.
 
@@ -110,6 +114,12 @@ def execute(
     evaluated and the run's files are kept: the models whose record is missing (or all,
     with ``force_export``) are trained again with the run's configuration and seeds,
     then exported and timed (``recbench export``).
+
+    ``executor`` says where the fits run (:mod:`recbench.runner.executors`): in this
+    process one after another (the default), in ``--jobs N`` worker processes, or as Ray
+    tasks. Whichever runs them, this process alone writes the run directory, and the
+    results are the same. Parallel fits are not exported or timed (concurrent fits make
+    timings noisy): ``recbench export`` does it afterwards.
     """
     if not config.models:
         raise ConfigError(
@@ -117,6 +127,7 @@ def execute(
             where="--models",
             hint="pass --models, e.g. --models pop, or set models in the --config file",
         )
+    executor.check()
     plan = plan_run(config, registry)
     task = plan.task
     device = resolve_device(config.device)
@@ -128,6 +139,13 @@ def execute(
             progress.log(f"ONNX export and latency are skipped: {task.no_export}", style="dim")
     elif export_only is not None:
         plan = replace(plan, export=replace(plan.export, enabled=True))
+    elif executor.parallel and plan.export.enabled:
+        progress.log(
+            "ONNX export and latency are not measured by parallel fits (concurrent fits make "
+            "timings noisy): run `recbench export RUN_DIR` afterwards",
+            style="dim",
+        )
+        plan = replace(plan, export=replace(plan.export, enabled=False))
     RunDirectory.check_available(out, resume=resume)
     resolved = plan.resolved()
     stored = _stored_config(out) if export_only is None else None
@@ -139,53 +157,157 @@ def execute(
     task.check_data(plan, data)
     if stored is not None:
         _refuse_other_data(out, data)
-    created = not out.exists()
-    run_dir = RunDirectory.create(out, resume=resume or export_only is not None)
-    trained = False
-    try:
-        if export_only is None:  # an export keeps the record of the run it exports
-            run_dir.write_run_files(
-                command=command,
-                config=resolved,
-                environment=describe_environment(registry, device),
-                data=data,
-                **task.dataset_fields(plan, data),
-            )
-        run = TaskRun(
-            plan=plan,
-            data=data,
-            device=device,
-            metrics={m.info.id: m.info.cls(m.options) for m in plan.metrics},
-            progress=progress,
-            registry=registry,
-        )
-        for seed in config.seeds:
-            split = task.split(run, seed)
-            jobs = [
-                Job(model_plan, split)
-                for model_plan in plan.models
-                if not export_only or model_plan.label in export_only
-            ]
-            if seed == config.seeds[0] and export_only is None:
-                jobs += task.ablations(run, split, seed)
-            for job in jobs:
-                trained = True
-                _run_job(
-                    run_dir,
-                    run,
-                    job,
-                    seed,
-                    export_only=export_only is not None,
-                    force_export=force_export,
+    run = TaskRun(
+        plan=plan,
+        data=data,
+        device=device,
+        metrics={m.info.id: m.info.cls(m.options) for m in plan.metrics},
+        progress=progress,
+        registry=registry,
+    )
+    fits = Fits(run, None if export_only is None else tuple(export_only))
+    specs = _planned_fits(
+        RunDirectory(out), fits, export_only=export_only is not None, force_export=force_export
+    )
+    _refuse_idle_jobs(executor, specs)
+    gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+    opened = (
+        open_executor(executor, threads=torch.get_num_threads(), gpus=gpus)
+        if specs
+        else InProcess()
+    )
+    with opened as pool:
+        created = not out.exists()
+        run_dir = RunDirectory.create(out, resume=resume or export_only is not None)
+        trained = False
+        try:
+            if export_only is None:  # an export keeps the record of the run it exports
+                run_dir.write_run_files(
+                    command=command,
+                    config=resolved,
+                    environment=describe_environment(registry, device),
+                    data=data,
+                    **task.dataset_fields(plan, data),
                 )
-    except WriteError as exc:
-        _remove_unused(out, created and not trained)
-        hint = f"{exc.hint}, then rerun with --resume" if trained else exc.hint
-        raise WriteError(exc.what, where=exc.where, hint=hint) from None
-    except BaseException:
-        _remove_unused(out, created and not trained)
-        raise
+            trained = bool(specs)
+            _run_fits(run_dir, fits, specs, pool, executor, settings)
+        except WriteError as exc:
+            _remove_unused(out, created and not trained)
+            hint = f"{exc.hint}, then rerun with --resume" if trained else exc.hint
+            raise WriteError(exc.what, where=exc.where, hint=hint) from None
+        except BaseException:
+            _remove_unused(out, created and not trained)
+            raise
     return run_dir
+
+
+def _planned_fits(
+    run_dir: RunDirectory, fits: Fits, *, export_only: bool, force_export: bool
+) -> list[FitSpec]:
+    """The fits the run still has to do, seed by seed (a fit whose cells are finished
+    with the same key, and whose model needs no export, is logged as skipped)."""
+    run = fits.run
+    first = run.plan.config.seeds[0]
+    specs = []
+    for seed in run.plan.config.seeds:
+        jobs = fits.jobs(seed) if seed == first else [Job(m, None) for m in fits.models()]
+        for job in jobs:
+            spec = _planned_fit(run_dir, run, job, seed, export_only, force_export)
+            if spec is None:
+                run.progress.log(
+                    f"{job.label} (seed {seed}): finished earlier, skipped", style="dim"
+                )
+            else:
+                specs.append(spec)
+    return specs
+
+
+def _planned_fit(
+    run_dir: RunDirectory, run: TaskRun, job: Job, seed: int, export_only: bool, force_export: bool
+) -> FitSpec | None:
+    """The fit of ``job`` on ``seed``: its cells that are missing, damaged or computed
+    with another key; ``None`` when there is nothing to do."""
+    plan, data = run.plan, run.data
+    label = job.label
+    names = {p: cell_name(data.name, label, p, seed) for p in plan.protocols}
+    keys = {p: cell_key(plan, job.model, data, p, seed, job.ablation) for p in plan.protocols}
+    pending, damaged = [], {}
+    for protocol in [] if export_only else plan.protocols:
+        try:
+            existing = run_dir.read_cell(names[protocol])
+        except DamagedCell as exc:
+            existing, damaged[protocol] = None, exc.reason
+        if (
+            existing is not None
+            and existing.get("key") == keys[protocol]
+            and existing.get("status") == "ok"
+        ):
+            continue
+        pending.append(protocol)
+    export = (
+        not plan.task.no_export
+        and not job.ablation
+        and plan.export.enabled
+        and (force_export or not latency.record_path(run_dir.path, label, seed).is_file())
+    )
+    if not pending and not export:
+        return None
+    return FitSpec(label, seed, tuple(pending), names, keys, damaged, export)
+
+
+def _refuse_idle_jobs(executor: ExecutorOptions, specs: list[FitSpec]) -> None:
+    """Refuse more local jobs than fits to run (a worker would have nothing to do)."""
+    if executor.kind == "local" and 0 < len(specs) < executor.jobs:
+        fits = f"{len(specs)} fit{'s' if len(specs) > 1 else ''}"
+        raise ConfigError(
+            f"--jobs {executor.jobs} is more jobs than the run has fits of a model on a seed "
+            f"to compute ({fits})",
+            where="--jobs",
+            hint=f"pass --jobs {len(specs)} or fewer",
+        )
+
+
+def _run_fits(
+    run_dir: RunDirectory,
+    fits: Fits,
+    specs: list[FitSpec],
+    executor: Executor,
+    options: ExecutorOptions,
+    settings: Settings,
+) -> None:
+    """Run ``specs`` on ``executor``, writing each outcome as it arrives."""
+    run = fits.run
+    progress = run.progress
+    if not options.parallel:
+        for spec in specs:
+            executor.submit(fits.fit, spec, run_dir)
+        for _ in executor.completed():
+            pass
+        return
+    inputs = executor.share(
+        FitInputs(
+            token=uuid.uuid4().hex,
+            plan=run.plan,
+            data=run.data,
+            settings=settings,
+            export_only=fits.export_only,
+        )
+    )
+    resources = Resources(cpus=1, gpus=1 if run.device.type == "cuda" else 0)
+    tickets = {executor.submit(fit_in_worker, inputs, s, resources=resources): s for s in specs}
+    jobs = f"{options.jobs} jobs" if options.kind == "local" else "Ray"
+    progress.log(f"Running {len(specs)} fits ({jobs})")
+    with progress.task(f"Fits ({jobs})", total=len(specs)) as bar:
+        for done in executor.completed():
+            spec = tickets[done.ticket]
+            if done.error is not None:
+                raise done.error
+            if done.lost is not None:
+                fits.lost(run_dir, spec, done.lost)
+            else:
+                record_outcome(run_dir, done.value, progress)
+                progress.log(f"{spec.label} (seed {spec.seed}): done")
+            bar.advance()
 
 
 #: Entries of the resolved configuration that a resume may change: models and seeds may
@@ -320,135 +442,3 @@ def cell_key(
         **plan.task.key_fields(resolved, ablation),
     }
     return key_of(payload)
-
-
-def _run_job(
-    run_dir: RunDirectory,
-    run: TaskRun,
-    job: Job,
-    seed: int,
-    *,
-    export_only: bool = False,
-    force_export: bool = False,
-) -> None:
-    """Fit ``job``'s model on its split and write its cells (and its latency record)."""
-    plan, task, data, progress = run.plan, run.plan.task, run.data, run.progress
-    label = job.label
-    names = {p: cell_name(data.name, label, p, seed) for p in plan.protocols}
-    keys = {p: cell_key(plan, job.model, data, p, seed, job.ablation) for p in plan.protocols}
-    pending, damaged = [], {}
-    for protocol in [] if export_only else plan.protocols:
-        try:
-            existing = run_dir.read_cell(names[protocol])
-        except DamagedCell as exc:
-            existing, damaged[protocol] = None, exc.reason
-        if (
-            existing is not None
-            and existing.get("key") == keys[protocol]
-            and existing.get("status") == "ok"
-        ):
-            continue
-        pending.append(protocol)
-    export = (
-        not task.no_export
-        and not job.ablation
-        and plan.export.enabled
-        and (force_export or not latency.record_path(run_dir.path, label, seed).is_file())
-    )
-    if not pending and not export:
-        progress.log(f"{label} (seed {seed}): finished earlier, skipped", style="dim")
-        return
-
-    base = {
-        **job.model.cell_fields(label),
-        **({"ablation": job.ablation} if job.ablation else {}),
-        "dataset": data.name,
-        "dataset_key": data.key,
-        "seed": seed,
-        **task.cell_fields(run, job.split),
-    }
-    done: set[str] = set()
-    try:
-        seed_everything(seed)
-        model = job.model.info.cls(job.model.options)
-        base.update(task.model_fields(model))
-        progress.log(
-            f"Training {label} on {data.name} (seed {seed}, {task.training_size(job.split)})"
-        )
-        started = time.perf_counter()
-        task.fit(
-            run,
-            job,
-            model,
-            checkpoint_dir=run_dir.path / "checkpoints" / cell_name(data.name, label, "fit", seed),
-        )
-        fit_seconds = time.perf_counter() - started
-        for protocol in pending:
-            result = task.evaluate(
-                run, job, model, protocol, f"Evaluating {label} ({protocol}, seed {seed})"
-            )
-            run_dir.write_cell(
-                names[protocol],
-                _ok_cell(base, keys[protocol], protocol, result, fit_seconds),
-                result.per_query,
-            )
-            done.add(protocol)
-            if protocol in damaged:
-                progress.log(
-                    f"cell {names[protocol]} was damaged ({damaged[protocol]}): recomputed",
-                    style="yellow",
-                )
-            if result.headline:
-                progress.log(f"{label} (seed {seed}): {result.headline}")
-    except (KeyboardInterrupt, WriteError):
-        raise  # not the model's fault: the run stops, the cell is not marked failed
-    except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        progress.log(f"{label} (seed {seed}) failed: {reason}", style="red")
-        for protocol in pending:
-            if protocol in done:
-                continue
-            failed = dict(
-                base,
-                key=keys[protocol],
-                protocol=protocol,
-                status="failed",
-                error=reason,
-                traceback=traceback.format_exc(limit=8),
-            )
-            run_dir.write_cell(names[protocol], failed, {})
-    else:
-        if export:
-            latency.benchmark_model(
-                model,
-                run_path=run_dir.path,
-                label=label,
-                model_id=job.model.info.id,
-                dataset=data.name,
-                seed=seed,
-                queries=task.export_queries(job.split, plan.protocols[0]),
-                n_items=data.sequences.n_items,
-                top_k=plan.export.top_k or max(plan.config.cutoffs),
-                options=plan.export,
-                device=run.device,
-                progress=progress,
-            )
-
-
-def _ok_cell(
-    base: Mapping[str, Any], key: str, protocol: str, result: Evaluation, fit_seconds: float
-) -> dict[str, Any]:
-    return dict(
-        base,
-        key=key,
-        protocol=protocol,
-        status="ok",
-        n_queries=result.n_queries,
-        n_users=result.n_users,
-        metrics={name: dict(entry) for name, entry in result.metrics.items()},
-        timing={
-            "fit_seconds": fit_seconds,
-            "eval_seconds": result.seconds,
-            "queries_per_second": result.queries_per_second,
-        },
-    )
