@@ -1,11 +1,12 @@
 """Runs a benchmark: prepare data, split, train every model, evaluate every protocol.
 
-One loop serves every task (:mod:`recbench.tasks.base`): for each seed the run's task
-splits the data, then each model of the run (and, on the first seed, each ablation the
+One loop serves every task (:mod:`recbench.tasks.base`): for each seed (and each fold of
+the seed, when the task's split is a k-fold one: :meth:`recbench.tasks.base.Task.folds`)
+the run's task splits the data, then each model of the run (and, on the first seed, each ablation the
 task asks for, such as the ranking task's order check) is fitted and evaluated under
 every protocol of the run. Everything the user can get wrong (names, options, protocols)
 is checked before any work starts (:func:`plan_run`). Each (dataset, model, protocol,
-seed) cell is written as soon as it is finished, so an interrupted or partly failed run
+seed[, fold]) cell is written as soon as it is finished, so an interrupted or partly failed run
 keeps what it computed; ``resume`` skips cells that are finished with the same key and
 recomputes damaged ones (:class:`recbench.results.DamagedCell`). A resume refuses a
 configuration that changes what the run's cells are computed from (:func:`resumed_config`);
@@ -159,25 +160,29 @@ def execute(
             progress=progress,
             registry=registry,
         )
+        folds = task.folds(run)
         for seed in config.seeds:
-            split = task.split(run, seed)
-            jobs = [
-                Job(model_plan, split)
-                for model_plan in plan.models
-                if not export_only or model_plan.label in export_only
-            ]
-            if seed == config.seeds[0] and export_only is None:
-                jobs += task.ablations(run, split, seed)
-            for job in jobs:
-                trained = True
-                _run_job(
-                    run_dir,
-                    run,
-                    job,
-                    seed,
-                    export_only=export_only is not None,
-                    force_export=force_export,
-                )
+            for fold in folds:
+                split = task.split(run, seed, fold)
+                jobs = [
+                    Job(model_plan, split)
+                    for model_plan in plan.models
+                    if not export_only or model_plan.label in export_only
+                ]
+                if seed == config.seeds[0] and fold == folds[0] and export_only is None:
+                    jobs += task.ablations(run, split, seed)
+                for job in jobs:
+                    trained = True
+                    _run_job(
+                        run_dir,
+                        run,
+                        job,
+                        seed,
+                        fold,
+                        first_fold=fold == folds[0],
+                        export_only=export_only is not None,
+                        force_export=force_export,
+                    )
     except WriteError as exc:
         _remove_unused(out, created and not trained)
         hint = f"{exc.hint}, then rerun with --resume" if trained else exc.hint
@@ -305,8 +310,9 @@ def cell_key(
     protocol: str,
     seed: int,
     ablation: str | None = None,
+    fold: int | None = None,
 ) -> str:
-    """Hash of everything that changes a cell's result."""
+    """Hash of everything that changes a cell's result (``fold``: of a k-fold split)."""
     resolved = plan.resolved()
     payload = {
         "recbench": __version__,
@@ -317,6 +323,7 @@ def cell_key(
         "metrics": resolved["metrics"],
         "protocol": protocol,
         "seed": seed,
+        **({"fold": fold} if fold is not None else {}),
         **plan.task.key_fields(resolved, ablation),
     }
     return key_of(payload)
@@ -327,15 +334,23 @@ def _run_job(
     run: TaskRun,
     job: Job,
     seed: int,
+    fold: int | None = None,
     *,
+    first_fold: bool = True,
     export_only: bool = False,
     force_export: bool = False,
 ) -> None:
-    """Fit ``job``'s model on its split and write its cells (and its latency record)."""
+    """Fit ``job``'s model on its split and write its cells (and its latency record).
+
+    ``fold`` is the fold of a k-fold split (``None``: the seed's one split); a model is
+    exported and timed on the ``first_fold`` of a seed only."""
     plan, task, data, progress = run.plan, run.plan.task, run.data, run.progress
     label = job.label
-    names = {p: cell_name(data.name, label, p, seed) for p in plan.protocols}
-    keys = {p: cell_key(plan, job.model, data, p, seed, job.ablation) for p in plan.protocols}
+    at = f"seed {seed}" + (f", fold {fold}" if fold is not None else "")
+    names = {p: cell_name(data.name, label, p, seed, fold) for p in plan.protocols}
+    keys = {
+        p: cell_key(plan, job.model, data, p, seed, job.ablation, fold) for p in plan.protocols
+    }
     pending, damaged = [], {}
     for protocol in [] if export_only else plan.protocols:
         try:
@@ -352,11 +367,12 @@ def _run_job(
     export = (
         not task.no_export
         and not job.ablation
+        and first_fold
         and plan.export.enabled
         and (force_export or not latency.record_path(run_dir.path, label, seed).is_file())
     )
     if not pending and not export:
-        progress.log(f"{label} (seed {seed}): finished earlier, skipped", style="dim")
+        progress.log(f"{label} ({at}): finished earlier, skipped", style="dim")
         return
 
     base = {
@@ -365,6 +381,7 @@ def _run_job(
         "dataset": data.name,
         "dataset_key": data.key,
         "seed": seed,
+        **({"fold": fold} if fold is not None else {}),
         **task.cell_fields(run, job.split),
     }
     done: set[str] = set()
@@ -373,19 +390,21 @@ def _run_job(
         model = job.model.info.cls(job.model.options)
         base.update(task.model_fields(model))
         progress.log(
-            f"Training {label} on {data.name} (seed {seed}, {task.training_size(job.split)})"
+            f"Training {label} on {data.name} ({at}, {task.training_size(job.split)})"
         )
         started = time.perf_counter()
         task.fit(
             run,
             job,
             model,
-            checkpoint_dir=run_dir.path / "checkpoints" / cell_name(data.name, label, "fit", seed),
+            checkpoint_dir=run_dir.path
+            / "checkpoints"
+            / cell_name(data.name, label, "fit", seed, fold),
         )
         fit_seconds = time.perf_counter() - started
         for protocol in pending:
             result = task.evaluate(
-                run, job, model, protocol, f"Evaluating {label} ({protocol}, seed {seed})"
+                run, job, model, protocol, f"Evaluating {label} ({protocol}, {at})"
             )
             run_dir.write_cell(
                 names[protocol],
@@ -399,12 +418,12 @@ def _run_job(
                     style="yellow",
                 )
             if result.headline:
-                progress.log(f"{label} (seed {seed}): {result.headline}")
+                progress.log(f"{label} ({at}): {result.headline}")
     except (KeyboardInterrupt, WriteError):
         raise  # not the model's fault: the run stops, the cell is not marked failed
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        progress.log(f"{label} (seed {seed}) failed: {reason}", style="red")
+        progress.log(f"{label} ({at}) failed: {reason}", style="red")
         for protocol in pending:
             if protocol in done:
                 continue
