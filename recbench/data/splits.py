@@ -131,7 +131,6 @@ class SplitOptions:
                 hint="set split.test_days as well, e.g. split.test_days=1",
             )
 
-
     @property
     def n_folds(self) -> int:
         """How many splits a seed gives: ``folds`` for ``kfold``, else 1."""

@@ -49,9 +49,7 @@ class TableTests:
     references: Mapping[str, tuple[str | None, str | None]] = field(default_factory=dict)
     adjusted: Mapping[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
     n_tests: int = 0
-    detectable: Mapping[str, tuple[str, str, DetectableDifference]] = field(
-        default_factory=dict
-    )
+    detectable: Mapping[str, tuple[str, str, DetectableDifference]] = field(default_factory=dict)
 
     def marks(self, model: str, metric: str) -> str:
         p_baseline, p_best = self.adjusted.get((model, metric), (math.nan, math.nan))
@@ -139,7 +137,9 @@ def detectable_line(tests: TableTests, name: str, unit: str, values: str = "") -
         return []
     best, second, detectable = tests.detectable[name]
     m = tests.n_tests
-    level = f"α = {ALPHA}" + (f"/{m} (Holm's strictest step over the table's {m} tests)" if m > 1 else "")
+    level = f"α = {ALPHA}" + (
+        f"/{m} (Holm's strictest step over the table's {m} tests)" if m > 1 else ""
+    )
     return [
         f"Minimum detectable difference on {name}{values}: **{detectable.difference:.4f}** "
         f"between {best} and {second} (the two best; {detectable.n:,} paired {unit}, "

@@ -218,11 +218,7 @@ class RankingSections:
             "- Uncertainty: ± is the 95% confidence half-width — over queries (normal approximation) "
             "for one seed, over seeds (Student t) for several — shown to 2 significant digits, "
             "the mean to the same decimal place"
-            + (
-                " (with folds: a seed's queries of every fold pooled)"
-                if run.n_folds
-                else ""
-            )
+            + (" (with folds: a seed's queries of every fold pooled)" if run.n_folds else "")
             + ". Corpus-level metrics (user_coverage; "
             "item_coverage, the number of distinct items that were a correct recommendation "
             "for at least one query, a count; blockbuster_share) have one value per seed, so "
@@ -265,7 +261,9 @@ class RankingSections:
             if sample:
                 n_queries = sum(c["n_queries"] for c in sample)
                 n_users = sum(c["n_users"] for c in sample)
-                folds = f" (seed {sample[0]['seed']}, {len(sample)} folds)" if len(sample) > 1 else ""
+                folds = (
+                    f" (seed {sample[0]['seed']}, {len(sample)} folds)" if len(sample) > 1 else ""
+                )
                 lines += [f"{n_queries:,} queries from {n_users:,} test users{folds}.", ""]
             headline = self.headline(protocol)
             for k in self.cutoffs:

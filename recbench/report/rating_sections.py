@@ -28,8 +28,8 @@ from recbench.report.marks import (
     ALPHA,
     VS_BASELINE_MARK,
     VS_BEST_MARK,
-    p_text,
     detectable_line,
+    p_text,
     table_tests,
 )
 from recbench.report.metric_display import MetricDisplay

@@ -348,9 +348,7 @@ def _run_job(
     label = job.label
     at = f"seed {seed}" + (f", fold {fold}" if fold is not None else "")
     names = {p: cell_name(data.name, label, p, seed, fold) for p in plan.protocols}
-    keys = {
-        p: cell_key(plan, job.model, data, p, seed, job.ablation, fold) for p in plan.protocols
-    }
+    keys = {p: cell_key(plan, job.model, data, p, seed, job.ablation, fold) for p in plan.protocols}
     pending, damaged = [], {}
     for protocol in [] if export_only else plan.protocols:
         try:
@@ -389,9 +387,7 @@ def _run_job(
         seed_everything(seed)
         model = job.model.info.cls(job.model.options)
         base.update(task.model_fields(model))
-        progress.log(
-            f"Training {label} on {data.name} ({at}, {task.training_size(job.split)})"
-        )
+        progress.log(f"Training {label} on {data.name} ({at}, {task.training_size(job.split)})")
         started = time.perf_counter()
         task.fit(
             run,

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Hashable, Mapping
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -58,6 +58,8 @@ TESTS = ("wilcoxon", "ttest")
 CORRECTIONS = ("holm", "benjamini-hochberg", "none")
 
 Test = Literal["wilcoxon", "ttest"]
+#: What per-query values are keyed by: a seed, or a (seed, fold) pair in a k-fold run.
+Split = TypeVar("Split", bound=Hashable)
 Correction = Literal["holm", "benjamini-hochberg", "none"]
 
 
@@ -126,9 +128,7 @@ def paired_test(a: ArrayLike, b: ArrayLike, test: Test = "wilcoxon") -> float:
     return difference_test(_differences(a, b), test)
 
 
-def pooled_differences(
-    a: Mapping[Hashable, ArrayLike], b: Mapping[Hashable, ArrayLike]
-) -> np.ndarray:
+def pooled_differences(a: Mapping[Split, ArrayLike], b: Mapping[Split, ArrayLike]) -> np.ndarray:
     """The paired per-query differences ``a - b`` pooled over the splits both have.
 
     ``a`` and ``b`` map a split (a seed, or a (seed, fold) pair of a k-fold run) to its
@@ -158,7 +158,7 @@ def _split_name(split: Hashable) -> str:
 
 
 def pooled_paired_test(
-    a: Mapping[Hashable, ArrayLike], b: Mapping[Hashable, ArrayLike], test: Test = "wilcoxon"
+    a: Mapping[Split, ArrayLike], b: Mapping[Split, ArrayLike], test: Test = "wilcoxon"
 ) -> float:
     """The p-value of a paired test pooled over seeds (and folds).
 
@@ -250,7 +250,7 @@ def adjust(pvalues: ArrayLike, correction: Correction = "holm") -> np.ndarray:
 
 
 def pvalues_vs_reference(
-    per_query: Mapping[str, Mapping[Hashable, ArrayLike]],
+    per_query: Mapping[str, Mapping[Split, ArrayLike]],
     reference: str,
     *,
     test: Test = "wilcoxon",

@@ -247,7 +247,7 @@ def test_kfold_refuses_options_it_cannot_honour():
 def test_other_methods_take_no_fold_and_record_no_folds():
     with pytest.raises(ValueError, match="no folds"):
         make_split(random_sequences(10), SplitOptions(), 0, fold=1)
-    with pytest.raises(ValueError, match="fold must lie in 0..2"):
+    with pytest.raises(ValueError, match=r"fold must lie in 0\.\.2"):
         make_split(random_sequences(10), SplitOptions(method="kfold", folds=3), 0, fold=3)
     # a run without folds records what it recorded before folds existed (cell keys stay)
     assert "folds" not in SplitOptions().resolved()

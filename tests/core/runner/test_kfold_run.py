@@ -40,8 +40,10 @@ def test_every_user_is_tested_once_across_the_folds(kfold_run):
     assert sorted(c["fold"] for c in cells) == list(range(FOLDS))
     assert all(c["seed"] == 0 and c["status"] == "ok" for c in cells)
     n_users = sum(c["split"]["test_users"] for c in cells)
-    assert all(c["split"]["train_users"] + c["split"]["valid_users"] + c["split"]["test_users"]
-               == n_users for c in cells)
+    assert all(
+        c["split"]["train_users"] + c["split"]["valid_users"] + c["split"]["test_users"] == n_users
+        for c in cells
+    )
     assert sorted(c["split"]["test_users"] for c in cells) == sorted(
         [n_users // FOLDS + (i < n_users % FOLDS) for i in range(FOLDS)]
     )
@@ -117,3 +119,11 @@ def test_kfold_user_errors_are_one_line_with_exit_code_2(env, tmp_path, capsys, 
     assert len(lines) == 1 and lines[0].startswith("recbench: error: ")
     assert message in lines[0]
     assert not out.exists()
+
+
+def test_compare_refuses_a_kfold_run_in_one_line(kfold_run, capsys):
+    result, _ = kfold_run
+    code = cli.main(["compare", str(result.path), str(result.path)])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1
+    assert "compare does not read k-fold runs" in lines[0]
