@@ -11,7 +11,7 @@ Example::
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -55,20 +55,22 @@ class RunResult:
     ) -> dict[str, float]:
         """Two models of this run on the same queries: their means over seeds and the
         two-sided p-value of the paired Wilcoxon signed-rank test on the per-query values
-        of ``metric`` (``id@k``), seeds pooled (:mod:`recbench.stats.significance`); not
-        corrected for multiple comparisons."""
+        of ``metric`` (``id@k``), seeds (and the folds of a k-fold run) pooled
+        (:mod:`recbench.stats.significance`); not corrected for multiple comparisons."""
         from recbench.errors import ConfigError
         from recbench.stats.significance import pooled_paired_test
 
         run_dir = RunDirectory.open(self.path)
-        values: dict[str, dict[int, Any]] = {model_a: {}, model_b: {}}
+        values: dict[str, dict[Hashable, Any]] = {model_a: {}, model_b: {}}
         for cell in run_dir.cells():
             if cell.get("status") != "ok" or cell.get("ablation") or cell["protocol"] != protocol:
                 continue
             if cell["model_label"] in values and metric in cell["metrics"]:
                 per_query = run_dir.per_query(cell)
                 if metric in per_query:
-                    values[cell["model_label"]][int(cell["seed"])] = per_query[metric]
+                    seed, fold = int(cell["seed"]), cell.get("fold")
+                    split = seed if fold is None else (seed, int(fold))
+                    values[cell["model_label"]][split] = per_query[metric]
         for model, per_seed in values.items():
             if not per_seed:
                 raise ConfigError(
@@ -77,8 +79,8 @@ class RunResult:
                     hint="name a model, protocol and per-query metric of this run",
                 )
         return {
-            "mean_a": float(sum(v.mean() for v in values[model_a].values()) / len(values[model_a])),
-            "mean_b": float(sum(v.mean() for v in values[model_b].values()) / len(values[model_b])),
+            "mean_a": _mean_over_seeds(values[model_a]),
+            "mean_b": _mean_over_seeds(values[model_b]),
             "p_value": pooled_paired_test(values[model_a], values[model_b]),
         }
 
@@ -345,3 +347,15 @@ def compare(
     ``Comparison.to_markdown()`` renders the table. See :mod:`recbench.report.compare`.
     """
     return compare_runs(run_a, run_b, factor=factor, metrics=metrics, protocols=protocols)
+
+
+def _mean_over_seeds(per_split: Mapping[Hashable, Any]) -> float:
+    """The mean over seeds of per-query values keyed by seed, or by (seed, fold) in a
+    k-fold run, whose folds are pooled into their seed's mean over queries."""
+    import numpy as np
+
+    per_seed: dict[Any, list[Any]] = {}
+    for split, values in per_split.items():
+        per_seed.setdefault(split[0] if isinstance(split, tuple) else split, []).append(values)
+    means = [np.concatenate(parts).mean() for parts in per_seed.values()]
+    return float(sum(means) / len(means))

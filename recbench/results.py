@@ -5,7 +5,7 @@ Layout of a run directory::
     config.json         the fully resolved configuration (and the command line)
     environment.json    versions, device, git hash, plugins
     dataset.json        statistics of the prepared dataset
-    cells/<key>.json    one file per (dataset, model, protocol, seed) cell
+    cells/<key>.json    one file per (dataset, model, protocol, seed[, fold]) cell
     cells/<key>.npz     that cell's per-query metric arrays
     report.md           the markdown report (re-rendered by ``recbench report``)
 
@@ -76,9 +76,14 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def cell_name(dataset: str, model_label: str, protocol: str, seed: int) -> str:
-    """A file-system safe, readable name of a cell."""
+def cell_name(
+    dataset: str, model_label: str, protocol: str, seed: int, fold: int | None = None
+) -> str:
+    """A file-system safe, readable name of a cell (``...__seed0``, or ``...__seed0__fold2``
+    for fold 2 of a k-fold split)."""
     raw = f"{dataset}__{model_label}__{protocol}__seed{seed}"
+    if fold is not None:
+        raw += f"__fold{fold}"
     return re.sub(r"[^A-Za-z0-9_.=-]+", "-", raw).strip("-")
 
 

@@ -1,10 +1,18 @@
 """Train / validation / test splits of per-user sequences.
 
-Three methods, chosen by :class:`SplitOptions`:
+Four methods, chosen by :class:`SplitOptions`:
 
 ``users`` (default)
     A seeded random permutation of the users; validation and test users are held out
     entirely (their whole sequences are in ``valid`` / ``test``), training holds the rest.
+``kfold``
+    User k-fold cross-validation: a seeded random permutation of the users is cut into
+    ``folds`` folds of equal size (sizes differ by at most one user). Fold ``f`` gives
+    one split: its users are the test users, and the other folds' users are split as the
+    ``users`` method splits the non-test users: the first ``valid`` of them, taken from
+    the folds after ``f`` (wrapping around), are the validation users, the rest are
+    training users. Across the ``folds`` splits of a seed every user is a test user
+    exactly once, so the test queries of all folds together are every user's queries.
 ``temporal``
     A global time cut. Users are ordered by the time of their last event; the latest ones
     become test users, the next latest validation users, and training holds the users
@@ -33,8 +41,9 @@ users (rounded to the nearest count), a value of 1 or more is a count. ``valid =
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, get_args
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -42,7 +51,7 @@ from recbench.data.interactions import Sequences
 from recbench.data.protocols import PROTOCOLS
 from recbench.errors import ConfigError, close_matches
 
-SplitMethod = Literal["users", "temporal", "leave-last-out"]
+SplitMethod = Literal["users", "kfold", "temporal", "leave-last-out"]
 SPLIT_METHODS: tuple[str, ...] = get_args(SplitMethod)
 
 
@@ -53,14 +62,20 @@ class SplitOptions:
     Parameters
     ----------
     method:
-        ``"users"``, ``"temporal"`` or ``"leave-last-out"`` (see :mod:`recbench.data.splits`).
+        ``"users"``, ``"kfold"``, ``"temporal"`` or ``"leave-last-out"`` (see
+        :mod:`recbench.data.splits`).
     valid, test:
         Number of validation / test users: a value below 1 is a fraction of all users, a
         value of 1 or more a count (a whole number). ``valid = 0`` means no validation
         set. For ``temporal`` the cuts are placed so that these many users (by the time
         of their last event) fall after them; users tied at a cut all go to the later
         set. ``leave-last-out`` ignores ``test`` (every user with at least 3 items is
-        tested) and reads ``valid`` only to tell whether there is a validation set.
+        tested) and reads ``valid`` only to tell whether there is a validation set;
+        ``kfold`` ignores ``test`` (a fold is the test set; a run refuses ``test`` with
+        ``kfold``, :func:`check_given_options`).
+    folds:
+        Only for ``kfold``: the number of folds, at least 2 and at most the number of
+        users. Each seed gives ``folds`` splits (:func:`make_split`'s ``fold``).
     test_days, valid_days:
         Only for ``temporal``: when ``test_days > 0`` the test set is the sequences whose
         last event is at most ``test_days`` days (of 86,400 s) before the data's last
@@ -73,6 +88,7 @@ class SplitOptions:
     test: float = 0.1
     test_days: float = 0.0
     valid_days: float = 0.0
+    folds: int = 5
 
     def __post_init__(self) -> None:
         if self.method not in SPLIT_METHODS:
@@ -102,12 +118,76 @@ class SplitOptions:
                 where="split option 'method'",
                 hint="set split.method=temporal, or leave test_days and valid_days at 0",
             )
+        if self.method == "kfold" and self.folds < 2:
+            raise ConfigError(
+                f"k-fold evaluation needs at least 2 folds, got folds={self.folds}",
+                where="split option 'folds'",
+                hint="use split.folds=5 (every user is tested once across the folds)",
+            )
         if self.valid_days > 0 and self.test_days == 0:
             raise ConfigError(
                 "valid_days needs test_days",
                 where="split option 'test_days'",
                 hint="set split.test_days as well, e.g. split.test_days=1",
             )
+
+    @property
+    def n_folds(self) -> int:
+        """How many splits a seed gives: ``folds`` for ``kfold``, else 1."""
+        return self.folds if self.method == "kfold" else 1
+
+    def resolved(self) -> dict[str, Any]:
+        """The options as a run records them (its configuration and its cells' keys):
+        every field, but ``folds`` only for ``kfold`` (so that the other methods record
+        what they recorded before folds existed) and ``test`` not for ``kfold`` (which
+        ignores it)."""
+        values = {
+            name: list(value) if isinstance(value, tuple) else value
+            for name, value in asdict(self).items()
+        }
+        del values["test" if self.method == "kfold" else "folds"]
+        return values
+
+
+def check_given_options(options: SplitOptions, given: Iterable[str]) -> None:
+    """Refuse split options that were ``given`` but that ``options.method`` cannot honour:
+    ``test`` with ``kfold`` (the test users are a fold), ``folds`` without it.
+
+    Raises
+    ------
+    ConfigError
+        Naming the option and what to do instead.
+    """
+    given = set(given)
+    if options.method == "kfold" and "test" in given:
+        raise ConfigError(
+            "split option 'test' does not apply to the kfold split (each fold is the test set)",
+            where="split option 'test'",
+            hint=f"leave 'test' out; the test users are 1/{options.folds} of the users per fold "
+            "(set split.folds)",
+        )
+    if options.method != "kfold" and "folds" in given:
+        raise ConfigError(
+            f"split option 'folds' applies to the kfold split, not '{options.method}'",
+            where="split option 'folds'",
+            hint="set split.method=kfold as well, or leave 'folds' out",
+        )
+
+
+def check_folds(options: SplitOptions, n_users: int) -> None:
+    """Refuse more folds than users (a fold would hold no test user).
+
+    Raises
+    ------
+    ConfigError
+        When ``options`` is ``kfold`` with ``folds > n_users``.
+    """
+    if options.method == "kfold" and options.folds > n_users:
+        raise ConfigError(
+            f"the kfold split has {options.folds} folds but the data has only {n_users:,} users",
+            where="split option 'folds'",
+            hint=f"use at most {n_users:,} folds (each fold needs a test user)",
+        )
 
 
 @dataclass(frozen=True)
@@ -116,7 +196,8 @@ class Split:
 
     ``valid`` may hold no users (no validation set: no model selection). ``protocols``
     lists the evaluation protocols (:data:`recbench.data.protocols.PROTOCOLS`) that are valid
-    on this split.
+    on this split. ``fold`` is the fold of a ``kfold`` split (``None`` for the other
+    methods).
     """
 
     method: str
@@ -124,10 +205,13 @@ class Split:
     valid: Sequences
     test: Sequences
     protocols: tuple[str, ...]
+    fold: int | None = None
 
 
-def make_split(sequences: Sequences, options: SplitOptions, seed: int) -> Split:
-    """Split ``sequences`` as ``options`` say; deterministic given ``seed``.
+def make_split(
+    sequences: Sequences, options: SplitOptions, seed: int, fold: int | None = None
+) -> Split:
+    """Split ``sequences`` as ``options`` say; deterministic given ``seed`` (and ``fold``).
 
     Parameters
     ----------
@@ -136,15 +220,25 @@ def make_split(sequences: Sequences, options: SplitOptions, seed: int) -> Split:
     options:
         The method and the validation / test sizes.
     seed:
-        Seeds the user permutation of the ``users`` method (the other methods are not
-        random).
+        Seeds the user permutation of the ``users`` and ``kfold`` methods (the other
+        methods are not random).
+    fold:
+        Which fold of a ``kfold`` split is the test set, ``0 <= fold < options.folds``
+        (``None``: fold 0). The other methods take no fold.
 
     Raises
     ------
     ConfigError
-        When a set would be empty (sizes too large for the number of users), or the
-        ``temporal`` method is asked for data without timestamps.
+        When a set would be empty (sizes too large for the number of users), ``kfold``
+        has more folds than users, or the ``temporal`` method is asked for data without
+        timestamps.
+    ValueError
+        A ``fold`` out of range, or given to a method without folds.
     """
+    if options.method == "kfold":
+        return _split_kfold(sequences, options, seed, 0 if fold is None else fold)
+    if fold is not None:
+        raise ValueError(f"the {options.method} split has no folds, got fold={fold}")
     if options.method == "users":
         return _split_users(sequences, options, seed)
     if options.method == "temporal":
@@ -165,9 +259,10 @@ def _check_not_empty(
     name: str, n_selected: int, n_users: int, options: SplitOptions, hint: str
 ) -> None:
     if n_selected == 0:
+        sizes = f"folds={options.folds}" if options.method == "kfold" else f"test={options.test:g}"
         raise ConfigError(
             f"the {options.method} split leaves the {name} set empty "
-            f"({n_users} users, valid={options.valid:g}, test={options.test:g})",
+            f"({n_users} users, valid={options.valid:g}, {sizes})",
             where="split options",
             hint=hint,
         )
@@ -208,6 +303,29 @@ def _split_users(sequences: Sequences, options: SplitOptions, seed: int) -> Spli
         valid=sequences.select(valid_rows),
         test=sequences.select(test_rows),
         protocols=PROTOCOLS,
+    )
+
+
+def _split_kfold(sequences: Sequences, options: SplitOptions, seed: int, fold: int) -> Split:
+    """Fold ``fold`` of the seeded user k-fold split: see :class:`SplitOptions`."""
+    if not 0 <= fold < options.folds:
+        raise ValueError(f"fold must lie in 0..{options.folds - 1}, got {fold}")
+    n_users = len(sequences)
+    check_folds(options, n_users)
+    folds = np.array_split(np.random.default_rng(seed).permutation(n_users), options.folds)
+    test_rows = np.sort(folds[fold])
+    others = np.concatenate(folds[fold + 1 :] + folds[:fold])
+    n_valid = min(_user_count(options, "valid", n_users), len(others))
+    valid_rows = np.sort(others[:n_valid])
+    train_rows = np.sort(others[n_valid:])
+    _check_sizes(options, n_users, len(train_rows), len(valid_rows), len(test_rows))
+    return Split(
+        method="kfold",
+        train=sequences.select(train_rows),
+        valid=sequences.select(valid_rows),
+        test=sequences.select(test_rows),
+        protocols=PROTOCOLS,
+        fold=fold,
     )
 
 

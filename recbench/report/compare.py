@@ -205,6 +205,13 @@ class _Run:
         failed: dict[tuple[str, str], dict[int, Mapping[str, Any]]] = {}
         datasets = set()
         for cell in run_dir.cells():
+            if cell.get("fold") is not None:
+                raise ConfigError(
+                    "compare does not read k-fold runs (split.method=kfold): its cells are "
+                    "per seed",
+                    where=str(run_dir.path),
+                    hint="compare the reports of the k-fold runs (recbench report RUN_DIR)",
+                )
             key = (str(cell["model_label"]), str(cell["protocol"]))
             target = ok if cell.get("status") == "ok" else failed
             target.setdefault(key, {})[int(cell["seed"])] = cell

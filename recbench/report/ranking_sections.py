@@ -5,7 +5,8 @@ how sure); the protocol (split, seen-item exclusion and tie policies, model sele
 uncertainty, significance, the protocols in words); one results section per protocol (a
 table per cutoff: mean ± 95% confidence half-width, best per column in bold, paired
 significance marks against the best baseline † and the best model ‡, Holm-corrected
-across the table, :mod:`recbench.report.marks`); option sweeps; the order check
+across the table, :mod:`recbench.report.marks`; under the first cutoff's table, the
+minimum detectable difference of the headline metric); option sweeps; the order check
 (:mod:`recbench.tasks.ranking.order_check`).
 """
 
@@ -32,11 +33,13 @@ from recbench.report.marks import (
     VS_BASELINE_MARK,
     VS_BEST_MARK,
     TableTests,
+    detectable_line,
     p_text,
     table_tests,
 )
 from recbench.report.metric_display import MetricDisplay
 from recbench.report.sections import RunView, partial_seeds
+from recbench.stats.power import POWER
 from recbench.tasks.ranking import order_check
 
 #: How many of the run's headline metrics the console table and the order check show.
@@ -110,14 +113,7 @@ class RankingSections:
         k = self.cutoffs[0] if self.cutoffs else None
         sentences = []
         for protocol in run.protocols:
-            name = next(
-                (
-                    f"{m}@{k}"
-                    for m in run.display.headlines()
-                    if any((protocol, model, f"{m}@{k}") in aggregated for model in models)
-                ),
-                None,
-            )
+            name = self.headline(protocol)
             if name is None or k is None:
                 continue
             table = self.tests.get((protocol, k), TableTests())
@@ -157,27 +153,58 @@ class RankingSections:
             sentences.append(sentence + ".")
         n_seeds = len(run.finished_seeds)
         seeds = f"{n_seeds} seed{'s' if n_seeds != 1 else ''}"
+        if run.n_folds:
+            seeds += f" × {run.n_folds} folds (every user tested once per seed)"
         return (
             " ".join(sentences)
             + f" Results over {seeds}; p-values are Holm-adjusted paired Wilcoxon tests against"
             " the leader (details and policies below)."
         )
 
+    def headline(self, protocol: str) -> str | None:
+        """The headline metric at the smallest cutoff that some model has under
+        ``protocol`` (the summary's and the minimum detectable difference's)."""
+        if not self.cutoffs:
+            return None
+        k = self.cutoffs[0]
+        return next(
+            (
+                f"{m}@{k}"
+                for m in self.run.display.headlines()
+                if any(
+                    (protocol, model, f"{m}@{k}") in self.aggregated
+                    for model in self.run.model_order
+                )
+            ),
+            None,
+        )
+
     def protocol(self) -> list[str]:
         run, config = self.run, self.run.config
         lines = ["## Protocol", ""]
         split = config.get("split", {})
+        resplit = "each seed re-splits and re-trains"
+        if run.n_folds:
+            resplit = (
+                f"each seed cuts a new permutation of the users into {run.n_folds} folds; each "
+                "fold's users are the test users of a model trained on the other folds' users "
+                "(validation users drawn from those), so every user is tested exactly once per "
+                "seed, and a seed's results pool the queries of its folds"
+            )
         lines += [
             f"- Split: {escape(', '.join(f'{k}={v}' for k, v in split.items()))}; seeds "
-            f"{', '.join(map(str, run.seeds))} (each seed re-splits and re-trains).",
+            f"{', '.join(map(str, run.seeds))} ({resplit}).",
         ]
         lines += partial_seeds(run)
         ok = run.ok
         if ok:
             sizes = ok[0]["split"]
+            where = f"seed {ok[0]['seed']}" + (
+                f", fold {ok[0]['fold']}" if ok[0].get("fold") is not None else ""
+            )
             lines += [
                 f"- Users: {sizes['train_users']:,} train, {sizes['valid_users']:,} validation, "
-                f"{sizes['test_users']:,} test (seed {ok[0]['seed']})."
+                f"{sizes['test_users']:,} test ({where})."
             ]
         policies = ok[0]["policies"] if ok else {}
         dataset = run.dataset
@@ -191,16 +218,29 @@ class RankingSections:
             "(last-item); the test users are evaluated once.",
             "- Uncertainty: ± is the 95% confidence half-width — over queries (normal approximation) "
             "for one seed, over seeds (Student t) for several — shown to 2 significant digits, "
-            "the mean to the same decimal place. Corpus-level metrics (user_coverage; "
+            "the mean to the same decimal place"
+            + (" (with folds: a seed's queries of every fold pooled)" if run.n_folds else "")
+            + ". Corpus-level metrics (user_coverage; "
             "item_coverage, the number of distinct items that were a correct recommendation "
             "for at least one query, a count; blockbuster_share) have one value per seed, so "
-            "an interval only over seeds.",
+            "an interval only over seeds"
+            + ("; with folds, that value is the mean of the folds' values" if run.n_folds else "")
+            + ".",
             f"- Significance: {VS_BASELINE_MARK} differs from the best baseline of the column "
             f"({', '.join(sorted(run.baselines)) or 'none in this run'}), {VS_BEST_MARK} from the "
             "best model of the column; two-sided Wilcoxon signed-rank test on the per-query "
-            "values, paired over the same queries (seeds pooled), Holm-corrected across each "
+            "values, paired over the same queries ("
+            + ("seeds and folds pooled" if run.n_folds else "seeds pooled")
+            + "), Holm-corrected across each "
             f"table, adjusted p < {ALPHA}. Queries of one user are not independent (iterative), "
             "so these p-values are optimistic there.",
+            "- Minimum detectable difference (under each protocol's first table, for its "
+            "headline metric): the smallest true mean difference between the column's two best "
+            f"models that a paired test detects with power {POWER:g} at two-sided α = "
+            f"{ALPHA}/m, m the table's number of tests (Holm's strictest step), from the "
+            "standard deviation s of their paired per-query differences over n queries: "
+            "(z(1 − α/2) + z(power)) · s / √n, the normal approximation of a paired test (the "
+            "Wilcoxon test of the marks is about as efficient: 0.955 for normal differences).",
         ]
         for protocol in run.protocols:
             description = PROTOCOL_DESCRIPTIONS.get(protocol, "")
@@ -217,13 +257,16 @@ class RankingSections:
         run = self.run
         lines: list[str] = []
         for protocol in run.protocols:
-            sample = next((c for c in run.ok if c["protocol"] == protocol), None)
+            sample = run.first_seed_cells(protocol)
             lines += [f"## Results: {protocol}", ""]
-            if sample is not None:
-                lines += [
-                    f"{sample['n_queries']:,} queries from {sample['n_users']:,} test users.",
-                    "",
-                ]
+            if sample:
+                n_queries = sum(c["n_queries"] for c in sample)
+                n_users = sum(c["n_users"] for c in sample)
+                folds = (
+                    f" (seed {sample[0]['seed']}, {len(sample)} folds)" if len(sample) > 1 else ""
+                )
+                lines += [f"{n_queries:,} queries from {n_users:,} test users{folds}.", ""]
+            headline = self.headline(protocol)
             for k in self.cutoffs:
                 names = [n for n in self.metric_names if n.endswith(f"@{k}")]
                 lines += [
@@ -232,6 +275,8 @@ class RankingSections:
                     *self._metric_table(protocol, names, self.tests[(protocol, k)]),
                     "",
                 ]
+                if k == self.cutoffs[0] and headline is not None:
+                    lines += detectable_line(self.tests[(protocol, k)], headline, "queries")
         if "metric_curves" in figures:
             lines += [f"![metrics at every cutoff]({figures['metric_curves']})", ""]
         return lines
@@ -281,9 +326,7 @@ class RankingSections:
                 if ci is not None and not math.isnan(ci):
                     text += " " + format_half_width(ci, count)
                     zero = zero or ci == 0
-                    n_seeds = sum(
-                        name in cell["metrics"] for cell in self.run.grouped[(protocol, model)]
-                    )
+                    n_seeds = self.run.seeds_of(protocol, model, name)
                     if 1 < n_seeds < MIN_SEEDS_FOR_T:
                         few_seeds.add(n_seeds)
                 text += tests.marks(model, name)

@@ -28,11 +28,13 @@ from recbench.report.marks import (
     ALPHA,
     VS_BASELINE_MARK,
     VS_BEST_MARK,
+    detectable_line,
     p_text,
     table_tests,
 )
 from recbench.report.metric_display import MetricDisplay
 from recbench.report.sections import RunView, partial_seeds
+from recbench.stats.power import POWER
 from recbench.tasks.rating.evaluation import OPTION_SECTION, STARS_SUFFIX
 
 
@@ -173,6 +175,14 @@ class RatingSections:
             f"the table, adjusted p < {ALPHA}; a column in stars has the marks of its scaled "
             "column (the same test)."
             + (
+                " Under the table, the minimum detectable difference of the headline metric: "
+                f"the smallest true mean difference between the two best models that a paired "
+                f"test detects with power {POWER:g} at two-sided α = {ALPHA}/m, m the table's "
+                "number of tests (Holm's strictest step), from the standard deviation s of "
+                "their paired per-event values' differences over n events: "
+                "(z(1 − α/2) + z(power)) · s / √n, the normal approximation of a paired test."
+            )
+            + (
                 f" {', '.join(roots)} (the square root of a mean) is tested on the per-event "
                 "values under the root, the squared errors: the root keeps the models' order, "
                 "so the test compares their mean squared errors (the roots of the per-event "
@@ -216,9 +226,7 @@ class RatingSections:
                 if ci is not None and not math.isnan(ci):
                     text += " " + format_half_width(ci)
                     zero = zero or ci == 0
-                    n_seeds = sum(
-                        name in cell["metrics"] for cell in run.grouped[(self.protocol_name, model)]
-                    )
+                    n_seeds = run.seeds_of(self.protocol_name, model, name)
                     if 1 < n_seeds < MIN_SEEDS_FOR_T:
                         few_seeds.add(n_seeds)
                 text += self.tests.marks(model, name.removesuffix(STARS_SUFFIX))
@@ -230,7 +238,25 @@ class RatingSections:
             for n in names
         ]
         notes = [few_seeds_note(n) for n in sorted(few_seeds)] + ([ZERO_NOTE] if zero else [])
-        return [*lines, markdown_table(rows, headers), "", *([*notes, ""] if notes else [])]
+        headline = next(iter(run.display.headlines(present=names)), names[0] if names else None)
+        detectable = []
+        if headline is not None:
+            roots = self.meta.get(headline, {}).get("aggregation") == "root_mean"
+            detectable = detectable_line(
+                self.tests,
+                headline,
+                "test ratings",
+                " (on the squared errors it is tested on: a difference of mean squared errors)"
+                if roots
+                else "",
+            )
+        return [
+            *lines,
+            markdown_table(rows, headers),
+            "",
+            *([*notes, ""] if notes else []),
+            *detectable,
+        ]
 
     def after_results(self) -> list[str]:
         return []

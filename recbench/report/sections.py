@@ -21,7 +21,7 @@ import numpy as np
 from recbench.report.markdown import escape, markdown_table
 from recbench.report.metric_display import MetricDisplay
 from recbench.results import RunDirectory, read_json
-from recbench.stats.summary import over_seeds
+from recbench.stats.summary import MetricSummary, over_seeds, pool_folds
 from recbench.tasks.base import Task
 from recbench.tasks.catalog import stored_task
 from recbench.tasks.ranking import order_check
@@ -49,7 +49,8 @@ class RunView:
     ``cells`` are the benchmark's cells (``ablations`` those of ablations such as the
     order check); ``ok`` the finished ones among ``cells``; ``failed`` every cell that
     did not finish, ablations included. ``grouped[(protocol, model label)]`` holds the
-    ``ok`` cells of each model under each protocol (one per seed).
+    ``ok`` cells of each model under each protocol (one per seed, or one per seed and
+    fold in a k-fold run).
     """
 
     run_dir: RunDirectory
@@ -123,16 +124,49 @@ class RunView:
         self, names: Iterable[str]
     ) -> dict[tuple[str, str, str], tuple[float, float | None]]:
         """``(protocol, model, metric name) -> (mean, 95% half-width)`` over seeds
-        (:func:`recbench.stats.summary.over_seeds`)."""
+        (:func:`recbench.stats.summary.over_seeds`); the folds of a k-fold seed are pooled
+        first (:func:`recbench.stats.summary.pool_folds`)."""
         names = list(names)
         aggregated: dict[tuple[str, str, str], tuple[float, float | None]] = {}
         for (protocol, label), group in self.grouped.items():
             for name in names:
-                means = [g["metrics"][name]["mean"] for g in group if name in g["metrics"]]
-                cis = [g["metrics"][name]["ci95"] for g in group if name in g["metrics"]]
-                if means:
-                    aggregated[(protocol, label, name)] = over_seeds(means, cis)
+                per_seed: dict[int, list[MetricSummary]] = {}
+                for g in group:
+                    if name in g["metrics"]:
+                        entry = g["metrics"][name]
+                        per_seed.setdefault(g["seed"], []).append(
+                            MetricSummary(entry["mean"], entry["ci95"], entry.get("n", 0))
+                        )
+                if per_seed:
+                    seeds = [pool_folds(folds) for folds in per_seed.values()]
+                    aggregated[(protocol, label, name)] = over_seeds(
+                        [s.mean for s in seeds], [s.ci95 for s in seeds]
+                    )
         return aggregated
+
+    @property
+    def n_folds(self) -> int | None:
+        """The number of folds of a k-fold run (``split.method=kfold``), else ``None``."""
+        split = self.config.get("split") or {}
+        return int(split["folds"]) if split.get("method") == "kfold" else None
+
+    def seeds_of(self, protocol: str, model: str, name: str) -> int:
+        """How many seeds ``model`` finished with metric ``name`` under ``protocol``."""
+        return len(
+            {c["seed"] for c in self.grouped.get((protocol, model), []) if name in c["metrics"]}
+        )
+
+    def first_seed_cells(self, protocol: str) -> list[Mapping[str, Any]]:
+        """The finished cells of the first model and seed under ``protocol``: one, or one
+        per fold of a k-fold run (whose test users together are all users)."""
+        sample = next((c for c in self.ok if c["protocol"] == protocol), None)
+        if sample is None:
+            return []
+        return [
+            c
+            for c in self.grouped[(protocol, sample["model_label"])]
+            if c["seed"] == sample["seed"]
+        ]
 
 
 class TaskSections(Protocol):

@@ -53,7 +53,8 @@ class FitSpec:
     """One fit as the driver planned it: the job's ``label`` (the model's label, with its
     ablation), ``seed``, the ``pending`` protocols (in the run's order) with their cell
     ``names`` and ``keys``, the protocols whose cells were ``damaged`` (and why), and
-    whether the model is exported and timed after its evaluation (``export``)."""
+    whether the model is exported and timed after its evaluation (``export``), and the
+    ``fold`` of a k-fold split (``None``: the seed's one split)."""
 
     label: str
     seed: int
@@ -62,6 +63,7 @@ class FitSpec:
     keys: Mapping[str, str]
     damaged: Mapping[str, str] = field(default_factory=dict)
     export: bool = False
+    fold: int | None = None
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ class Fits:
     def __init__(self, run: TaskRun, export_only: tuple[str, ...] | None = None):
         self.run = run
         self.export_only = export_only
-        self._split: tuple[int, Any] | None = None
+        self._split: tuple[tuple[int, int | None], Any] | None = None
 
     def models(self) -> list[ModelPlan]:
         """The run's models (those to export only, when exporting)."""
@@ -120,22 +122,36 @@ class Fits:
             if not self.export_only or model.label in self.export_only
         ]
 
-    def jobs(self, seed: int) -> list[Job]:
-        """The jobs of ``seed``: the run's models (those to export only, when exporting),
-        and on the first seed the task's ablations (never when exporting)."""
+    def jobs(self, seed: int, fold: int | None = None) -> list[Job]:
+        """The jobs of ``seed`` (and ``fold``): the run's models (those to export only,
+        when exporting), and on the first seed's first fold the task's ablations (never
+        when exporting)."""
         plan, task = self.run.plan, self.run.plan.task
-        if self._split is None or self._split[0] != seed:
-            self._split = None  # the earlier seed's split is not kept while splitting
-            self._split = (seed, task.split(self.run, seed))
+        if self._split is None or self._split[0] != (seed, fold):
+            self._split = None  # the earlier split is not kept while splitting
+            self._split = ((seed, fold), task.split(self.run, seed, fold))
         split = self._split[1]
         jobs = [Job(model, split) for model in self.models()]
-        if seed == plan.config.seeds[0] and self.export_only is None:
+        first_fold = fold == task.folds(self.run)[0]
+        if seed == plan.config.seeds[0] and first_fold and self.export_only is None:
             jobs += task.ablations(self.run, split, seed)
         return jobs
 
-    def job(self, seed: int, label: str) -> Job:
-        """The job of ``seed`` whose cells are labelled ``label``."""
-        return next(job for job in self.jobs(seed) if job.label == label)
+    def job(self, seed: int, fold: int | None, label: str) -> Job:
+        """The job of ``seed`` (and ``fold``) whose cells are labelled ``label``."""
+        return next(job for job in self.jobs(seed, fold) if job.label == label)
+
+    def _base_fields(self, run: TaskRun, job: Job, spec: FitSpec) -> dict[str, Any]:
+        """The fields every cell of ``spec`` records."""
+        return {
+            **job.model.cell_fields(spec.label),
+            **({"ablation": job.ablation} if job.ablation else {}),
+            "dataset": run.data.name,
+            "dataset_key": run.data.key,
+            "seed": spec.seed,
+            **({"fold": spec.fold} if spec.fold is not None else {}),
+            **run.plan.task.cell_fields(run, job.split),
+        }
 
     def fit(self, spec: FitSpec, sink: CellSink, *, progress: Progress | None = None) -> None:
         """Fit ``spec``'s model on its split, write its pending cells into ``sink`` (each
@@ -146,34 +162,28 @@ class Fits:
         """
         run = self.run if progress is None else replace(self.run, progress=progress)
         plan, task, data, progress = run.plan, run.plan.task, run.data, run.progress
-        job, seed, label = self.job(spec.seed, spec.label), spec.seed, spec.label
-        base = {
-            **job.model.cell_fields(label),
-            **({"ablation": job.ablation} if job.ablation else {}),
-            "dataset": data.name,
-            "dataset_key": data.key,
-            "seed": seed,
-            **task.cell_fields(run, job.split),
-        }
+        job, seed, label = self.job(spec.seed, spec.fold, spec.label), spec.seed, spec.label
+        at = fit_place(seed, spec.fold)
+        base = self._base_fields(run, job, spec)
         done: set[str] = set()
         try:
             seed_everything(seed)
             model = job.model.info.cls(job.model.options)
             base.update(task.model_fields(model))
-            progress.log(
-                f"Training {label} on {data.name} (seed {seed}, {task.training_size(job.split)})"
-            )
+            progress.log(f"Training {label} on {data.name} ({at}, {task.training_size(job.split)})")
             started = time.perf_counter()
             task.fit(
                 run,
                 job,
                 model,
-                checkpoint_dir=sink.path / CHECKPOINTS / cell_name(data.name, label, "fit", seed),
+                checkpoint_dir=sink.path
+                / CHECKPOINTS
+                / cell_name(data.name, label, "fit", seed, spec.fold),
             )
             fit_seconds = time.perf_counter() - started
             for protocol in spec.pending:
                 result = task.evaluate(
-                    run, job, model, protocol, f"Evaluating {label} ({protocol}, seed {seed})"
+                    run, job, model, protocol, f"Evaluating {label} ({protocol}, {at})"
                 )
                 sink.write_cell(
                     spec.names[protocol],
@@ -188,12 +198,12 @@ class Fits:
                         style="yellow",
                     )
                 if result.headline:
-                    progress.log(f"{label} (seed {seed}): {result.headline}")
+                    progress.log(f"{label} ({at}): {result.headline}")
         except (KeyboardInterrupt, WriteError):
             raise  # not the model's fault: the run stops, the cell is not marked failed
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            progress.log(f"{label} (seed {seed}) failed: {reason}", style="red")
+            progress.log(f"{label} ({at}) failed: {reason}", style="red")
             for protocol in spec.pending:
                 if protocol not in done:
                     sink.write_cell(
@@ -226,19 +236,18 @@ class Fits:
 
     def lost(self, run_dir: RunDirectory, spec: FitSpec, reason: str) -> None:
         """Mark ``spec``'s pending cells failed: the worker that ran the fit died."""
-        job = self.job(spec.seed, spec.label)
-        base = {
-            **job.model.cell_fields(spec.label),
-            **({"ablation": job.ablation} if job.ablation else {}),
-            "dataset": self.run.data.name,
-            "dataset_key": self.run.data.key,
-            "seed": spec.seed,
-            **self.run.plan.task.cell_fields(self.run, job.split),
-        }
-        self.run.progress.log(f"{spec.label} (seed {spec.seed}) failed: {reason}", style="red")
+        job = self.job(spec.seed, spec.fold, spec.label)
+        base = self._base_fields(self.run, job, spec)
+        at = fit_place(spec.seed, spec.fold)
+        self.run.progress.log(f"{spec.label} ({at}) failed: {reason}", style="red")
         for protocol in spec.pending:
             record = failed_cell(base, spec.keys[protocol], protocol, reason, "")
             run_dir.write_cell(spec.names[protocol], record, {})
+
+
+def fit_place(seed: int, fold: int | None) -> str:
+    """``"seed 0"``, or ``"seed 0, fold 2"`` for a fold of a k-fold split."""
+    return f"seed {seed}" + (f", fold {fold}" if fold is not None else "")
 
 
 def failed_cell(

@@ -1,11 +1,12 @@
 """Runs a benchmark: prepare data, split, train every model, evaluate every protocol.
 
-One loop serves every task (:mod:`recbench.tasks.base`): for each seed the run's task
-splits the data, then each model of the run (and, on the first seed, each ablation the
+One loop serves every task (:mod:`recbench.tasks.base`): for each seed (and each fold of
+the seed, when the task's split is a k-fold one: :meth:`recbench.tasks.base.Task.folds`)
+the run's task splits the data, then each model of the run (and, on the first seed, each ablation the
 task asks for, such as the ranking task's order check) is fitted and evaluated under
 every protocol of the run. Everything the user can get wrong (names, options, protocols)
 is checked before any work starts (:func:`plan_run`). Each (dataset, model, protocol,
-seed) cell is written as soon as it is finished, so an interrupted or partly failed run
+seed[, fold]) cell is written as soon as it is finished, so an interrupted or partly failed run
 keeps what it computed; ``resume`` skips cells that are finished with the same key and
 recomputes damaged ones (:class:`recbench.results.DamagedCell`). A resume refuses a
 configuration that changes what the run's cells are computed from (:func:`resumed_config`);
@@ -40,7 +41,14 @@ from recbench.hookspecs import PLUGIN_API_VERSION
 from recbench.progress import Progress
 from recbench.registry import Registry
 from recbench.results import DamagedCell, RunDirectory, cell_name, key_of, read_json
-from recbench.runner.cells import FitInputs, Fits, FitSpec, fit_in_worker, record_outcome
+from recbench.runner.cells import (
+    FitInputs,
+    Fits,
+    FitSpec,
+    fit_in_worker,
+    fit_place,
+    record_outcome,
+)
 from recbench.runner.executor_options import IN_PROCESS, ExecutorOptions, open_executor
 from recbench.runner.executors import Executor, InProcess, Resources
 from recbench.serve import latency
@@ -204,33 +212,56 @@ def execute(
 def _planned_fits(
     run_dir: RunDirectory, fits: Fits, *, export_only: bool, force_export: bool
 ) -> list[FitSpec]:
-    """The fits the run still has to do, seed by seed (a fit whose cells are finished
-    with the same key, and whose model needs no export, is logged as skipped)."""
+    """The fits the run still has to do, seed by seed and fold by fold (a fit whose cells
+    are finished with the same key, and whose model needs no export, is logged as
+    skipped)."""
     run = fits.run
-    first = run.plan.config.seeds[0]
+    first_seed = run.plan.config.seeds[0]
+    folds = run.plan.task.folds(run)
     specs = []
     for seed in run.plan.config.seeds:
-        jobs = fits.jobs(seed) if seed == first else [Job(m, None) for m in fits.models()]
-        for job in jobs:
-            spec = _planned_fit(run_dir, run, job, seed, export_only, force_export)
-            if spec is None:
-                run.progress.log(
-                    f"{job.label} (seed {seed}): finished earlier, skipped", style="dim"
+        for fold in folds:
+            first = seed == first_seed and fold == folds[0]
+            jobs = fits.jobs(seed, fold) if first else [Job(m, None) for m in fits.models()]
+            for job in jobs:
+                spec = _planned_fit(
+                    run_dir,
+                    run,
+                    job,
+                    seed,
+                    fold,
+                    first_fold=fold == folds[0],
+                    export_only=export_only,
+                    force_export=force_export,
                 )
-            else:
-                specs.append(spec)
+                if spec is None:
+                    run.progress.log(
+                        f"{job.label} ({fit_place(seed, fold)}): finished earlier, skipped",
+                        style="dim",
+                    )
+                else:
+                    specs.append(spec)
     return specs
 
 
 def _planned_fit(
-    run_dir: RunDirectory, run: TaskRun, job: Job, seed: int, export_only: bool, force_export: bool
+    run_dir: RunDirectory,
+    run: TaskRun,
+    job: Job,
+    seed: int,
+    fold: int | None,
+    *,
+    first_fold: bool,
+    export_only: bool,
+    force_export: bool,
 ) -> FitSpec | None:
-    """The fit of ``job`` on ``seed``: its cells that are missing, damaged or computed
-    with another key; ``None`` when there is nothing to do."""
+    """The fit of ``job`` on ``seed`` (and ``fold`` of a k-fold split): its cells that are
+    missing, damaged or computed with another key; ``None`` when there is nothing to do.
+    A model is exported and timed on the first fold of a seed only."""
     plan, data = run.plan, run.data
     label = job.label
-    names = {p: cell_name(data.name, label, p, seed) for p in plan.protocols}
-    keys = {p: cell_key(plan, job.model, data, p, seed, job.ablation) for p in plan.protocols}
+    names = {p: cell_name(data.name, label, p, seed, fold) for p in plan.protocols}
+    keys = {p: cell_key(plan, job.model, data, p, seed, job.ablation, fold) for p in plan.protocols}
     pending, damaged = [], {}
     for protocol in [] if export_only else plan.protocols:
         try:
@@ -247,12 +278,13 @@ def _planned_fit(
     export = (
         not plan.task.no_export
         and not job.ablation
+        and first_fold
         and plan.export.enabled
         and (force_export or not latency.record_path(run_dir.path, label, seed).is_file())
     )
     if not pending and not export:
         return None
-    return FitSpec(label, seed, tuple(pending), names, keys, damaged, export)
+    return FitSpec(label, seed, tuple(pending), names, keys, damaged, export, fold)
 
 
 def _refuse_idle_jobs(executor: ExecutorOptions, specs: list[FitSpec]) -> None:
@@ -306,7 +338,7 @@ def _run_fits(
                 fits.lost(run_dir, spec, done.lost)
             else:
                 record_outcome(run_dir, done.value, progress)
-                progress.log(f"{spec.label} (seed {spec.seed}): done")
+                progress.log(f"{spec.label} ({fit_place(spec.seed, spec.fold)}): done")
             bar.advance()
 
 
@@ -427,8 +459,9 @@ def cell_key(
     protocol: str,
     seed: int,
     ablation: str | None = None,
+    fold: int | None = None,
 ) -> str:
-    """Hash of everything that changes a cell's result."""
+    """Hash of everything that changes a cell's result (``fold``: of a k-fold split)."""
     resolved = plan.resolved()
     payload = {
         "recbench": __version__,
@@ -439,6 +472,7 @@ def cell_key(
         "metrics": resolved["metrics"],
         "protocol": protocol,
         "seed": seed,
+        **({"fold": fold} if fold is not None else {}),
         **plan.task.key_fields(resolved, ablation),
     }
     return key_of(payload)

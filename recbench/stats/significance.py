@@ -21,6 +21,11 @@ queries weigh more, as they do in a mean over queries. A p-value of the pooled t
 about the models *as trained and evaluated over these seeds*; it is not a test over seeds
 (with three seeds, such a test could hardly reject anything).
 
+**k folds.** A k-fold run (``split.method=kfold``) has one split per (seed, fold); values
+are paired within a (seed, fold), whose test users are the same for every model, and the
+differences of every fold and seed are pooled the same way: with one seed the test covers
+every user's queries once.
+
 **Caveat.** Both tests treat queries as independent. Under the ``iterative`` protocol a
 user gives many queries, and a user may be a test user under several seeds, so the
 p-values are optimistic there; the same caveat holds for the confidence intervals.
@@ -43,8 +48,8 @@ Sakai, T. (2014). Statistical reform in information retrieval? *SIGIR Forum* 48(
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from typing import Literal
+from collections.abc import Callable, Hashable, Mapping
+from typing import Literal, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -53,6 +58,8 @@ TESTS = ("wilcoxon", "ttest")
 CORRECTIONS = ("holm", "benjamini-hochberg", "none")
 
 Test = Literal["wilcoxon", "ttest"]
+#: What per-query values are keyed by: a seed, or a (seed, fold) pair in a k-fold run.
+Split = TypeVar("Split", bound=Hashable)
 Correction = Literal["holm", "benjamini-hochberg", "none"]
 
 
@@ -121,31 +128,54 @@ def paired_test(a: ArrayLike, b: ArrayLike, test: Test = "wilcoxon") -> float:
     return difference_test(_differences(a, b), test)
 
 
-def pooled_paired_test(
-    a: Mapping[int, ArrayLike], b: Mapping[int, ArrayLike], test: Test = "wilcoxon"
-) -> float:
-    """The p-value of a paired test pooled over seeds.
+def pooled_differences(a: Mapping[Split, ArrayLike], b: Mapping[Split, ArrayLike]) -> np.ndarray:
+    """The paired per-query differences ``a - b`` pooled over the splits both have.
 
-    ``a`` and ``b`` map a seed to that seed's per-query values (float ``[Q_seed]``). The
-    per-query differences of every seed present in both are concatenated and tested once
-    (see the module docstring). NaN when the two share no seed.
+    ``a`` and ``b`` map a split (a seed, or a (seed, fold) pair of a k-fold run) to its
+    per-query values (float ``[Q_split]``): the queries of one split are the same for both,
+    in the same order, so values are paired within a split, and the differences of every
+    split present in both are concatenated (NaN pairs left out). Empty when the two share
+    no split.
 
     Raises
     ------
     ValueError
-        When the arrays of a seed differ in length, or ``test`` is unknown.
+        When the arrays of a split differ in length.
+    """
+    parts = []
+    for split in [key for key in a if key in b]:
+        try:
+            parts.append(_differences(a[split], b[split]))
+        except ValueError as exc:
+            raise ValueError(f"{_split_name(split)}: {exc}") from None
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def _split_name(split: Hashable) -> str:
+    if isinstance(split, tuple) and len(split) == 2:
+        return f"seed {split[0]}, fold {split[1]}"
+    return f"seed {split}"
+
+
+def pooled_paired_test(
+    a: Mapping[Split, ArrayLike], b: Mapping[Split, ArrayLike], test: Test = "wilcoxon"
+) -> float:
+    """The p-value of a paired test pooled over seeds (and folds).
+
+    ``a`` and ``b`` map a seed -- or, in a k-fold run, a (seed, fold) pair -- to its
+    per-query values (float ``[Q_split]``). The per-query differences of every split
+    present in both are concatenated (:func:`pooled_differences`) and tested once (see
+    the module docstring). NaN when the two share no split.
+
+    Raises
+    ------
+    ValueError
+        When the arrays of a split differ in length, or ``test`` is unknown.
     """
     _check_test(test)
-    seeds = [seed for seed in a if seed in b]
-    if not seeds:
+    if not any(key in b for key in a):
         return math.nan
-    parts = []
-    for seed in seeds:
-        try:
-            parts.append(_differences(a[seed], b[seed]))
-        except ValueError as exc:
-            raise ValueError(f"seed {seed}: {exc}") from None
-    return difference_test(np.concatenate(parts), test)
+    return difference_test(pooled_differences(a, b), test)
 
 
 def _family(pvalues: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -220,7 +250,7 @@ def adjust(pvalues: ArrayLike, correction: Correction = "holm") -> np.ndarray:
 
 
 def pvalues_vs_reference(
-    per_query: Mapping[str, Mapping[int, ArrayLike]],
+    per_query: Mapping[str, Mapping[Split, ArrayLike]],
     reference: str,
     *,
     test: Test = "wilcoxon",

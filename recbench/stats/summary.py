@@ -1,5 +1,5 @@
 """Summaries of metric values: the mean and its 95% confidence interval, over queries
-(or rating events) and over seeds."""
+(or rating events), over the folds of a k-fold seed (pooled queries), and over seeds."""
 
 from __future__ import annotations
 
@@ -63,3 +63,30 @@ def over_seeds(means: Sequence[float], cis: Sequence[float | None]) -> tuple[flo
     values = np.asarray(means, dtype=float)
     half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
     return float(values.mean()), float(half)
+
+
+def pool_folds(folds: Sequence[MetricSummary]) -> MetricSummary:
+    """One seed's summary of a k-fold run from its ``folds``' summaries.
+
+    The mean is over every query of every fold (each fold weighted by its queries), and
+    the interval is :func:`summarize`'s over all of them: with ``n_f``, ``m_f`` and
+    ``s_f`` a fold's queries, mean and standard deviation (recovered from its half-width),
+    the pooled variance is ``(sum (n_f - 1) s_f^2 + n_f (m_f - m)^2) / (n - 1)``, the same
+    as that of the concatenated values. A fold without a half-width (a corpus-level metric,
+    or one query) leaves the pooled summary without one: its mean is the folds' mean
+    weighted by their queries. One fold is returned as it is.
+    """
+    if len(folds) == 1:
+        return folds[0]
+    if not folds:
+        raise ValueError("pool_folds needs at least one fold")
+    n = np.array([f.n for f in folds], dtype=np.float64)
+    means = np.array([f.mean for f in folds], dtype=np.float64)
+    total = float(n.sum())
+    mean = float((n * means).sum() / total)
+    if any(f.ci95 is None for f in folds) or total < 2:
+        return MetricSummary(mean=mean, ci95=None, n=int(total))
+    sds = np.array([f.ci95 for f in folds], dtype=np.float64) * np.sqrt(n) / _Z_975
+    squares = ((n - 1) * sds**2 + n * (means - mean) ** 2).sum()
+    ci95 = _Z_975 * math.sqrt(squares / (total - 1)) / math.sqrt(total)
+    return MetricSummary(mean=mean, ci95=ci95, n=int(total))

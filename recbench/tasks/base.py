@@ -7,8 +7,10 @@ models × protocols, resume, failure cells, export, progress -- and asks the run
 - its option sections, planned and checked before any work starts
   (:meth:`Task.plan_options`), their entries in the resolved configuration and in the
   cells' keys (:meth:`Task.resolved_options`, :meth:`Task.key_fields`);
-- the split of a seed, with whatever the task evaluates on (:meth:`Task.split`), and any
-  extra fits on the first seed (:meth:`Task.ablations`, the ranking task's order check);
+- the folds of a seed (:meth:`Task.folds`: one split per seed, or k for a k-fold split),
+  the split of a seed's fold, with whatever the task evaluates on (:meth:`Task.split`),
+  and any extra fits on the first seed (:meth:`Task.ablations`, the ranking task's order
+  check);
 - fitting a model, with the task's fit context and validation hook (:meth:`Task.fit`);
 - evaluating it under one protocol (:meth:`Task.evaluate`, an :class:`Evaluation`);
 - the fields every cell of the task records (:meth:`Task.cell_fields`).
@@ -230,9 +232,15 @@ class Task(ABC):
         """Fields the task adds to ``dataset.json``."""
         return {}
 
+    def folds(self, run: TaskRun) -> tuple[int | None, ...]:
+        """The folds each seed is split into: ``(None,)`` (one split per seed) unless the
+        task's split is a k-fold one, then ``(0, ..., k - 1)``."""
+        return (None,)
+
     @abstractmethod
-    def split(self, run: TaskRun, seed: int) -> Any:
-        """The split of ``seed`` (with what the task evaluates on)."""
+    def split(self, run: TaskRun, seed: int, fold: int | None = None) -> Any:
+        """The split of ``seed`` (of its fold ``fold``, one of :meth:`folds`), with what
+        the task evaluates on."""
 
     def ablations(self, run: TaskRun, split: Any, seed: int) -> list[Job]:
         """Extra fits on the first seed's ``split`` (none by default)."""

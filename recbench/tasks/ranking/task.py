@@ -2,12 +2,13 @@
 
 Its options are the sections ``split`` (:class:`recbench.data.splits.SplitOptions`) and
 ``eval`` (:class:`recbench.config.run_config.EvaluationOptions`), and ``--order-check``.
-Each seed splits the users (:func:`recbench.data.splits.make_split`) and builds the test
+Each seed (each fold of a seed, for the ``kfold`` split) splits the users
+(:func:`recbench.data.splits.make_split`) and builds the test
 queries of every protocol of the run and the validation queries
 (:data:`VALIDATION_PROTOCOL`); a model is fitted on the training users, selected on the
 validation queries (the fit context's ``validate``) and evaluated on the test queries
 (:func:`recbench.tasks.ranking.evaluation.evaluate`). On the first seed the order-check
-model is fitted a second time on order-shuffled sequences
+model is fitted a second time on order-shuffled sequences (first fold)
 (:mod:`recbench.tasks.ranking.order_check`).
 """
 
@@ -26,7 +27,13 @@ from recbench.config.run_config import EvaluationOptions, RunConfig
 from recbench.contracts import FitContext
 from recbench.data.prepare import PreparedData
 from recbench.data.protocols import PROTOCOLS, Queries, build_queries
-from recbench.data.splits import Split, SplitOptions, make_split
+from recbench.data.splits import (
+    Split,
+    SplitOptions,
+    check_folds,
+    check_given_options,
+    make_split,
+)
 from recbench.errors import ConfigError
 from recbench.progress import Progress
 from recbench.registry import Registry
@@ -51,13 +58,15 @@ class RankingOptions:
 
 @dataclass(frozen=True)
 class RankingSplit:
-    """The split of the users of seed ``seed`` with its queries: ``test`` per protocol of
-    the run, ``valid`` under :data:`VALIDATION_PROTOCOL` (``None``: no validation query)."""
+    """The split of the users of seed ``seed`` (and fold ``fold`` of a ``kfold`` split,
+    else ``None``) with its queries: ``test`` per protocol of the run, ``valid`` under
+    :data:`VALIDATION_PROTOCOL` (``None``: no validation query)."""
 
     seed: int
     split: Split
     test: Mapping[str, Queries]
     valid: Queries | None
+    fold: int | None = None
 
     @cached_property
     def item_counts(self) -> np.ndarray:
@@ -102,11 +111,12 @@ class RankingTask(Task):
             [m.label for m in models if m.info.has_cell],
         )
         split = parse_options(SplitOptions, options.get("split", {}), owner="section 'split'")
+        check_given_options(split, options.get("split", {}))
         return RankingOptions(split=split, evaluation=evaluation, order_check=checked)
 
     def resolved_options(self, options: RankingOptions) -> dict[str, Any]:
         return {
-            "split": as_dict(options.split),
+            "split": options.split.resolved(),
             "eval": as_dict(options.evaluation),
             "order_check": options.order_check,
         }
@@ -124,6 +134,7 @@ class RankingTask(Task):
     def check_data(self, plan: RunPlan, data: PreparedData) -> None:
         """Refuse a cutoff beyond the catalogue: every item would be in every top-k list
         and every metric would say nothing."""
+        check_folds(plan.task_options.split, len(data.sequences))
         n_items = data.sequences.n_items
         too_long = [k for k in plan.config.cutoffs if k > n_items]
         if too_long:
@@ -137,9 +148,14 @@ class RankingTask(Task):
     def dataset_fields(self, plan: RunPlan, data: PreparedData) -> dict[str, Any]:
         return {"exclude_seen": exclude_seen(plan.task_options.evaluation, data)}
 
-    def split(self, run: TaskRun, seed: int) -> RankingSplit:
+    def folds(self, run: TaskRun) -> tuple[int | None, ...]:
+        options: SplitOptions = run.plan.task_options.split
+        return tuple(range(options.folds)) if options.method == "kfold" else (None,)
+
+    def split(self, run: TaskRun, seed: int, fold: int | None = None) -> RankingSplit:
+        """The split of ``seed`` (of its fold ``fold`` for ``kfold``; ``None``: fold 0)."""
         plan = run.plan
-        split = make_split(run.data.sequences, plan.task_options.split, seed)
+        split = make_split(run.data.sequences, plan.task_options.split, seed, fold)
         unsupported = [p for p in plan.protocols if p not in split.protocols]
         if unsupported:
             raise ConfigError(
@@ -153,6 +169,7 @@ class RankingTask(Task):
             split=split,
             test={p: build_queries(p, split.test) for p in plan.protocols},
             valid=valid if valid is not None and len(valid) else None,
+            fold=split.fold,
         )
 
     def ablations(self, run: TaskRun, split: RankingSplit, seed: int) -> list[Job]:
@@ -175,7 +192,7 @@ class RankingTask(Task):
         options: RankingOptions = run.plan.task_options
         return {
             "split": {
-                **as_dict(options.split),
+                **options.split.resolved(),
                 "train_users": len(split.split.train),
                 "valid_users": len(split.split.valid),
                 "test_users": len(split.split.test),

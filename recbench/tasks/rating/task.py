@@ -94,7 +94,7 @@ class RatingTask(Task):
                 hint="use a dataset with explicit ratings, such as ml-100k",
             )
 
-    def split(self, run: TaskRun, seed: int) -> RatingSplit:
+    def split(self, run: TaskRun, seed: int, fold: int | None = None) -> RatingSplit:
         return split_ratings(run.data.sequences, run.plan.task_options, seed)
 
     def cell_fields(self, run: TaskRun, split: RatingSplit) -> dict[str, Any]:

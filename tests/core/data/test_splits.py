@@ -7,7 +7,7 @@ import pytest
 
 from recbench.data.interactions import Sequences
 from recbench.data.protocols import PROTOCOLS, build_queries
-from recbench.data.splits import SplitOptions, make_split
+from recbench.data.splits import SplitOptions, check_given_options, make_split
 from recbench.errors import ConfigError
 
 
@@ -177,3 +177,79 @@ def test_leave_last_out_with_only_short_users_is_a_config_error():
     sequences = sequences_of([[1, 2], [3]], n_items=3)
     with pytest.raises(ConfigError, match=r"test set empty.*no user has 3 or more items"):
         make_split(sequences, SplitOptions(method="leave-last-out"), seed=0)
+
+
+# -- k-fold --------------------------------------------------------------------------------
+
+
+def kfold_splits(sequences: Sequences, folds: int, seed: int, valid: float = 0.1):
+    options = SplitOptions(method="kfold", folds=folds, valid=valid)
+    return [make_split(sequences, options, seed, fold) for fold in range(folds)]
+
+
+def test_kfold_tests_every_user_exactly_once_in_disjoint_folds():
+    sequences = random_sequences(23)
+    splits = kfold_splits(sequences, folds=5, seed=4)
+    test_users = [set(split.test.users.tolist()) for split in splits]
+    assert sorted(u for users in test_users for u in users) == sorted(sequences.users.tolist())
+    assert sorted(len(users) for users in test_users) == [4, 4, 5, 5, 5]
+    for split in splits:
+        train, valid, test = (set(s.users.tolist()) for s in (split.train, split.valid, split.test))
+        # validation users come from the training folds: never a fold's test user
+        assert not (train & valid) and not (train & test) and not (valid & test)
+        assert train | valid | test == set(sequences.users.tolist())
+        assert len(valid) == 2  # 10% of 23 users, as the users split counts it
+        assert split.method == "kfold" and split.protocols == PROTOCOLS
+    assert [split.fold for split in splits] == [0, 1, 2, 3, 4]
+
+
+def test_kfold_folds_follow_the_seed():
+    sequences = random_sequences(30)
+
+    def folds(seed: int) -> list[list[int]]:
+        return [s.test.users.tolist() for s in kfold_splits(sequences, folds=3, seed=seed)]
+
+    assert folds(1) == folds(1)
+    assert folds(1) != folds(2)
+
+
+def test_kfold_without_validation_and_with_as_many_folds_as_users():
+    sequences = random_sequences(4)
+    splits = kfold_splits(sequences, folds=4, seed=0, valid=0)
+    assert [len(s.test) for s in splits] == [1, 1, 1, 1]
+    assert all(len(s.valid) == 0 and len(s.train) == 3 for s in splits)
+
+
+@pytest.mark.parametrize(
+    ("folds", "n_users", "message"),
+    [
+        (1, 10, "k-fold evaluation needs at least 2 folds, got folds=1"),
+        (0, 10, "at least 2 folds"),
+        (11, 10, "the kfold split has 11 folds but the data has only 10 users"),
+    ],
+)
+def test_kfold_refuses_too_few_or_too_many_folds(folds, n_users, message):
+    with pytest.raises(ConfigError, match=message):
+        make_split(random_sequences(n_users), SplitOptions(method="kfold", folds=folds), 0, 0)
+
+
+def test_kfold_refuses_options_it_cannot_honour():
+    kfold = SplitOptions(method="kfold")
+    check_given_options(kfold, ["method", "folds", "valid"])
+    with pytest.raises(ConfigError, match="split option 'test' does not apply to the kfold"):
+        check_given_options(kfold, ["method", "test"])
+    with pytest.raises(ConfigError, match="'folds' applies to the kfold split, not 'users'"):
+        check_given_options(SplitOptions(), ["folds"])
+    with pytest.raises(ConfigError, match="apply to the temporal split, not 'kfold'"):
+        SplitOptions(method="kfold", test_days=1)
+
+
+def test_other_methods_take_no_fold_and_record_no_folds():
+    with pytest.raises(ValueError, match="no folds"):
+        make_split(random_sequences(10), SplitOptions(), 0, fold=1)
+    with pytest.raises(ValueError, match=r"fold must lie in 0\.\.2"):
+        make_split(random_sequences(10), SplitOptions(method="kfold", folds=3), 0, fold=3)
+    # a run without folds records what it recorded before folds existed (cell keys stay)
+    assert "folds" not in SplitOptions().resolved()
+    assert SplitOptions(method="kfold", folds=4).resolved()["folds"] == 4
+    assert "test" not in SplitOptions(method="kfold").resolved()

@@ -222,7 +222,7 @@ def test_a_resume_may_add_models_and_seeds_and_the_report_shows_them_all(setting
 def test_a_run_that_fails_in_the_split_leaves_no_run_directory(settings, tmp_path, monkeypatch):
     from recbench.tasks.ranking.task import RankingTask
 
-    def no_split(self, run, seed):
+    def no_split(self, run, seed, fold=None):
         raise DataError("too few users to split")
 
     monkeypatch.setattr(RankingTask, "split", no_split)
