@@ -158,6 +158,7 @@ def run(
     jobs: int = 1,
     executor: str = "local",
     ray_address: str | None = None,
+    tuning: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Train and evaluate ``models`` on ``dataset`` and write a run directory.
 
@@ -183,6 +184,9 @@ def run(
         processes of this machine (1: in this process, one after another), or with
         ``executor="ray"`` as Ray tasks on the cluster at ``ray_address`` (``None``: a
         local Ray started for the run). The results are the same either way.
+    tuning:
+        How the options were tuned (the ``[tuning]`` table of a ``tuned.toml`` written by
+        :func:`tune`), kept as ``tuning.json`` in the run directory for its report.
     """
     from recbench.runner.execute import execute
     from recbench.runner.executor_options import ExecutorOptions
@@ -215,6 +219,12 @@ def run(
         command=command,
         executor=ExecutorOptions(kind=executor, jobs=jobs, ray_address=ray_address),
     )
+    if tuning:
+        import json
+
+        write_bytes_atomic(
+            run_dir.path / "tuning.json", json.dumps(dict(tuning), indent=2).encode()
+        )
     if report:
         write_report(run_dir)
     return RunResult(run_dir.path)
@@ -359,3 +369,71 @@ def _mean_over_seeds(per_split: Mapping[Hashable, Any]) -> float:
         per_seed.setdefault(split[0] if isinstance(split, tuple) else split, []).append(values)
     means = [np.concatenate(parts).mean() for parts in per_seed.values()]
     return float(sum(means) / len(means))
+
+
+def tune(
+    models: Sequence[str],
+    dataset: str,
+    *,
+    out: str | Path,
+    trials: int | None = None,
+    budget: str | float | None = None,
+    metric: str = "mrr@20",
+    protocol: str = "iterative",
+    jobs: int = 1,
+    seed: int = 0,
+    validation_users: float | None = None,
+    storage: str | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    overrides: Iterable[str] = (),
+    defaults_only: Sequence[str] = (),
+    device: str = "auto",
+    quiet: bool = True,
+    settings: Settings | None = None,
+    registry: Registry | None = None,
+) -> Path:
+    """Tune ``models`` on ``dataset`` with the same budget each, on validation users only.
+
+    One Optuna study per model (seeded TPE sampler, median pruning on the per-epoch
+    validation values) is kept in ``out`` (or ``storage``, an RDB URL) and continued when
+    the tune is run again; ``jobs`` worker processes share it. The budget is ``trials``
+    finished trials per model or ``budget`` trial time per model (``"30m"``, or seconds).
+    Validation users (``validation_users``: a fraction of the non-test users or a count)
+    are scored under ``protocol`` for ``metric``. ``options`` / ``overrides`` fix options
+    (``-o``: model options that tuning keeps, the split, preprocessing). Models without
+    a search space are refused unless listed in ``defaults_only`` (one trial with their
+    defaults). Writes ``out/tuned.toml`` (``recbench run --config``) and
+    ``out/report.md``; returns ``out``. See :mod:`recbench.tuning`.
+    """
+    from recbench.config.run_config import RunConfig as _Config
+    from recbench.tuning.budget import Budget, parse_budget
+    from recbench.tuning.objective import DEFAULT_VALIDATION_USERS
+    from recbench.tuning.plan import TuneRequest
+    from recbench.tuning.tuner import tune as run_tune
+
+    settings = settings or Settings.from_environ()
+    registry = registry or load_registry(settings)
+    if trials is None and budget is None:
+        trials = 20
+    seconds = None
+    if budget is not None:
+        seconds = float(budget) if isinstance(budget, (int, float)) else parse_budget(budget)
+    fixed = _Config(
+        models=tuple(models), dataset=dataset, options=dict(options or {})
+    ).with_overrides(overrides)
+    request = TuneRequest(
+        models=tuple(models),
+        dataset=dataset,
+        budget=Budget(trials=trials, seconds=seconds),
+        out=Path(out),
+        metric=metric,
+        protocol=protocol,
+        jobs=jobs,
+        seed=seed,
+        validation_users=DEFAULT_VALIDATION_USERS if validation_users is None else validation_users,
+        storage=storage,
+        options={k: dict(v) for k, v in fixed.options.items()},
+        defaults_only=tuple(defaults_only),
+        device=device,
+    )
+    return run_tune(request, registry=registry, settings=settings, progress=Progress(quiet=quiet))

@@ -249,6 +249,8 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
         "--only-changed", action="store_true", help="leave out the rows within the factor"
     )
 
+    _add_tune_parser(sub)
+
     listing = sub.add_parser("list", help="list registered models, losses, datasets and metrics")
     listing.add_argument("kind", nargs="?", choices=sorted(KIND_OF_LIST), help="only this kind")
     plugin_options.add_parser(sub)
@@ -287,6 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args, settings, registry, argv, console)
         if args.command == "check":
             return _check(args, settings, registry, console)
+        if args.command == "tune":
+            return _tune(args, settings, registry, console)
         if args.command == "report":
             return _report(args, console)
         if args.command == "compare":
@@ -375,6 +379,9 @@ def _run(args: argparse.Namespace, settings, registry, argv: list[str], console:
 
         torch.set_num_threads(args.threads)
     config = _run_config(merged, [])
+    tuning = dict(merged.get("tuning") or {})
+    if tuning and args.config:  # the study folder is relative to the tuned.toml
+        tuning["study"] = str((args.config.parent / str(tuning.get("study", "."))).resolve())
     out = Path(str(merged["out"])) if merged.get("out") else default_run_path(config.dataset)
     no_export = ["export.enabled=false"] if merged.get("no_export") else []
     result = run(
@@ -397,9 +404,101 @@ def _run(args: argparse.Namespace, settings, registry, argv: list[str], console:
         jobs=int(merged.get("jobs", 1)),
         executor=str(merged.get("executor", "local")),
         ray_address=merged.get("ray_address"),
+        tuning=tuning or None,
     )
     _print_summary(result, console)
     console.print(f"Report: {result.path / 'report.md'}", highlight=False)
+    return 0
+
+
+def _add_tune_parser(sub: Any) -> None:
+    """``recbench tune``: the same budget for every model, on validation users only."""
+    tune = sub.add_parser(
+        "tune",
+        help="tune models' options with the same budget each, on validation users only; "
+        "writes tuned.toml for 'recbench run --config'",
+    )
+    tune.add_argument("--models", type=_csv, required=True, help="model ids, e.g. pop,lstm")
+    tune.add_argument("--dataset", required=True, help="dataset id (as for recbench run)")
+    budget = tune.add_mutually_exclusive_group()
+    budget.add_argument(
+        "--trials", type=int, default=None, metavar="N", help="trials per model (default: 20)"
+    )
+    budget.add_argument(
+        "--budget", default=None, metavar="TIME", help="trial time per model, e.g. 30m or 2h"
+    )
+    tune.add_argument("--metric", default="mrr@20", help="validation metric (default: mrr@20)")
+    tune.add_argument(
+        "--protocol", default="iterative", help="protocol tuned for (default: iterative)"
+    )
+    tune.add_argument(
+        "--jobs", type=_positive_int("--jobs"), default=1, metavar="N", help="worker processes"
+    )
+    tune.add_argument("--seed", type=int, default=0, help="split and sampler seed (default: 0)")
+    tune.add_argument(
+        "--validation-users",
+        type=float,
+        default=None,
+        metavar="N",
+        help="validation users: a fraction of the non-test users or a count (default: 0.2, "
+        "at least 200)",
+    )
+    tune.add_argument(
+        "--storage",
+        default=None,
+        metavar="URL",
+        help="an RDB URL for the studies (default: a journal file in --out)",
+    )
+    tune.add_argument(
+        "--defaults-only",
+        type=_csv,
+        default=[],
+        metavar="MODELS",
+        help="models without a search space, run once with their defaults",
+    )
+    tune.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="fix an option (a model option is then not tuned), e.g. -o split.test=0.2",
+    )
+    tune.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    tune.add_argument("--out", type=Path, required=True, help="folder of the studies")
+    tune.add_argument("--quiet", action="store_true", help="no progress bars or trial lines")
+
+
+def _tune(args: argparse.Namespace, settings, registry, console: Console) -> int:
+    from recbench.api import tune
+
+    if args.trials is not None and args.trials < 1:
+        raise ConfigError(
+            f"--trials must be at least 1, got {args.trials}",
+            where="--trials",
+            hint="pass --trials 30 (trials per model)",
+        )
+    out = tune(
+        args.models,
+        args.dataset,
+        out=args.out,
+        trials=args.trials,
+        budget=args.budget,
+        metric=args.metric,
+        protocol=args.protocol,
+        jobs=args.jobs,
+        seed=args.seed,
+        validation_users=args.validation_users,
+        storage=args.storage,
+        overrides=args.option,
+        defaults_only=args.defaults_only,
+        device=args.device,
+        quiet=args.quiet,
+        settings=settings,
+        registry=registry,
+    )
+    console.print(f"Tuned options: {out / 'tuned.toml'}", highlight=False)
+    console.print(f"Study report: {out / 'report.md'}", highlight=False)
     return 0
 
 

@@ -13,6 +13,8 @@ A plugin registers *classes*. Every class carries the same metadata:
     (:func:`recbench.config.options.parse_options`).
 ``aliases`` (optional)
     Other ids that select it (``ml100k`` for ``ml-100k``).
+``search_space`` (optional; models)
+    What tuning may try of its options (:mod:`recbench.config.search_space`).
 ``task`` (optional; models and metrics)
     ``"ranking"`` (the default) or ``"rating"`` for the rating track
     (:mod:`recbench.tasks.rating.evaluation`): a rating model has ``predict`` instead of ``score``
@@ -63,7 +65,9 @@ AGGREGATIONS = ("mean", "root_mean")
 
 #: kind -> the optional class attributes of that kind and their defaults. ``aliases``:
 #: other ids; ``task``: see :data:`TASKS`; ``baseline``: a simple reference model (the
-#: report compares every model with the best baseline); ``candidates``: what a loss
+#: report compares every model with the best baseline); ``search_space``: what tuning
+#: may try of a model's options (:mod:`recbench.config.search_space`; ``None``: none
+#: declared, the model cannot be tuned); ``candidates``: what a loss
 #: receives as negatives and ``extra_inputs`` what else it asks for (:class:`Loss`);
 #: ``argument_option``: the option that
 #: ``--dataset id:ARG`` sets (:class:`Dataset`); ``aggregation`` and ``rating_units``: of
@@ -71,7 +75,7 @@ AGGREGATIONS = ("mean", "root_mean")
 #: report's headline metrics (summary, console table, curves; ``None``: not one) and
 #: ``count``: its values are counts, shown without decimals (:class:`Metric`).
 OPTIONAL_ATTRIBUTES: dict[str, dict[str, Any]] = {
-    "model": {"aliases": (), "task": "ranking", "baseline": False},
+    "model": {"aliases": (), "task": "ranking", "baseline": False, "search_space": None},
     "loss": {"aliases": (), "candidates": "sampled", "extra_inputs": ()},
     "dataset": {"aliases": (), "argument_option": None},
     "metric": {

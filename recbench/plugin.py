@@ -27,6 +27,9 @@ Errors
 Options
     :func:`parse_options` (build an options dataclass from key/value pairs, strictly),
     :func:`as_dict` (an options instance as a JSON-friendly dict).
+Search spaces (a model's ``search_space``, what ``recbench tune`` may try)
+    :class:`FloatRange`, :class:`IntRange` and :class:`Choice`, each conditional with
+    ``when={"option": (values...)}``.
 The shared trainer (neural next-item models)
     :class:`TrainingOptions` (a model's ``Options`` inherit them), :class:`SequenceNetwork`
     (what the trainer needs of a network), :func:`fit_network`, :class:`TrainingHistory`,
@@ -45,6 +48,7 @@ Utilities
 from __future__ import annotations
 
 from recbench.config.options import as_dict, parse_options
+from recbench.config.search_space import Choice, FloatRange, IntRange
 from recbench.contracts import (
     Dataset,
     FitContext,
@@ -84,12 +88,15 @@ from recbench.train.trainer import (
 __all__ = [
     "PADDING_ITEM",
     "PLUGIN_API_VERSION",
+    "Choice",
     "ConfigError",
     "DataContext",
     "DataError",
     "Dataset",
     "EpochLoop",
     "FitContext",
+    "FloatRange",
+    "IntRange",
     "Interactions",
     "Loss",
     "Metric",

@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata as metadata
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,7 @@ import pluggy
 
 from recbench import hookspecs
 from recbench.config.options import declaration_problem
+from recbench.config.search_space import SpaceEntry, space_problem
 from recbench.contracts import (
     AGGREGATIONS,
     KINDS,
@@ -113,6 +114,9 @@ class PluginInfo:
     headline: int | None = None
     #: A metric whose values are counts (shown without decimals).
     count: bool = False
+    #: A model's search space: option name -> range or choice
+    #: (:mod:`recbench.config.search_space`); ``None``: it declares none.
+    search_space: Mapping[str, SpaceEntry] | None = field(default=None, hash=False)
 
 
 @dataclass(frozen=True)
@@ -508,6 +512,11 @@ def _optional_attributes(
                 f"got {wanted!r}"
             )
         values["extra_inputs"] = tuple(wanted)
+    if values.get("search_space") is not None:
+        problem = space_problem(values["search_space"], options)
+        if problem is not None:
+            raise PluginError(f"{what}: {problem}")
+        values["search_space"] = dict(values["search_space"])
     option = values.get("argument_option")
     if option is not None and option not in {f.name for f in dataclasses.fields(options)}:
         raise PluginError(f"{what}: 'argument_option' {option!r} is not one of its options")

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recbench.plugin import FitContext, Queries, SequenceBatch, Sequences
+from recbench.plugin import (
+    Choice,
+    FitContext,
+    FloatRange,
+    IntRange,
+    Queries,
+    SequenceBatch,
+    Sequences,
+)
 from recbench_baselines.sparse_scoring import (
+    DECAYS,
     Decay,
     batch_arrays,
     decay_by_distance,
@@ -100,6 +110,13 @@ class ItemKNN:
     summary = "Item-kNN: cosine co-occurrence neighbours of the last item (Hidasi et al. 2016)"
     version = "1"
     Options = ItemKNNOptions
+    search_space: ClassVar[dict[str, Any]] = {
+        "neighbors": IntRange(20, 1000, log=True),
+        "regularization": FloatRange(0.0, 100.0),
+        "alpha": FloatRange(0.0, 1.0),
+        "steps": IntRange(1, 5),
+        "step_weighting": Choice(DECAYS, when={"steps": (2, 3, 4, 5)}),
+    }
 
     def __init__(self, options: ItemKNNOptions | None = None):
         self.options = options or ItemKNNOptions()

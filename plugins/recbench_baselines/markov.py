@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recbench.plugin import FitContext, Queries, SequenceBatch, Sequences
+from recbench.plugin import Choice, FitContext, Queries, SequenceBatch, Sequences
 from recbench_baselines.sparse_scoring import (
     empty_check,
     last_items,
@@ -58,6 +59,7 @@ class Markov:
     summary = "First-order Markov chain: transition probabilities from the last item"
     version = "1"
     Options = MarkovOptions
+    search_space: ClassVar[dict[str, Any]] = {"pruning": Choice((0, 5, 10, 20, 50, 100))}
 
     def __init__(self, options: MarkovOptions | None = None):
         self.options = options or MarkovOptions()

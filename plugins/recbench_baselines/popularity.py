@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 
@@ -25,6 +26,10 @@ class Popularity:
     @dataclass(frozen=True)
     class Options:
         pass
+
+    search_space: ClassVar[
+        dict[str, Any]
+    ] = {}  # no option: nothing to tune (tuning gives it the same budget)
 
     def __init__(self, options: Options | None = None):
         self.options = options or self.Options()

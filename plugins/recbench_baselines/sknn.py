@@ -28,14 +28,23 @@ timestamps, the row order), so "most recent" is "smallest sequence number" every
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recbench.plugin import FitContext, Queries, SequenceBatch, Sequences
+from recbench.plugin import (
+    Choice,
+    FitContext,
+    FloatRange,
+    IntRange,
+    Queries,
+    SequenceBatch,
+    Sequences,
+)
 from recbench_baselines.sparse_scoring import (
+    DECAYS,
     Decay,
     batch_arrays,
     decay_by_distance,
@@ -389,6 +398,12 @@ class SKNN(_NeighbourhoodModel):
     summary = "Session-based kNN: items of the k most similar recent sequences (Jannach & Ludewig)"
     version = "1"
     Options = SKNNOptions
+    search_space: ClassVar[dict[str, Any]] = {
+        "k": IntRange(20, 500, log=True),
+        "sample_size": Choice((100, 250, 500, 1000, 2500)),
+        "similarity": Choice(("jaccard", "cosine")),
+        "max_length": Choice((5, 10, 20, 50, None)),
+    }
 
     def __init__(self, options: SKNNOptions | None = None):
         super().__init__()
@@ -439,6 +454,15 @@ class VSKNN(_NeighbourhoodModel):
     summary = "V-SKNN: session kNN with position-decayed input weights (Ludewig & Jannach)"
     version = "1"
     Options = VSKNNOptions
+    search_space: ClassVar[dict[str, Any]] = {
+        "k": IntRange(20, 500, log=True),
+        "sample_size": Choice((100, 250, 500, 1000, 2500)),
+        "similarity": Choice(("vec", "cosine")),
+        "weighting": Choice(DECAYS),
+        "weighting_score": Choice(DECAYS),
+        "idf_weighting": FloatRange(0.0, 10.0),
+        "max_length": Choice((5, 10, 20, 50, None)),
+    }
 
     def __init__(self, options: VSKNNOptions | None = None):
         super().__init__()

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recbench.plugin import FitContext, Queries, SequenceBatch, Sequences
+from recbench.plugin import Choice, FitContext, IntRange, Queries, SequenceBatch, Sequences
 from recbench_baselines.sparse_scoring import (
+    DECAYS,
     Decay,
     decay_by_distance,
     empty_check,
@@ -74,6 +76,11 @@ class SequentialRules:
     )
     version = "1"
     Options = SequentialRulesOptions
+    search_space: ClassVar[dict[str, Any]] = {
+        "steps": IntRange(1, 20),
+        "weighting": Choice(DECAYS),
+        "pruning": Choice((0, 10, 20, 50)),
+    }
 
     def __init__(self, options: SequentialRulesOptions | None = None):
         self.options = options or SequentialRulesOptions()

@@ -11,7 +11,10 @@ import torch
 from torch import Tensor, nn
 
 from recbench.plugin import (
+    Choice,
     FitContext,
+    FloatRange,
+    IntRange,
     Queries,
     ScoringCell,
     SequenceBatch,
@@ -26,6 +29,43 @@ from recbench.plugin import (
 from recbench_rnn.recurrence import release_workspace
 
 State = tuple[Tensor, ...]
+
+#: The epochs cap of a tuning trial (early stopping usually ends it sooner).
+TUNING_EPOCHS = 25
+#: Sampled losses the recurrent models' search spaces try (they read ``negatives``).
+SAMPLED_LOSSES = ("adaptive_hinge", "bpr", "sampled_softmax")
+
+
+def training_space(
+    *,
+    losses: tuple[str, ...] = (*SAMPLED_LOSSES, "cce"),
+    sampled: tuple[str, ...] = SAMPLED_LOSSES,
+    negatives: tuple[int, int] = (4, 256),
+    epochs: int = TUNING_EPOCHS,
+) -> dict[str, Any]:
+    """The search space of the shared trainer's options: learning rate (log), L2,
+    batch size, the epochs cap, and -- when ``losses`` are given -- the loss, with the
+    number of ``negatives`` tried for the ``sampled`` ones."""
+    space: dict[str, Any] = {
+        "learning_rate": FloatRange(1e-4, 5e-2, log=True),
+        "l2": Choice((0.0, 1e-7, 1e-6, 1e-5, 1e-4)),
+        "batch_size": Choice((64, 128, 256, 512)),
+        "epochs": Choice((epochs,)),
+    }
+    if losses:
+        space["loss"] = Choice(losses)
+        tried = tuple(loss for loss in losses if loss in sampled)
+        if tried:
+            space["negatives"] = IntRange(*negatives, log=True, when={"loss": tried})
+    return space
+
+
+#: The item embedding and dropout of :class:`EmbeddingOptions`.
+EMBEDDING_SPACE: dict[str, Any] = {
+    "embedding_dim": IntRange(32, 256, step=32),
+    "dropout_embedding": FloatRange(0.0, 0.5),
+    "dropout_hidden": FloatRange(0.0, 0.5),
+}
 
 
 @dataclass(frozen=True)

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from recbench.plugin import PADDING_ITEM, ScoringCell
-from recbench_rnn.base import EmbeddingOptions, RecurrentModel, RecurrentNetwork, State, uniform_
+from recbench.plugin import PADDING_ITEM, Choice, FloatRange, IntRange, ScoringCell
+from recbench_rnn.base import (
+    EmbeddingOptions,
+    RecurrentModel,
+    RecurrentNetwork,
+    State,
+    training_space,
+    uniform_,
+)
 from recbench_rnn.recurrence import gru_fused, gru_step, rnn_float32
 
 
@@ -203,6 +210,18 @@ class GRU4RecModel(RecurrentModel):
     summary = "GRU4Rec (Hidasi et al.): a GRU trained with cross-entropy, BPR-max or TOP1-max"
     version = "1"
     Options = GRU4RecOptions
+    search_space: ClassVar[dict[str, Any]] = {
+        **training_space(
+            losses=("cce", "bpr_max", "top1_max", "sampled_softmax"),
+            sampled=("bpr_max", "top1_max", "sampled_softmax"),
+            negatives=(16, 1024),
+        ),
+        "hidden_size": IntRange(32, 256, step=32),
+        "embedding": Choice(("none", "separate", "shared")),
+        "embedding_dim": IntRange(32, 256, step=32, when={"embedding": ("separate",)}),
+        "dropout_embedding": FloatRange(0.0, 0.5, when={"embedding": ("separate", "shared")}),
+        "dropout_hidden": FloatRange(0.0, 0.5),
+    }
 
     def build_network(self, n_items: int) -> GRU4RecNetwork:
         return GRU4RecNetwork(n_items, self.options)

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from recbench.plugin import PADDING_ITEM, ScoringCell
-from recbench_rnn.base import EmbeddingOptions, RecurrentModel, RecurrentNetwork, State
+from recbench_rnn.base import (
+    EMBEDDING_SPACE,
+    EmbeddingOptions,
+    RecurrentModel,
+    RecurrentNetwork,
+    State,
+    training_space,
+)
 from recbench_rnn.recurrence import rnn_float32
 
 
@@ -125,6 +133,7 @@ class LSTMModel(RecurrentModel):
     summary = "LSTM over shared item embeddings (Spotlight-style), dot-product scores"
     version = "1"
     Options = LSTMOptions
+    search_space: ClassVar[dict[str, Any]] = {**training_space(), **EMBEDDING_SPACE}
 
     def build_network(self, n_items: int) -> LSTMNetwork:
         return LSTMNetwork(n_items, self.options)

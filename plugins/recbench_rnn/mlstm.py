@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
 from recbench.plugin import PADDING_ITEM, ScoringCell
-from recbench_rnn.base import EmbeddingOptions, RecurrentModel, RecurrentNetwork, State, uniform_
+from recbench_rnn.base import (
+    EMBEDDING_SPACE,
+    EmbeddingOptions,
+    RecurrentModel,
+    RecurrentNetwork,
+    State,
+    training_space,
+    uniform_,
+)
 from recbench_rnn.recurrence import mlstm_fused, mlstm_loop, mlstm_step
 
 
@@ -148,6 +156,7 @@ class MLSTMModel(RecurrentModel):
     summary = "Multiplicative LSTM (Krause et al.) over shared item embeddings"
     version = "1"
     Options = MLSTMOptions
+    search_space: ClassVar[dict[str, Any]] = {**training_space(), **EMBEDDING_SPACE}
 
     def build_network(self, n_items: int) -> MLSTMNetwork:
         return MLSTMNetwork(n_items, self.options)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -11,7 +12,10 @@ from torch import Tensor, nn
 
 from recbench.plugin import (
     PADDING_ITEM,
+    Choice,
     FitContext,
+    FloatRange,
+    IntRange,
     Queries,
     ScoringCell,
     SequenceBatch,
@@ -21,7 +25,7 @@ from recbench.plugin import (
     linear_scores,
     start_aligned,
 )
-from recbench_rnn.base import RecurrentModel, RecurrentNetwork, State
+from recbench_rnn.base import RecurrentModel, RecurrentNetwork, State, training_space
 from recbench_rnn.item2vec import Item2VecOptions, Item2VecResult, train_item2vec
 from recbench_rnn.recurrence import gru_step, rnn_float32
 
@@ -323,6 +327,14 @@ class MoCModel(RecurrentModel):
     summary = "Mixture of Cosines: GRU over item2vec vectors, score Σ_k π_k cos(u_k, v)"
     version = "1"
     Options = MoCOptions
+    search_space: ClassVar[dict[str, Any]] = {
+        **training_space(losses=()),
+        "mixtures": IntRange(1, 8),
+        "dim": Choice((32, 64, 128)),
+        "hidden_size": IntRange(64, 256, step=64),
+        "temperature": FloatRange(0.01, 0.5, log=True),
+        "fine_tune": Choice((True, False)),
+    }
 
     def __init__(self, options: MoCOptions | None = None):
         super().__init__(options)

@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
-from recbench.plugin import PADDING_ITEM, ScoringCell, linear_scores
-from recbench_rnn.base import EmbeddingOptions, RecurrentModel, RecurrentNetwork, State
+from recbench.plugin import PADDING_ITEM, Choice, ScoringCell, linear_scores
+from recbench_rnn.base import (
+    EMBEDDING_SPACE,
+    EmbeddingOptions,
+    RecurrentModel,
+    RecurrentNetwork,
+    State,
+    training_space,
+)
 from recbench_rnn.recurrence import rnn_float32
 
 
@@ -280,6 +287,12 @@ class RNNCCEModel(RecurrentModel):
     summary = "LSTM or GRU with a full-softmax (cce) output layer, optionally tied to the input"
     version = "1"
     Options = RNNCCEOptions
+    search_space: ClassVar[dict[str, Any]] = {
+        **training_space(losses=(), epochs=15),
+        "cell": Choice(("gru", "lstm")),
+        "tied": Choice((True, False)),
+        **EMBEDDING_SPACE,
+    }
 
     def build_network(self, n_items: int) -> RNNCCENetwork:
         return RNNCCENetwork(n_items, self.options)

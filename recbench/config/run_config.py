@@ -153,6 +153,8 @@ CONFIG_KEYS: dict[str, str] = {
     "resume": "flag",
     "quiet": "flag",
     "no_export": "flag",
+    # how the options were tuned (written by recbench tune; shown in the report)
+    "tuning": "table",
 }
 _TYPE_WORDS = {
     "names": "a list of names (or one comma-separated string)",
@@ -162,6 +164,7 @@ _TYPE_WORDS = {
     "counts": "a list of positive integers",
     "tables": "a table of [options.SECTION] tables",
     "flag": "true or false",
+    "table": "a table",
 }
 
 
@@ -222,6 +225,7 @@ def _config_value(key: str, value: Any, path: Path) -> Any:
         "counts": isinstance(value, list) and all(_is_integer(v) and v >= 1 for v in value),
         "tables": isinstance(value, dict) and all(isinstance(v, dict) for v in value.values()),
         "flag": isinstance(value, bool),
+        "table": isinstance(value, dict),
     }[kind]
     if not valid:
         raise ConfigError(
@@ -240,6 +244,7 @@ _EXAMPLES = {
     "counts": "{key} = [10, 20]",
     "tables": "[options.split] test = 0.2",
     "flag": "{key} = true",
+    "table": '[{key}] metric = "mrr@20"',
 }
 
 

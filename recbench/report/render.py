@@ -32,6 +32,7 @@ from recbench.report.sections import (
     models_section,
     timing_section,
 )
+from recbench.report.tuning import tuning_section
 from recbench.results import RunDirectory, read_json
 from recbench.tasks.catalog import stored_task
 
@@ -57,6 +58,7 @@ def render(run_dir: RunDirectory, figures: Mapping[str, str] | None = None) -> s
     if run.dataset:
         lines += dataset_section(run.dataset)
     lines += sections.protocol()
+    lines += tuning_section(run_dir)
     lines += models_section(run)
     lines += sections.results(figures)
     lines += sections.after_results()

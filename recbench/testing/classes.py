@@ -12,6 +12,7 @@ from recbench.testing.metrics import check_metric
 from recbench.testing.models import check_model
 from recbench.testing.options import check_options
 from recbench.testing.rating import check_rating_metric, check_rating_model
+from recbench.testing.search_space import check_search_space
 
 
 def kind_of(obj: Any) -> str:
@@ -55,6 +56,8 @@ def check_class(cls: Any, kind: str, options: Mapping[str, Any], settings: Setti
     except PluginError as exc:
         raise checker.fail(exc.one_line()) from None
     check_options(checker)
+    if kind == "model":
+        check_search_space(checker)
     rating = kind in ("model", "metric") and task_of(cls) == "rating"
     if kind == "model":
         (check_rating_model if rating else check_model)(checker, options, settings)

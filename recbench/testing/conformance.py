@@ -68,7 +68,9 @@ def assert_conforms(
       and ``version``, ``Options`` dataclass with defaults, the kind's methods); every
       option settable from the command line (``-o id.key=value``) with a default of its
       declared type; unknown option keys rejected; built as ``cls(options)``.
-    - model: ``max_length`` is ``None`` or a positive integer; ``fit`` trains on the tiny
+    - model: its ``search_space``, if any, names only its options, with valid ranges
+      and choices of the options' types, each value accepted by ``Options``;
+      ``max_length`` is ``None`` or a positive integer; ``fit`` trains on the tiny
       data (``epochs`` epochs); ``score`` returns a floating-point tensor
       ``[batch, n_items + 1]`` on the model's device without NaN, also for a batch of
       one; padding never counts: the scores of an input alone equal its scores when

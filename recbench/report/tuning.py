@@ -1,0 +1,35 @@
+"""The report's tuning section: how the run's options were tuned (``tuning.json``, kept
+by a run of a ``tuned.toml`` that ``recbench tune`` wrote); nothing when they were not."""
+
+from __future__ import annotations
+
+import os
+
+from recbench.report.markdown import escape
+from recbench.results import RunDirectory, read_json
+
+TUNING_FILE = "tuning.json"
+
+
+def tuning_section(run_dir: RunDirectory) -> list[str]:
+    """``## Tuning``: the tuned models, the budget, metric, protocol, seed and validation
+    users, and a link to the study report (relative to the run directory)."""
+    path = run_dir.path / TUNING_FILE
+    if not path.is_file():
+        return []
+    tuning = read_json(path)
+    models = ", ".join(tuning.get("models", [])) or "none"
+    study = str(tuning.get("study", ""))
+    report = os.path.join(study, str(tuning.get("report", "report.md")))
+    link = os.path.relpath(report, run_dir.path) if study else report
+    return [
+        "## Tuning",
+        "",
+        f"The options of {escape(models)} were tuned by `recbench tune` with the same budget "
+        f"each ({escape(tuning.get('budget', '?'))}) for the validation "
+        f"{escape(tuning.get('metric', '?'))} under the {escape(tuning.get('protocol', '?'))} "
+        f"protocol, on validation users only (split seed {tuning.get('seed', '?')}, "
+        f"validation users {tuning.get('validation_users', '?')}); the study report is "
+        f"[{escape(link)}]({link}).",
+        "",
+    ]

@@ -1,0 +1,159 @@
+"""The studies of a tune: one Optuna study per model in one storage in the output folder.
+
+The storage is an Optuna journal file (``DIR/studies.journal``; an RDB URL works too, for
+workers on several machines). Each study records, in its user attributes, the
+fingerprint of everything its trials depend on (the prepared data, the split and its
+seed, the validation users, the protocol, the metric, the model's version, options and
+space) and refuses to be continued with anything else; and its budget. A tune holds
+``DIR/tune.lock`` while it runs: a second tune on the same folder is refused; the lock
+goes with its process, even one killed with ``kill -9``, whose running trials are then
+marked interrupted (not counted) when the study is resumed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import optuna
+from optuna.trial import TrialState
+
+from recbench.errors import ConfigError
+from recbench.results import key_of
+from recbench.tuning.budget import INTERRUPTED
+
+JOURNAL_FILE = "studies.journal"
+LOCK_FILE = "tune.lock"
+
+
+def storage_url(out: Path, storage: str | None) -> str:
+    """Where the studies are kept: ``storage`` (an RDB URL) or the journal in ``out``."""
+    return storage or str(out / JOURNAL_FILE)
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """The study storage at ``url`` (a journal file path or an RDB URL).
+
+    Raises
+    ------
+    ConfigError
+        When it cannot be read (a damaged journal, a database that does not answer).
+    """
+    try:
+        if "://" in url:
+            return optuna.storages.RDBStorage(url)
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        return JournalStorage(JournalFileBackend(url))
+    except Exception as exc:
+        raise ConfigError(
+            f"the study storage cannot be read ({type(exc).__name__}: {exc})".splitlines()[0],
+            where=url,
+            hint="it is damaged: move it away to start over, or choose another --out",
+        ) from None
+
+
+def lock(out: Path) -> IO[str]:
+    """Hold ``out/tune.lock`` (released when the file is closed or the process ends).
+
+    Raises
+    ------
+    ConfigError
+        When another tune holds it.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    handle = open(out / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 (held open)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        raise ConfigError(
+            f"the studies are locked by another recbench tune (process {holder})",
+            where=str(out),
+            hint="wait for it to finish, or choose another --out",
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def fingerprint(setup: Mapping[str, Any]) -> str:
+    """The key of a study's ``setup`` (what its trials depend on)."""
+    return key_of(setup)
+
+
+def open_study(
+    storage: optuna.storages.BaseStorage,
+    name: str,
+    setup: Mapping[str, Any],
+    *,
+    seed: int,
+    where: str,
+) -> optuna.Study:
+    """The study ``name`` (created when new) with a seeded TPE sampler and a median
+    pruner; refuses one made with another ``setup``.
+
+    Raises
+    ------
+    ConfigError
+        When the stored study's fingerprint differs from ``setup``'s, naming what differs.
+    """
+    wanted = fingerprint(setup)
+    try:
+        study = optuna.create_study(
+            storage=storage,
+            study_name=name,
+            direction="maximize",
+            sampler=sampler(seed),
+            pruner=pruner(),
+            load_if_exists=True,
+        )
+    except Exception as exc:
+        raise ConfigError(
+            f"the study '{name}' cannot be opened ({type(exc).__name__}: {exc})".splitlines()[0],
+            where=where,
+            hint="the storage is damaged: move it away to start over, or choose another --out",
+        ) from None
+    stored = study.user_attrs.get("fingerprint")
+    if stored is None:
+        study.set_user_attr("fingerprint", wanted)
+        study.set_user_attr("setup", dict(setup))
+    elif stored != wanted:
+        before = study.user_attrs.get("setup", {})
+        changed = sorted(k for k in set(before) | set(setup) if before.get(k) != setup.get(k))
+        raise ConfigError(
+            f"the study '{name}' belongs to another tune (different {', '.join(changed)})",
+            where=where,
+            hint="rerun with the same dataset, split, seed, validation users, protocol, "
+            "metric and options to continue it, or choose another --out (studies are never mixed)",
+        )
+    return study
+
+
+def sampler(seed: int) -> optuna.samplers.BaseSampler:
+    """A TPE sampler seeded with ``seed`` (a few random trials first)."""
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=5)
+
+
+def pruner() -> optuna.pruners.BasePruner:
+    """Median pruning on the per-epoch validation values, after 3 trials and 2 epochs."""
+    return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
+
+
+def mark_interrupted(study: optuna.Study) -> int:
+    """Mark the trials a killed tune left running as failed and interrupted (they do
+    not count towards the budget); call only while holding the lock. Returns how many."""
+    storage = study._storage  # the public Study API cannot fail a trial it did not ask for
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in stale:
+        storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
+        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    return len(stale)

@@ -1,0 +1,253 @@
+"""Runs a tune: checks the request, then one study per model, each with the same budget,
+then writes ``tuned.toml`` and ``report.md`` into the output folder."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from recbench.config.options import as_dict, parse_options
+from recbench.config.search_space import describe_space
+from recbench.config.settings import Settings
+from recbench.data.prepare import PreparedData, prepare_dataset
+from recbench.environment import resolve_device
+from recbench.progress import Progress
+from recbench.registry import PluginInfo, Registry
+from recbench.tuning import study as studies
+from recbench.tuning.budget import Budget, counted_trials, trial_seconds
+from recbench.tuning.objective import (
+    TrialSetup,
+    TuningData,
+    objective,
+    tuning_split,
+)
+from recbench.tuning.plan import TunePlan, TuneRequest, plan_tune
+from recbench.tuning.report import write_report
+from recbench.tuning.tuned_config import write_tuned_config
+
+TUNED_CONFIG = "tuned.toml"
+REPORT = "report.md"
+
+
+def tune(
+    request: TuneRequest, *, registry: Registry, settings: Settings, progress: Progress
+) -> Path:
+    """Run ``request``'s studies (resuming those in its folder); returns the folder."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    plan = plan_tune(request, registry)
+    out = request.out
+    url = studies.storage_url(out, request.storage)
+    handle = studies.lock(out)
+    try:
+        prepared, data = _tuning_data(plan, registry, settings, progress)
+        storage = studies.open_storage(url)
+        progress.log(
+            f"Tuning {', '.join(i.id for i in plan.models)} on {prepared.name} for "
+            f"{request.metric} ({plan.protocol}): {request.budget.describe()}, "
+            f"{len(data.train):,} training and {len(data.valid):,} validation users "
+            f"(no test user), seed {request.seed}"
+        )
+        for info in plan.models:
+            study = studies.open_study(
+                storage, info.id, _setup(plan, info, prepared), seed=request.seed, where=url
+            )
+            interrupted = studies.mark_interrupted(study)
+            if interrupted:
+                progress.log(
+                    f"{info.id}: {interrupted} trial(s) of an interrupted tune marked failed "
+                    "(not counted)",
+                    style="yellow",
+                )
+            budget = _model_budget(request.budget, info)
+            study.set_user_attr("budget", budget.as_dict())
+            study.set_user_attr("budget_text", budget.describe())
+            _run_study(plan, info, study, budget, url, registry, settings, progress, prepared, data)
+        write_tuned_config(out / TUNED_CONFIG, plan, storage)
+        write_report(out / REPORT, plan, storage)
+    finally:
+        handle.close()
+    return out
+
+
+def _model_budget(budget: Budget, info: PluginInfo) -> Budget:
+    """An empty space: every trial would be the same configuration, one is enough."""
+    return budget if info.search_space else Budget(trials=1)
+
+
+def _tuning_data(
+    plan: TunePlan, registry: Registry, settings: Settings, progress: Progress
+) -> tuple[PreparedData, TuningData]:
+    run = plan.run
+    prepared = prepare_dataset(
+        run.config.dataset, run.dataset_options, run.preprocess, registry, settings, progress
+    )
+    run.task.check_data(run, prepared)
+    data = tuning_split(
+        prepared.sequences,
+        run.task_options.split,
+        plan.request.seed,
+        plan.request.validation_users,
+        plan.protocol,
+    )
+    return prepared, data
+
+
+def _setup(plan: TunePlan, info: PluginInfo, prepared: PreparedData) -> dict[str, Any]:
+    """What a model's study depends on (its fingerprint is a key of this)."""
+    run, request = plan.run, plan.request
+    return {
+        "dataset": prepared.name,
+        "data_key": prepared.key,
+        "split": as_dict(run.task_options.split),
+        "eval": as_dict(run.task_options.evaluation),
+        "seed": request.seed,
+        "validation_users": request.validation_users,
+        "protocol": plan.protocol,
+        "metric": request.metric,
+        "model": info.id,
+        "model_version": info.version,
+        "model_distribution": f"{info.distribution} {info.distribution_version}",
+        "fixed_options": {k: str(v) for k, v in _fixed(plan, info).items()},
+        "space": describe_space(info.search_space or {}),
+    }
+
+
+def _fixed(plan: TunePlan, info: PluginInfo) -> dict[str, Any]:
+    return dict(plan.run.config.options.get(info.id, {}))
+
+
+def _trial_setup(
+    plan: TunePlan,
+    info: PluginInfo,
+    registry: Registry,
+    prepared: PreparedData,
+    data: TuningData,
+) -> TrialSetup:
+    metric_id = plan.request.metric.partition("@")[0]
+    metric_plan = next(m for m in plan.run.metrics if m.info.id == metric_id)
+    return TrialSetup(
+        model=info,
+        fixed=_fixed(plan, info),
+        data=data,
+        prepared=prepared,
+        evaluation=plan.run.task_options.evaluation,
+        metric=plan.request.metric,
+        metrics={metric_id: metric_plan.info.cls(metric_plan.options)},
+        seed=plan.request.seed,
+        device=resolve_device(plan.request.device),
+        registry=registry,
+    )
+
+
+def _run_study(
+    plan: TunePlan,
+    info: PluginInfo,
+    study: optuna.Study,
+    budget: Budget,
+    url: str,
+    registry: Registry,
+    settings: Settings,
+    progress: Progress,
+    prepared: PreparedData,
+    data: TuningData,
+) -> None:
+    total = budget.trials if budget.trials is not None else budget.seconds
+    announced = {t.number for t in counted_trials(study)}
+    shown = [0.0]  # how much of the budget the bar shows as done
+    with progress.task(f"Tuning {info.id}", total=total) as bar:
+
+        def refresh() -> None:
+            finished = counted_trials(study)
+            for trial in sorted(finished, key=lambda t: t.number):
+                if trial.number not in announced:
+                    announced.add(trial.number)
+                    progress.log(trial_line(info.id, trial, study), style=_style(trial))
+            done = len(finished) if budget.trials is not None else trial_seconds(finished)
+            bar.advance(done - shown[0])
+            shown[0] = done
+
+        refresh()
+        if budget.spent(study):
+            progress.log(f"{info.id}: budget reached earlier ({budget.describe()})", style="dim")
+            return
+        started = time.perf_counter()
+        if plan.request.jobs == 1:
+            setup = _trial_setup(plan, info, registry, prepared, data)
+            run_trials(study, setup, budget, callback=lambda *_: refresh())
+        else:
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(plan.request.jobs, mp_context=context) as pool:
+                futures = [
+                    pool.submit(_worker, plan.request, info.id, url, settings)
+                    for _ in range(plan.request.jobs)
+                ]
+                while not all(f.done() for f in futures):
+                    time.sleep(1.0)
+                    refresh()
+                for future in futures:
+                    future.result()
+        refresh()
+        seconds = time.perf_counter() - started
+        study.set_user_attr(
+            "wall_seconds", float(study.user_attrs.get("wall_seconds", 0.0)) + seconds
+        )
+
+
+def run_trials(
+    study: optuna.Study, setup: TrialSetup, budget: Budget, *, callback: Any = None
+) -> None:
+    """Run trials of ``study`` until its ``budget`` is spent (a failing trial is
+    recorded as failed and the study goes on)."""
+
+    def parse(values: dict[str, Any]) -> Any:
+        return parse_options(setup.model.cls.Options, values, owner=f"model '{setup.model.id}'")
+
+    run_trial = objective(setup, parse)
+    callbacks = [callback] if callback is not None else []
+    while not budget.spent(study):
+        study.optimize(run_trial, n_trials=1, catch=(Exception,), callbacks=callbacks)
+
+
+def _worker(request: TuneRequest, model_id: str, url: str, settings: Settings) -> None:
+    """One of ``--jobs`` processes: trials of ``model_id``'s study until its budget is spent."""
+    from recbench.registry import discover
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    registry = discover(allow=settings.loaded_plugins, deny=settings.disabled_plugins)
+    plan = plan_tune(request, registry)
+    info = registry.get("model", model_id)
+    prepared, data = _tuning_data(plan, registry, settings, Progress.silent())
+    study = optuna.load_study(
+        study_name=model_id,
+        storage=studies.open_storage(url),
+        sampler=studies.sampler(request.seed + (multiprocessing.current_process().pid or 0)),
+        pruner=studies.pruner(),
+    )
+    budget = _model_budget(request.budget, info)
+    run_trials(study, _trial_setup(plan, info, registry, prepared, data), budget)
+
+
+def trial_line(model: str, trial: FrozenTrial, study: optuna.Study) -> str:
+    """One line about a finished trial: its value, or why it was pruned or failed."""
+    seconds = (
+        (trial.datetime_complete - trial.datetime_start).total_seconds()
+        if trial.datetime_complete and trial.datetime_start
+        else 0.0
+    )
+    head = f"{model} trial {trial.number}"
+    if trial.state == TrialState.COMPLETE:
+        best = study.best_value if study.best_trial is not None else trial.value
+        return f"{head}: {trial.value:.4f} (best {best:.4f}, {seconds:.0f}s)"
+    if trial.state == TrialState.PRUNED:
+        return f"{head}: pruned after epoch {trial.last_step} ({seconds:.0f}s)"
+    return f"{head}: failed: {trial.user_attrs.get('error', 'see the study')}"
+
+
+def _style(trial: FrozenTrial) -> str | None:
+    return {TrialState.PRUNED: "dim", TrialState.FAIL: "red"}.get(trial.state)

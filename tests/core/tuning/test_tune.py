@@ -1,0 +1,276 @@
+"""recbench tune: search spaces, bad input, validation users only, resume after kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from recbench.cli import main
+from recbench.config.search_space import Choice, FloatRange, IntRange, space_problem
+from recbench.errors import PluginError
+from recbench.registry import validate_class
+
+DATA = "synthetic:tiny"
+
+
+@dataclass(frozen=True)
+class _Options:
+    k: int = 10
+    rate: float = 0.1
+    kind: str = "a"
+
+
+def _model(space: Any) -> type:
+    class Spaced:
+        id = "spaced"
+        summary = "a model with a space"
+        version = "1"
+        Options = _Options
+        search_space: ClassVar[Any] = space
+
+        def fit(self, *args: Any) -> None: ...
+
+        def score(self, *args: Any) -> None: ...
+
+    return Spaced
+
+
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [
+        ({"nope": IntRange(1, 5)}, "'nope', which is not one of its options"),
+        ({"k": IntRange(5, 5)}, "empty or inverted"),
+        ({"k": IntRange(9, 2)}, "empty or inverted"),
+        ({"rate": FloatRange(0.0, 1.0, log=True)}, "log range must be positive"),
+        ({"k": FloatRange(0.5, 2.5)}, "not a value of the option's type"),
+        ({"kind": Choice(())}, "the choice is empty"),
+        ({"kind": Choice((1, 2))}, "not a value of the option's type"),
+        ({"k": IntRange(1, 5, when={"kind": ("a",)})}, "not an earlier entry"),
+    ],
+)
+def test_a_bad_space_is_refused_at_registration(space: Any, message: str) -> None:
+    with pytest.raises(PluginError, match=message):
+        validate_class("model", _model(space))
+
+
+def test_a_valid_space_with_a_condition_is_read_into_the_record() -> None:
+    space = {"kind": Choice(("a", "b")), "k": IntRange(1, 50, log=True, when={"kind": ("b",)})}
+    assert space_problem(space, _Options) is None
+    assert validate_class("model", _model(space)).search_space == space
+
+
+def test_every_builtin_ranking_model_declares_a_space() -> None:
+    from recbench.api import load_registry
+    from recbench.config.settings import Settings
+
+    registry = load_registry(Settings.from_environ())
+    missing = [
+        i.id for i in registry.all("model") if i.task == "ranking" and i.search_space is None
+    ]
+    assert missing == []
+
+
+def _tune(tmp_path: Path, *args: str) -> int:
+    return main(["tune", "--dataset", DATA, "--out", str(tmp_path / "study"), "--quiet", *args])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--models", "pop", "--trials", "0"], "--trials must be at least 1"),
+        (["--models", "pop", "--budget", "soon"], "cannot read the budget 'soon'"),
+        (["--models", "pop", "--trials", "2", "--metric", "nope@10"], "unknown metric 'nope'"),
+        (["--models", "pop", "--trials", "2", "--protocol", "nope"], "unknown protocol 'nope'"),
+        (["--models", "nope", "--trials", "2"], "unknown model 'nope'"),
+        (["--models", "pop", "-o", "pop.nope=1"], "unknown option 'nope'"),
+        (
+            ["--models", "mean", "--trials", "2", "--protocol", "rating"],
+            "tuning serves the ranking",
+        ),
+    ],
+)
+def test_bad_tune_input_is_one_line_and_exit_2(tmp_path, capsys, args, message) -> None:
+    assert _tune(tmp_path, *args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_a_model_without_a_space_is_refused_with_how_to_tune_it(tmp_path, capsys, monkeypatch):
+    registry = _registry_without_space("markov")
+    monkeypatch.setattr("recbench.api.load_registry", lambda settings: registry)
+    assert _tune(tmp_path, "--models", "markov", "--trials", "1") == 2
+    err = capsys.readouterr().err
+    assert "declares no search space" in err and "--defaults-only markov" in err
+
+
+def _registry_without_space(model: str):
+    from dataclasses import replace
+
+    from recbench.api import load_registry
+    from recbench.config.settings import Settings
+
+    registry = load_registry(Settings.from_environ())
+    info = registry.plugins["model"][model]
+    registry.plugins["model"][model] = replace(info, search_space=None)
+    return registry
+
+
+def test_a_tune_never_reads_test_users_and_writes_a_runnable_config(tmp_path, monkeypatch):
+    """A spy on every sequence a model is trained on or scores: none is a test user's."""
+    from recbench_baselines.markov import Markov
+
+    from recbench.api import load_registry
+    from recbench.config.settings import Settings
+    from recbench.data.prepare import prepare_dataset
+    from recbench.data.preprocess import PreprocessOptions
+    from recbench.data.splits import SplitOptions, make_split
+    from recbench.progress import Progress
+
+    settings = Settings.from_environ()
+    registry = load_registry(settings)
+    data = prepare_dataset(DATA, {}, PreprocessOptions(), registry, settings, Progress.silent())
+    test = make_split(data.sequences, SplitOptions(), 0).test
+    test_rows = {tuple(test.sequence(r)) for r in range(len(test))}
+    seen: list[tuple[int, ...]] = []
+    fit, score = Markov.fit, Markov.score
+
+    def spy_fit(self, train, valid, ctx):
+        seen.extend(tuple(train.sequence(r)) for r in range(len(train)))
+        seen.extend(tuple(valid.sequences.sequence(r)) for r in range(len(valid.sequences)))
+        return fit(self, train, valid, ctx)
+
+    def spy_score(self, batch):
+        for row, length in zip(batch.items.tolist(), batch.lengths.tolist(), strict=True):
+            seen.append(tuple(row[len(row) - length :]))
+        return score(self, batch)
+
+    monkeypatch.setattr(Markov, "fit", spy_fit)
+    monkeypatch.setattr(Markov, "score", spy_score)
+    out = tmp_path / "study"
+    assert (
+        main(
+            [
+                "tune",
+                "--models",
+                "pop,markov",
+                "--dataset",
+                DATA,
+                "--trials",
+                "3",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert seen
+    for sequence in seen:
+        assert sequence not in test_rows
+        if len(sequence) >= 4:  # a query input: no prefix of a test user's sequence
+            assert not any(row[: len(sequence)] == sequence for row in test_rows)
+    tuned = (out / "tuned.toml").read_text()
+    assert "[options.markov]" in tuned and "[tuning]" in tuned
+    report = (out / "report.md").read_text()
+    assert "## Budget sensitivity" in report and "| markov | 3 |" in report
+    monkeypatch.setattr(Markov, "fit", fit)
+    monkeypatch.setattr(Markov, "score", score)
+    assert (
+        main(
+            [
+                "run",
+                "--config",
+                str(out / "tuned.toml"),
+                "--out",
+                str(tmp_path / "run"),
+                "--quiet",
+                "--no-export",
+            ]
+        )
+        == 0
+    )
+    run_report = (tmp_path / "run" / "report.md").read_text()
+    assert "## Tuning" in run_report and "for the validation mrr@20" in run_report
+
+
+def test_a_study_of_another_seed_is_refused_and_a_locked_one_too(tmp_path, capsys) -> None:
+    from recbench.tuning.study import lock
+
+    assert _tune(tmp_path, "--models", "pop", "--trials", "1") == 0
+    assert _tune(tmp_path, "--models", "pop", "--trials", "1", "--seed", "1") == 2
+    assert "belongs to another tune (different seed)" in capsys.readouterr().err
+    handle = lock(tmp_path / "study")
+    try:
+        assert _tune(tmp_path, "--models", "pop", "--trials", "1") == 2
+        assert "locked by another recbench tune" in capsys.readouterr().err
+    finally:
+        handle.close()
+
+
+def test_a_corrupted_study_storage_is_refused(tmp_path, capsys) -> None:
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study" / "studies.journal").write_text("{not json\n")
+    assert _tune(tmp_path, "--models", "pop", "--trials", "1") == 2
+    assert "damaged" in capsys.readouterr().err
+
+
+def test_a_tune_killed_with_kill_9_continues_the_same_study(tmp_path, env) -> None:
+    out = tmp_path / "study"
+    command = [
+        sys.executable,
+        "-m",
+        "recbench.cli",
+        "tune",
+        "--models",
+        "lstm",
+        "--dataset",
+        DATA,
+        "--trials",
+        "4",
+        "--out",
+        str(out),
+        "--quiet",
+        "-o",
+        "lstm.epochs=2",
+        "-o",
+        "lstm.embedding_dim=16",
+        "-o",
+        "lstm.batch_size=64",
+    ]
+    tune = subprocess.Popen(command)
+    deadline = time.time() + 240
+    while time.time() < deadline and not any(t.state.is_finished() for t in _trials(out)):
+        time.sleep(0.3)
+    os.kill(tune.pid, signal.SIGKILL)
+    tune.wait()
+    first = _trials(out)
+    assert any(t.state.is_finished() for t in first)
+    assert sum(t.state.is_finished() for t in first) < 4
+    subprocess.run(command, check=True, timeout=300)
+    after = _trials(out)
+    assert [t.number for t in after][: len(first)] == [t.number for t in first]
+    finished = [t for t in after if not t.user_attrs.get("interrupted")]
+    assert len([t for t in finished if t.state.is_finished()]) == 4
+    assert (out / "tuned.toml").is_file()
+
+
+def _trials(out: Path) -> list[Any]:
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    if not (out / "studies.journal").exists():
+        return []
+    storage = JournalStorage(JournalFileBackend(str(out / "studies.journal")))
+    try:
+        return optuna.load_study(study_name="lstm", storage=storage).trials
+    except KeyError:
+        return []
