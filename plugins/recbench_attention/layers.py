@@ -35,9 +35,7 @@ def rotate(x: Tensor, positions: Tensor) -> Tensor:
     rotated key depends only on the difference of their positions, so keys cached
     *before* rotation stay valid whatever position the window starts at."""
     half = x.shape[-1] // 2
-    frequencies = ROTARY_BASE ** (
-        -torch.arange(half, dtype=torch.float32, device=x.device) / half
-    )
+    frequencies = ROTARY_BASE ** (-torch.arange(half, dtype=torch.float32, device=x.device) / half)
     angles = positions.to(torch.float32).unsqueeze(-1) * frequencies  # [T, d/2]
     cos, sin = angles.cos(), angles.sin()
     first, second = x[..., :half], x[..., half:]

@@ -94,7 +94,9 @@ def test_gbce_calibrates_the_positive_by_the_sampling_rate():
     probabilities = torch.full((1, 2), 1.0 / 100)  # 2 uniform negatives of 100 items
     alpha = 2 / 100
     beta = alpha * (0.75 * (1 - 1 / alpha) + 1 / alpha)
-    value = loss(torch.tensor([1.0]), torch.tensor([[0.0, 2.0]]), sampling_probabilities=probabilities)
+    value = loss(
+        torch.tensor([1.0]), torch.tensor([[0.0, 2.0]]), sampling_probabilities=probabilities
+    )
     assert value.item() == pytest.approx(beta * softplus(-1.0) + softplus(0.0) + softplus(2.0))
     uncalibrated = LOSS_BY_ID["gbce"](LOSS_BY_ID["gbce"].Options(t=0.0))
     value = uncalibrated(
