@@ -32,6 +32,8 @@ Hidasi, Karatzoglou. Recurrent neural networks with top-k gains for session-base
 recommendations. CIKM 2018 (TOP1-max, BPR-max).
 Jean, Cho, Memisevic, Bengio. On using very large target vocabulary for neural machine
 translation. ACL 2015 (sampled softmax).
+Petrov, Macdonald. gSASRec: reducing overconfidence in sequential recommendation trained
+with negative sampling. RecSys 2023 (gBCE).
 Kula. Spotlight (2017), https://github.com/maciejkula/spotlight: the pointwise, BPR,
 hinge and adaptive hinge losses of sequence models; our formulas are the textbook
 ones, see each class.
@@ -250,7 +252,74 @@ class SampledSoftmaxLoss(_Loss):
         return torch.logsumexp(logits, dim=-1) - positive
 
 
-LOSSES: tuple[type[_Loss], ...] = (
+class GeneralisedBCELoss:
+    """gBCE, the generalised binary cross-entropy of gSASRec (Petrov and Macdonald, 2023).
+
+    ``-β log σ(r⁺) - Σ_j log(1 - σ(r⁻_j))``: binary cross-entropy summed over the ``k``
+    negatives (as the paper writes it, not averaged), with the positive's term raised to
+    the power ``β`` (inside the log). Sampling ``k`` of the catalogue's items as negatives
+    makes plain BCE overconfident (it learns the probability of a positive against a
+    *sample*); ``β`` undoes that:
+
+    ``α = k / (|I| - 1)`` (the sampling rate), ``β = α (t (1 - 1/α) + 1/α) = 1 - t (1 - α)``
+
+    with the calibration parameter ``t ∈ [0, 1]`` (option ``t``, the paper's default for
+    its experiments 0.75): ``t = 0`` is plain BCE (``β = 1``), ``t = 1`` makes the model
+    fully calibrated on the catalogue. ``α`` is read from the trainer's
+    ``sampling_probabilities`` as ``Σ_j p_j`` over the ``k`` negatives of a prediction,
+    which is ``k / |I|`` for the uniform sampler (the paper's rate up to ``|I| - 1``
+    against ``|I|``; for other samplers it is the expected share of the catalogue the
+    negatives cover). Called without them (outside the trainer), ``α = 1``: every item is
+    a negative, and gBCE is plain BCE.
+
+    With ``sasrec``: ``-o sasrec.loss=gbce -o sasrec.negatives=256`` is gSASRec (its
+    defaults: 256 negatives, ``t = 0.75``).
+    """
+
+    id = "gbce"
+    summary = "gBCE (gSASRec): BCE over sampled negatives with the positive calibrated by beta"
+    version = "1"
+    candidates: ClassVar[str] = "sampled"
+    extra_inputs: ClassVar[tuple[str, ...]] = ("sampling_probabilities",)
+
+    @dataclass(frozen=True)
+    class Options:
+        t: float = 0.75
+
+        def __post_init__(self) -> None:
+            if not 0.0 <= self.t <= 1.0:
+                raise ValueError("t must be in [0, 1]")
+
+    def __init__(self, options: GeneralisedBCELoss.Options | None = None):
+        self.options = options if options is not None else self.Options()
+
+    def beta(self, sampling_probabilities: Tensor | None, like: Tensor) -> Tensor:
+        """``β`` of every prediction, ``[...]`` (shaped like ``like``)."""
+        if sampling_probabilities is None:
+            return torch.ones_like(like)
+        alpha = _float(sampling_probabilities).sum(-1).clamp(0.0, 1.0)
+        return 1.0 - self.options.t * (1.0 - alpha)
+
+    def __call__(
+        self,
+        positive: Tensor,
+        negative: Tensor,
+        mask: Tensor | None = None,
+        *,
+        sampling_probabilities: Tensor | None = None,
+    ) -> Tensor:
+        if negative.shape[:-1] != positive.shape:
+            raise ValueError(
+                f"gbce: negative scores {list(negative.shape)} must be positive's shape "
+                f"{list(positive.shape)} plus one axis of negatives"
+            )
+        positive, negative = _float(positive), _float(negative)
+        beta = self.beta(sampling_probabilities, positive).detach()
+        losses = beta * F.softplus(-positive) + F.softplus(negative).sum(-1)
+        return masked_mean(losses, mask)
+
+
+LOSSES: tuple[type[_Loss] | type[GeneralisedBCELoss], ...] = (
     PointwiseLoss,
     BPRLoss,
     HingeLoss,
@@ -260,4 +329,5 @@ LOSSES: tuple[type[_Loss], ...] = (
     BPRMaxLoss,
     CategoricalCrossEntropyLoss,
     SampledSoftmaxLoss,
+    GeneralisedBCELoss,
 )

@@ -38,6 +38,7 @@ HAND_COMPUTED = {
     "bpr_max": -math.log(S0 * sigmoid(1.0) + S2 * sigmoid(-1.0)) + 1.0 * (S0 * 0.0 + S2 * 4.0),
     "cce": math.log(math.e + 1.0 + math.e**2) - 1.0,
     "sampled_softmax": math.log(math.e + 1.0 + math.e**2) - 1.0,
+    "gbce": softplus(-1.0) + softplus(0.0) + softplus(2.0),  # beta = 1 without sampling rates
 }
 
 
@@ -48,7 +49,7 @@ def example(loss_id: str) -> tuple[torch.Tensor, torch.Tensor]:
     return positive, torch.tensor([[0.0, 2.0]])
 
 
-def test_nine_losses_are_registered_with_one_signature():
+def test_ten_losses_are_registered_with_one_signature():
     registry = discover()
     assert {info.id for info in registry.all("loss")} >= set(HAND_COMPUTED)
     assert set(LOSS_BY_ID) == set(HAND_COMPUTED)
@@ -85,6 +86,23 @@ def test_options_change_the_value():
     bpr_max = LOSS_BY_ID["bpr_max"](LOSS_BY_ID["bpr_max"].Options(score_regularization=0.0))
     value = bpr_max(torch.tensor([1.0]), torch.tensor([[0.0, 2.0]])).item()
     assert value == pytest.approx(-math.log(S0 * sigmoid(1.0) + S2 * sigmoid(-1.0)), rel=1e-6)
+
+
+def test_gbce_calibrates_the_positive_by_the_sampling_rate():
+    """gSASRec's beta = alpha (t (1 - 1/alpha) + 1/alpha), alpha = k / catalogue size."""
+    loss = LOSS_BY_ID["gbce"](LOSS_BY_ID["gbce"].Options(t=0.75))
+    probabilities = torch.full((1, 2), 1.0 / 100)  # 2 uniform negatives of 100 items
+    alpha = 2 / 100
+    beta = alpha * (0.75 * (1 - 1 / alpha) + 1 / alpha)
+    value = loss(
+        torch.tensor([1.0]), torch.tensor([[0.0, 2.0]]), sampling_probabilities=probabilities
+    )
+    assert value.item() == pytest.approx(beta * softplus(-1.0) + softplus(0.0) + softplus(2.0))
+    uncalibrated = LOSS_BY_ID["gbce"](LOSS_BY_ID["gbce"].Options(t=0.0))
+    value = uncalibrated(
+        torch.tensor([1.0]), torch.tensor([[0.0, 2.0]]), sampling_probabilities=probabilities
+    )
+    assert value.item() == pytest.approx(HAND_COMPUTED["gbce"], rel=1e-6)
 
 
 def test_bad_shapes_are_rejected():
