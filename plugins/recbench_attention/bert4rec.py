@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -11,8 +12,11 @@ from torch import Tensor, nn
 
 from recbench.plugin import (
     PADDING_ITEM,
+    Choice,
     EpochLoop,
     FitContext,
+    FloatRange,
+    IntRange,
     ProgressBar,
     Queries,
     ScoringCell,
@@ -20,7 +24,7 @@ from recbench.plugin import (
     Sequences,
     TrainingHistory,
 )
-from recbench_attention.layers import FeedForward, MultiHeadProjections, attend
+from recbench_attention.layers import TUNING_EPOCHS, FeedForward, MultiHeadProjections, attend
 
 State = tuple[Tensor, ...]
 
@@ -209,6 +213,21 @@ class BERT4RecModel:
     summary = "BERT4Rec: bidirectional transformer, cloze objective, full cross-entropy"
     version = "1"
     Options = BERT4RecOptions
+    #: What ``recbench tune`` tries: the paper's mask probabilities (0.1 to 0.6 across
+    #: its datasets), learning rates from its 1e-4 up, dropout, ``d``, blocks, heads and
+    #: ``N``; epochs capped at :data:`TUNING_EPOCHS`.
+    search_space: ClassVar[dict[str, Any]] = {
+        "learning_rate": FloatRange(1e-4, 1e-2, log=True),
+        "batch_size": Choice((64, 128, 256)),
+        "l2": Choice((0.0, 1e-6, 1e-5, 1e-4)),
+        "epochs": Choice((TUNING_EPOCHS,)),
+        "mask_probability": FloatRange(0.1, 0.6),
+        "max_length": Choice((50, 100, 200)),
+        "embedding_dim": IntRange(32, 128, step=32),
+        "layers": IntRange(1, 3),
+        "heads": Choice((1, 2)),
+        "dropout": FloatRange(0.1, 0.6),
+    }
 
     def __init__(self, options: BERT4RecOptions | None = None):
         self.options = options if options is not None else BERT4RecOptions()

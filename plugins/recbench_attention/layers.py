@@ -15,6 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+#: The epochs cap of a tuning trial (early stopping and pruning end most trials sooner).
+TUNING_EPOCHS = 25
+
 #: The base of the rotary frequencies (Su et al., 2021).
 ROTARY_BASE = 10_000.0
 

@@ -6,13 +6,17 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from recbench.plugin import (
     PADDING_ITEM,
+    Choice,
     FitContext,
+    FloatRange,
+    IntRange,
     Queries,
     ScoringCell,
     SequenceBatch,
@@ -24,7 +28,13 @@ from recbench.plugin import (
     linear_scores,
     start_aligned,
 )
-from recbench_attention.layers import FeedForward, MultiHeadProjections, attend, rotate
+from recbench_attention.layers import (
+    TUNING_EPOCHS,
+    FeedForward,
+    MultiHeadProjections,
+    attend,
+    rotate,
+)
 
 #: Per layer, the keys and values ``[B, H, P, d_h]`` of the ``P`` positions before a chunk.
 Cache = list[tuple[Tensor, Tensor]]
@@ -270,6 +280,23 @@ class SASRecModel:
     summary = "SASRec: causal self-attention, full cross-entropy, key/value-cached cell"
     version = "1"
     Options = SASRecOptions
+    #: What ``recbench tune`` tries: the paper's and its successors' ranges (learning
+    #: rate, dropout, ``d``, blocks, heads, ``n``) and the three losses, the sampled ones
+    #: with 1 (the paper) to 256 (gSASRec) negatives; epochs capped at
+    #: :data:`TUNING_EPOCHS`, early stopping and pruning doing the rest.
+    search_space: ClassVar[dict[str, Any]] = {
+        "learning_rate": FloatRange(1e-4, 1e-2, log=True),
+        "batch_size": Choice((64, 128, 256)),
+        "l2": Choice((0.0, 1e-6, 1e-5, 1e-4)),
+        "epochs": Choice((TUNING_EPOCHS,)),
+        "loss": Choice(("cce", "pointwise", "gbce")),
+        "negatives": IntRange(1, 256, log=True, when={"loss": ("pointwise", "gbce")}),
+        "max_length": Choice((50, 100, 200)),
+        "embedding_dim": IntRange(32, 128, step=32),
+        "layers": IntRange(1, 3),
+        "heads": Choice((1, 2)),
+        "dropout": FloatRange(0.1, 0.6),
+    }
 
     def __init__(self, options: SASRecOptions | None = None):
         self.options = options if options is not None else SASRecOptions()
