@@ -387,6 +387,7 @@ def tune(
     options: Mapping[str, Mapping[str, Any]] | None = None,
     overrides: Iterable[str] = (),
     defaults_only: Sequence[str] = (),
+    pruning: bool = True,
     device: str = "auto",
     quiet: bool = True,
     settings: Settings | None = None,
@@ -434,6 +435,7 @@ def tune(
         storage=storage,
         options={k: dict(v) for k, v in fixed.options.items()},
         defaults_only=tuple(defaults_only),
+        pruning=pruning,
         device=device,
     )
     return run_tune(request, registry=registry, settings=settings, progress=Progress(quiet=quiet))

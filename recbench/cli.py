@@ -464,6 +464,12 @@ def _add_tune_parser(sub: Any) -> None:
         metavar="SECTION.KEY=VALUE",
         help="fix an option (a model option is then not tuned), e.g. -o split.test=0.2",
     )
+    tune.add_argument(
+        "--no-pruning",
+        dest="pruning",
+        action="store_false",
+        help="run every trial to its end (default: median pruning on per-epoch validation)",
+    )
     tune.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     tune.add_argument("--out", type=Path, required=True, help="folder of the studies")
     tune.add_argument("--quiet", action="store_true", help="no progress bars or trial lines")
@@ -492,6 +498,7 @@ def _tune(args: argparse.Namespace, settings, registry, console: Console) -> int
         storage=args.storage,
         overrides=args.option,
         defaults_only=args.defaults_only,
+        pruning=args.pruning,
         device=args.device,
         quiet=args.quiet,
         settings=settings,

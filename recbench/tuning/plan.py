@@ -34,6 +34,7 @@ class TuneRequest:
     storage: str | None = None
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     defaults_only: tuple[str, ...] = ()
+    pruning: bool = True
     device: str = "cpu"
 
 

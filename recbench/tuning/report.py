@@ -96,6 +96,7 @@ def _value(value: float | None) -> str:
 def render(plan: TunePlan, views: list[StudyView]) -> str:
     request = plan.request
     metric = request.metric
+    pruning = "median of the per-epoch validation values" if request.pruning else "none"
     lines = [
         f"# recbench tuning: {escape(request.dataset)}",
         "",
@@ -103,7 +104,7 @@ def render(plan: TunePlan, views: list[StudyView]) -> str:
         f"with an empty search space gets one trial) for the validation {metric} under the "
         f"{plan.protocol} protocol, on validation users only (the test users were never "
         f"loaded into a model). Sampler: Optuna TPE seeded with {request.seed}; pruning: "
-        f"median of the per-epoch validation values; {request.jobs} worker(s).",
+        f"{pruning}; {request.jobs} worker(s).",
         "",
         "## Studies",
         "",

@@ -96,10 +96,11 @@ def open_study(
     setup: Mapping[str, Any],
     *,
     seed: int,
+    pruning: bool,
     where: str,
 ) -> optuna.Study:
     """The study ``name`` (created when new) with a seeded TPE sampler and a median
-    pruner; refuses one made with another ``setup``.
+    pruner (none without ``pruning``); refuses one made with another ``setup``.
 
     Raises
     ------
@@ -113,7 +114,7 @@ def open_study(
             study_name=name,
             direction="maximize",
             sampler=sampler(seed),
-            pruner=pruner(),
+            pruner=pruner(pruning),
             load_if_exists=True,
         )
     except Exception as exc:
@@ -143,8 +144,11 @@ def sampler(seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=5)
 
 
-def pruner() -> optuna.pruners.BasePruner:
-    """Median pruning on the per-epoch validation values, after 3 trials and 2 epochs."""
+def pruner(pruning: bool = True) -> optuna.pruners.BasePruner:
+    """Median pruning on the per-epoch validation values, after 3 trials and 2 epochs;
+    without ``pruning``, none (every trial runs until its own early stopping)."""
+    if not pruning:
+        return optuna.pruners.NopPruner()
     return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
 
 

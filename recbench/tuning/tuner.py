@@ -55,7 +55,12 @@ def tune(
         )
         for info in plan.models:
             study = studies.open_study(
-                storage, info.id, _setup(plan, info, prepared), seed=request.seed, where=url
+                storage,
+                info.id,
+                _setup(plan, info, prepared),
+                seed=request.seed,
+                pruning=request.pruning,
+                where=url,
             )
             interrupted = studies.mark_interrupted(study)
             if interrupted:
@@ -110,6 +115,8 @@ def _setup(plan: TunePlan, info: PluginInfo, prepared: PreparedData) -> dict[str
         "validation_users": request.validation_users,
         "protocol": plan.protocol,
         "metric": request.metric,
+        # Only when off: studies made before the option existed were all pruned.
+        **({} if request.pruning else {"pruning": False}),
         "model": info.id,
         "model_version": info.version,
         "model_distribution": f"{info.distribution} {info.distribution_version}",
@@ -227,7 +234,7 @@ def _worker(request: TuneRequest, model_id: str, url: str, settings: Settings) -
         study_name=model_id,
         storage=studies.open_storage(url),
         sampler=studies.sampler(request.seed + (multiprocessing.current_process().pid or 0)),
-        pruner=studies.pruner(),
+        pruner=studies.pruner(request.pruning),
     )
     budget = _model_budget(request.budget, info)
     run_trials(study, _trial_setup(plan, info, registry, prepared, data), budget)

@@ -215,6 +215,14 @@ def test_a_study_of_another_seed_is_refused_and_a_locked_one_too(tmp_path, capsy
         handle.close()
 
 
+def test_a_study_is_continued_only_with_the_same_pruning(tmp_path, capsys) -> None:
+    assert _tune(tmp_path, "--models", "markov", "--trials", "1", "--no-pruning") == 0
+    assert "pruning: none" in (tmp_path / "study" / "report.md").read_text()
+    assert _tune(tmp_path, "--models", "markov", "--trials", "2") == 2
+    assert "belongs to another tune (different pruning)" in capsys.readouterr().err
+    assert _tune(tmp_path, "--models", "markov", "--trials", "2", "--no-pruning") == 0
+
+
 def test_a_corrupted_study_storage_is_refused(tmp_path, capsys) -> None:
     (tmp_path / "study").mkdir()
     (tmp_path / "study" / "studies.journal").write_text("{not json\n")
