@@ -26,7 +26,6 @@ when fewer than K items are left to rank.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Literal, get_args
 
@@ -89,23 +88,72 @@ class Ranking:
         """The number of ranks kept per query."""
         return int(self.items.shape[1])
 
-    @classmethod
-    def concat(cls, rankings: Sequence[Ranking]) -> Ranking:
-        """The rankings of several batches, one after the other (same K, same device)."""
-        if not rankings:
-            raise ValueError("cannot concatenate an empty list of rankings")
-        return cls(
-            **{f.name: torch.cat([getattr(r, f.name) for r in rankings]) for f in fields(cls)}
-        )
-
-    def select(self, positions: torch.Tensor) -> Ranking:
-        """The queries at ``positions`` (int64 ``[M]``, on this ranking's device), in
-        that order."""
-        return type(self)(**{f.name: getattr(self, f.name)[positions] for f in fields(self)})
-
     def to(self, device: torch.device | str) -> Ranking:
         """This ranking with every tensor on ``device``."""
         return type(self)(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+
+class RankingStore:
+    """The rankings of a whole query set, filled batch by batch in any order, kept compactly.
+
+    Per rank it keeps the item id (int32) and one uint8 level (0: not remaining, then
+    remaining, target, next item) instead of an int64 and three booleans: 5 bytes instead
+    of 11. The per-query fields of :class:`Ranking` (``n_targets``, ``n_remaining``,
+    ``row``) are not stored; they come from the queries when a slice is read back.
+
+    Parameters
+    ----------
+    queries:
+        The query set the rankings answer.
+    k:
+        The ranks kept per query.
+    """
+
+    def __init__(self, queries: Queries, k: int) -> None:
+        if queries.sequences.n_items >= 2**31:
+            raise ConfigError(
+                f"{queries.sequences.n_items:,} items do not fit a 32-bit item id",
+                where="evaluation",
+                hint="use a catalogue of fewer than 2**31 items",
+            )
+        self.queries = queries
+        self.items = torch.zeros((len(queries), k), dtype=torch.int32)
+        self.levels = torch.zeros((len(queries), k), dtype=torch.uint8)
+        self.times_answered = np.zeros(len(queries), dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.queries)
+
+    def put(self, index: np.ndarray, ranking: Ranking) -> None:
+        """Store ``ranking``, the rankings of the queries ``index`` (distinct positions)."""
+        index = np.asarray(index, dtype=np.int64)
+        where = torch.from_numpy(index)
+        self.items[where] = ranking.items.to("cpu", torch.int32)
+        levels = ranking.is_remaining.to(torch.uint8)
+        levels += ranking.is_target
+        levels += ranking.is_next
+        self.levels[where] = levels.to("cpu")
+        self.times_answered[index] += 1
+
+    @property
+    def n_answered_once(self) -> int:
+        """How many queries were stored exactly once (all of them when complete)."""
+        return int(np.count_nonzero(self.times_answered == 1))
+
+    def ranking(self, start: int = 0, stop: int | None = None) -> Ranking:
+        """The queries ``start:stop`` as a :class:`Ranking` (on the CPU)."""
+        stop = len(self) if stop is None else stop
+        levels = self.levels[start:stop]
+        n_targets, n_remaining = self.queries.distinct_counts
+        return Ranking(
+            items=self.items[start:stop].to(torch.int64),
+            is_next=levels >= _NEXT,
+            is_target=levels >= _TARGET,
+            is_remaining=levels >= _REMAINING,
+            n_targets=torch.from_numpy(n_targets[start:stop]),
+            n_remaining=torch.from_numpy(n_remaining[start:stop]),
+            row=torch.from_numpy(self.queries.row[start:stop]),
+        )
 
 
 def check_tie_policy(ties: str) -> TiePolicy:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from recbench.data.interactions import Sequences
 from recbench.data.protocols import PROTOCOLS, Queries, build_queries
 from recbench.errors import ConfigError, PluginError
-from recbench.ranking import TIE_POLICIES, Ranking, rank
+from recbench.ranking import TIE_POLICIES, RankingStore, rank
 
 INF = float("inf")
 
@@ -160,18 +160,43 @@ def test_unknown_tie_policy_is_a_config_error():
         rank_all(LAST_SCORES, LAST_ITEM, 3, ties="pessimist")
 
 
-def test_concat_and_to():
+def test_a_ranking_store_gives_back_the_rankings_in_query_order():
     queries = build_queries("iterative", Sequences.from_lists([[1, 2, 3, 4, 5]], n_items=8))
     scores = torch.arange(9, dtype=torch.float32).repeat(4, 1)
+    scores[:, 2] = 7.0  # a tie with item 7, and item 2 is seen by every query but the first
     whole = rank(scores, queries, np.arange(4), 3, exclude_seen=True)
-    parts = [
-        rank(scores[:1], queries, np.arange(1), 3, exclude_seen=True),
-        rank(scores[1:], queries, np.arange(1, 4), 3, exclude_seen=True),
-    ]
-    joined = Ranking.concat(parts).to("cpu")
-    assert len(joined) == 4 and joined.k == 3
-    for name in ("items", "is_next", "is_target", "is_remaining", "n_targets", "n_remaining"):
-        assert torch.equal(getattr(joined, name), getattr(whole, name))
+    store = RankingStore(queries, 3)
+    store.put(
+        np.array([3, 1]), rank(scores[[3, 1]], queries, np.array([3, 1]), 3, exclude_seen=True)
+    )
+    assert store.n_answered_once == 2
+    store.put(
+        np.array([0, 2]), rank(scores[[0, 2]], queries, np.array([0, 2]), 3, exclude_seen=True)
+    )
+    assert store.n_answered_once == 4
+    for start, stop in ((0, 4), (1, 3)):
+        part = store.ranking(start, stop)
+        assert len(part) == stop - start and part.k == 3
+        for name in (
+            "items",
+            "is_next",
+            "is_target",
+            "is_remaining",
+            "n_targets",
+            "n_remaining",
+            "row",
+        ):
+            assert torch.equal(getattr(part, name), getattr(whole, name)[start:stop]), name
+    assert store.items.dtype == torch.int32 and store.levels.dtype == torch.uint8
+
+
+def test_a_ranking_store_counts_a_query_answered_twice():
+    queries = build_queries("iterative", Sequences.from_lists([[1, 2, 3]], n_items=4))
+    scores = torch.ones(2, 5)
+    store = RankingStore(queries, 2)
+    for _ in range(2):
+        store.put(np.array([0]), rank(scores[:1], queries, np.array([0]), 2, exclude_seen=False))
+    assert store.n_answered_once == 0
 
 
 def reference_ranking(scores, queries: Queries, k: int, exclude_seen: bool, ties: str):

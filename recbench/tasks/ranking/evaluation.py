@@ -2,15 +2,19 @@
 
 Queries are scored in batches on the model's device (``model.score`` under
 ``torch.no_grad()``), ranked there by :func:`recbench.ranking.rank` with ``K`` = the
-largest cutoff, and only the top-K ranking comes back to the CPU. Metrics then run once
-over the whole query set.
+largest cutoff, and only the top-K ranking comes back to the CPU, into a compact
+:class:`~recbench.ranking.RankingStore` in query order (5 bytes per rank). Per-query
+metrics then run over chunks of :data:`METRIC_CHUNK` queries and corpus-level metrics once
+over the whole set, so memory grows with the query count only by the store and the
+float64 per-query arrays, not by the metrics' temporaries: nothing per batch outlives its
+batch.
 
 A model that keeps state and defines the one-pass ``score_prefixes``
 (:class:`recbench.contracts.Model`) may instead be evaluated in one pass per batch of
 users (``one_pass=True``): the queries are grouped by user, each user's sequence is read
 once, right-padded, with the state carried over its whole history (serving semantics,
 ``eval.prefixes=history``), and every chunk of prefixes the model yields is ranked by the
-same :func:`~recbench.ranking.rank`. The rankings are put back in query order, so the
+same :func:`~recbench.ranking.rank`. The store puts the rankings in query order, so the
 per-query arrays have the same layout on either path. Reading a user of ``n`` items
 costs ``O(n)`` recurrent steps instead of ``O(n * max_length)``.
 """
@@ -30,7 +34,7 @@ from recbench.data.interactions import PADDING_ITEM, ragged_indices
 from recbench.data.protocols import Queries
 from recbench.errors import ConfigError, PluginError
 from recbench.progress import Progress
-from recbench.ranking import Ranking, TiePolicy, check_tie_policy, rank
+from recbench.ranking import Ranking, RankingStore, TiePolicy, check_tie_policy, rank
 from recbench.stats.summary import MetricSummary, summarize
 
 #: Score-matrix elements per batch (``batch size x (n_items + 1)``) when no batch size is
@@ -42,6 +46,9 @@ SCORES_PER_BATCH = {"cuda": 32 * 2**20, "cpu": 2 * 2**20}
 #: length a batch's padded ``users x longest`` may be (padding columns are scored too).
 ONE_PASS_MAX_USERS = 256
 ONE_PASS_PADDING = 1.25
+#: Queries per chunk when per-query metrics are computed: bounds the metrics' temporaries
+#: (a few ``[chunk, K]`` tensors) whatever the number of queries.
+METRIC_CHUNK = 2**18
 
 
 @dataclass
@@ -159,7 +166,7 @@ def evaluate(
     started = time.perf_counter()
 
     answer = _one_pass if one_pass else _per_query
-    answered: list[tuple[np.ndarray, Ranking]] = []
+    store = RankingStore(queries, max(cutoffs))
     with (
         progress.task(description or f"Evaluating ({queries.protocol})", total=len(queries)) as bar,
         torch.no_grad(),
@@ -168,9 +175,14 @@ def evaluate(
             model, queries, max(cutoffs), batch_size, torch.device(device),
             exclude_seen=exclude_seen, ties=checked_ties, model_name=model_name,
         ):  # fmt: skip
-            answered.append((index, ranking.to("cpu")))
+            store.put(index, ranking)
             bar.advance(len(index))
-    ranking = _in_query_order(answered, len(queries), model_name)
+    if store.n_answered_once != len(queries):
+        raise PluginError(
+            f"{store.n_answered_once} of {len(queries)} queries were answered exactly once",
+            where=model_name,
+            hint="score_prefixes must yield a chunk for every column of the sequences",
+        )
 
     context = MetricContext(
         n_items=n_items,
@@ -178,16 +190,22 @@ def evaluate(
         n_users=queries.n_users,
     )
     summaries: dict[str, MetricSummary] = {}
-    per_query: dict[str, np.ndarray] = {}
-    for metric_id, metric in metrics.items():
-        for k in sorted(set(cutoffs)):
-            name = f"{metric_id}@{k}"
-            values = _metric_values(metric, ranking, k, context, name)
-            if metric.per_query:
-                per_query[name] = values
-                summaries[name] = summarize(values)
-            else:
-                summaries[name] = MetricSummary(mean=float(values), ci95=None, n=len(queries))
+    per_query = _per_query_metric_values(store, metrics, sorted(set(cutoffs)), context)
+    for name, values in per_query.items():
+        summaries[name] = summarize(values)
+    corpus_metrics = {i: m for i, m in metrics.items() if not m.per_query}
+    if corpus_metrics:
+        whole = store.ranking()
+        for metric_id, metric in corpus_metrics.items():
+            for k in sorted(set(cutoffs)):
+                name = f"{metric_id}@{k}"
+                value = _metric_values(metric, whole, k, context, name)
+                summaries[name] = MetricSummary(mean=float(value), ci95=None, n=len(queries))
+    summaries = {
+        f"{metric_id}@{k}": summaries[f"{metric_id}@{k}"]
+        for metric_id in metrics
+        for k in sorted(set(cutoffs))
+    }
     return EvaluationResult(
         protocol=queries.protocol,
         n_queries=len(queries),
@@ -198,6 +216,30 @@ def evaluate(
         exclude_seen=exclude_seen,
         ties=checked_ties,
     )
+
+
+def _per_query_metric_values(
+    store: RankingStore,
+    metrics: Mapping[str, Any],
+    cutoffs: Sequence[int],
+    context: MetricContext,
+) -> dict[str, np.ndarray]:
+    """Every per-query metric at every cutoff, computed over :data:`METRIC_CHUNK` queries
+    at a time (a per-query value depends on its own query only), as float64 ``[Q]``."""
+    per_query = {m: metric for m, metric in metrics.items() if metric.per_query}
+    values = {
+        f"{metric_id}@{k}": np.empty(len(store), dtype=np.float64)
+        for metric_id in per_query
+        for k in cutoffs
+    }
+    for start in range(0, len(store), METRIC_CHUNK):
+        stop = min(start + METRIC_CHUNK, len(store))
+        chunk = store.ranking(start, stop)
+        for metric_id, metric in per_query.items():
+            for k in cutoffs:
+                name = f"{metric_id}@{k}"
+                values[name][start:stop] = _metric_values(metric, chunk, k, context, name)
+    return values
 
 
 def _metric_values(
@@ -348,22 +390,3 @@ def _rank(
         return rank(scores, queries, index, k, exclude_seen=exclude_seen, ties=ties)
     except PluginError as exc:
         raise PluginError(exc.what, where=where, hint=exc.hint) from None
-
-
-def _in_query_order(
-    answered: Sequence[tuple[np.ndarray, Ranking]], n_queries: int, model_name: str
-) -> Ranking:
-    """The rankings of ``answered`` (query positions, ranking) as one ranking in query
-    order; every query must have been answered exactly once."""
-    index = np.concatenate([i for i, _ in answered])
-    ranking = Ranking.concat([r for _, r in answered])
-    if len(index) and np.all(index[1:] > index[:-1]) and len(index) == n_queries:
-        return ranking  # already in query order (the per-query path)
-    order = np.argsort(index, kind="stable")
-    if len(index) != n_queries or not np.array_equal(index[order], np.arange(n_queries)):
-        raise PluginError(
-            f"{len(np.unique(index))} of {n_queries} queries were answered",
-            where=model_name,
-            hint="score_prefixes must yield a chunk for every column of the sequences",
-        )
-    return ranking.select(torch.from_numpy(order))
