@@ -114,6 +114,29 @@ def metric_difference(dataset: str, cache: Path, epochs: int) -> None:
         h, w = history[name], window[name]
         print(f"| {name} | {h.mean():.4f} | {w.mean():.4f} | {h.mean() - w.mean():+.4f} | "
               f"{h[long].mean():.4f} | {w[long].mean():.4f} |")  # fmt: skip
+    differs = np.zeros(len(queries), dtype=bool)
+    for name in history:
+        differs |= history[name] != window[name]
+    print(f"Long queries with any per-query metric value that differs: {differs[long].sum():,} "
+          f"of {long.sum():,}")  # fmt: skip
+    state_difference(model, queries, np.flatnonzero(long))
+
+
+def state_difference(model: Any, queries: Any, long: np.ndarray, sample: int = 256) -> None:
+    """How far the whole-history scores of long prefixes are from the window's: the
+    largest absolute score difference against the scores' spread, and how many top-20
+    lists differ, on up to ``sample`` evenly spaced long queries."""
+    if len(long) == 0:
+        return
+    index = long[np.linspace(0, len(long) - 1, min(sample, len(long))).astype(np.int64)]
+    with torch.no_grad():
+        whole = model.score(queries.model_inputs(index, None, CPU))[:, 1:]
+        window = model.score(queries.model_inputs(index, model.max_length, CPU))[:, 1:]
+    top_whole = torch.topk(whole, 20, dim=1).indices
+    top_window = torch.topk(window, 20, dim=1).indices
+    print(f"On {len(index)} long queries: max |score difference| "
+          f"{(whole - window).abs().max().item():.3g} (score std {whole.std().item():.3g}); "
+          f"top-20 lists that differ: {int((top_whole != top_window).any(dim=1).sum())}")  # fmt: skip
 
 
 def main() -> None:
