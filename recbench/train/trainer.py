@@ -218,8 +218,13 @@ def linear_scores(
     None); ``hidden`` ``[G, R, D]``; ``candidates`` ``[G, N]`` or None (every item).
     """
     if candidates is None:
-        scores = torch.matmul(hidden, weight.t())
-        return scores if bias is None else scores + bias
+        if bias is None or torch.is_autocast_enabled(hidden.device.type):
+            # Under autocast the float32 bias keeps the scores float32, as before.
+            scores = torch.matmul(hidden, weight.t())
+            return scores if bias is None else scores + bias
+        # One fused multiply-add: a separate "+ bias" is another pass over [G, R, items].
+        flat = torch.addmm(bias, hidden.reshape(-1, hidden.shape[-1]), weight.t())
+        return flat.view(*hidden.shape[:-1], flat.shape[-1])
     if hidden.shape[1] == 1:  # one representation per group: a gathered dot product
         return _GatheredDot.apply(hidden.squeeze(1), weight, bias, candidates).unsqueeze(1)
     vectors = weight[candidates].to(hidden.dtype)  # [G, N, D]; bf16 under autocast
