@@ -168,13 +168,20 @@ class Model(Protocol):
     evaluator then answers the queries of a batch of users in one pass over their
     sequences instead of one ``score`` per query)::
 
-        def score_prefixes(self, items: Tensor, lengths: Tensor, steps: int) -> Iterator[Tensor]
+        def score_prefixes(
+            self, items: Tensor, lengths: Tensor, steps: int, rows: Tensor | None = None
+        ) -> Iterator[Tensor]
 
     - ``items``: int64 ``[B, T]`` on the model's device, right-padded with 0: row ``b`` holds
       a user's chronological sequence ``items[b, :lengths[b]]`` (``T = lengths.max()``);
     - ``lengths``: int64 ``[B]``, each at least 1;
     - ``steps``: the chunk length in time (at least 1), chosen by the evaluator so that
-      ``B * steps * (n_items + 1)`` scores fit its memory budget.
+      ``B * steps * (n_items + 1)`` scores fit its memory budget;
+    - ``rows``: bool ``[B, T]`` on the model's device, the rows the evaluator will read
+      (``None``: all). A model should score only those (other rows may hold anything;
+      :func:`recbench.plugin.scores_of_rows` does it): under the last-item and half-split
+      protocols one prefix per user answers a query, and scoring every item after every
+      prefix would cost as much as the iterative protocol.
 
     It yields, for ``t0 = 0, steps, 2 * steps, ... < T``, a float tensor
     ``[B, w, n_items + 1]`` (``w = min(steps, T - t0)``) whose row ``[b, j]`` is the scores

@@ -82,6 +82,7 @@ from recbench.train.trainer import (
     fit_network,
     last_positions,
     linear_scores,
+    scores_of_rows,
     start_aligned,
 )
 
@@ -131,5 +132,6 @@ __all__ = [
     "parse_options",
     "ragged_indices",
     "safe_extract",
+    "scores_of_rows",
     "start_aligned",
 ]

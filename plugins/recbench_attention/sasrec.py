@@ -26,6 +26,7 @@ from recbench.plugin import (
     fit_network,
     last_positions,
     linear_scores,
+    scores_of_rows,
     start_aligned,
 )
 from recbench_attention.layers import (
@@ -330,7 +331,9 @@ class SASRecModel:
         """The one-step module with its key/value cache (:class:`SASRecCell`)."""
         return SASRecCell(self._trained())
 
-    def score_prefixes(self, items: Tensor, lengths: Tensor, steps: int) -> Iterator[Tensor]:
+    def score_prefixes(
+        self, items: Tensor, lengths: Tensor, steps: int, rows: Tensor | None = None
+    ) -> Iterator[Tensor]:
         """The scores after every prefix of whole histories, ``steps`` positions at a time.
 
         ``items`` int64 ``[B, T]`` right-padded with 0, ``lengths`` ``[B]``. Yields, for
@@ -340,7 +343,8 @@ class SASRecModel:
         positions; equal to ``score`` for prefixes of at most ``max_length`` items):
         each chunk attends to the cached keys and values of the ``W - 1`` positions
         before it, so memory stays ``O(B · (steps + W) · d)`` per layer plus one chunk of
-        scores.
+        scores. Only the rows marked in ``rows`` (bool ``[B, T]``; ``None``: all) are
+        scored.
         """
         network = self._trained()
         batch, width = items.shape
@@ -349,7 +353,8 @@ class SASRecModel:
         for start in range(0, width, steps):
             chunk = items[:, start : start + steps]
             hidden, new = network.run(chunk, cache, valid)
-            yield network.score(hidden, None)
+            wanted = None if rows is None else rows[:, start : start + steps]
+            yield scores_of_rows(lambda h: network.score(h, None), hidden, wanted)
             cache = [
                 (torch.cat((k, nk), dim=2)[:, :, -slots:], torch.cat((v, nv), dim=2)[:, :, -slots:])
                 for (k, v), (nk, nv) in zip(cache, new, strict=True)

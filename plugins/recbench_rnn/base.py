@@ -24,6 +24,7 @@ from recbench.plugin import (
     fit_network,
     last_positions,
     linear_scores,
+    scores_of_rows,
     start_aligned,
 )
 from recbench_rnn.recurrence import release_workspace
@@ -176,20 +177,24 @@ class RecurrentModel:
         last = last_positions(hidden, batch.lengths)
         return network.score(last.unsqueeze(0), None).squeeze(0)
 
-    def score_prefixes(self, items: Tensor, lengths: Tensor, steps: int) -> Iterator[Tensor]:
+    def score_prefixes(
+        self, items: Tensor, lengths: Tensor, steps: int, rows: Tensor | None = None
+    ) -> Iterator[Tensor]:
         """The scores after every prefix of whole sequences, in one pass (the optional
         one-pass method of :class:`recbench.plugin.Model`).
 
         ``items`` int64 ``[B, T]``, right-padded; yields ``[B, w, n_items + 1]`` for
         each chunk of ``steps`` columns, the state carried from chunk to chunk from
         ``initial_state``: the whole history, as the exported cell reads it. Padding
-        columns are read too; their rows are the caller's to ignore.
+        columns are read too; their rows are the caller's to ignore. Only the rows
+        marked in ``rows`` (bool ``[B, T]``; ``None``: all) are scored.
         """
         network = self._trained()
         state = network.initial_state(int(items.shape[0]))
         for first in range(0, int(items.shape[1]), steps):
             hidden, state = network.encode_from(items[:, first : first + steps], state)
-            yield network.ranking_scores(hidden)
+            wanted = None if rows is None else rows[:, first : first + steps]
+            yield scores_of_rows(network.ranking_scores, hidden, wanted)
 
     def cell(self) -> ScoringCell:
         """The one-step module (a :class:`~recbench.plugin.ScoringCell`)."""

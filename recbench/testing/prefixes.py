@@ -53,6 +53,7 @@ def check_score_prefixes(
             f"tensor [batch, min(steps, T - t0), n_items + 1] per chunk, here {wanted}"
         )
     prefixes = torch.cat(chunks, dim=1)  # [B, T, n_items + 1]
+    _check_marked_rows(checker, model, items, length_tensor, prefixes, what)
 
     max_length = model.max_length
     for b, length in enumerate(lengths.tolist()):
@@ -91,3 +92,31 @@ def check_score_prefixes(
                 f"at a time, the cell's scores differ by up to {difference:.3g} (beyond a "
                 "constant per row); both must read the whole history from initial_state"
             )
+
+
+def _check_marked_rows(
+    checker: Checker,
+    model: Any,
+    items: torch.Tensor,
+    lengths: torch.Tensor,
+    prefixes: torch.Tensor,
+    what: str,
+) -> None:
+    """With ``rows`` marking every third prefix and each sequence's last one, the marked
+    rows must hold the same scores as when every row is scored."""
+    import torch
+
+    columns = torch.arange(items.shape[1], device=items.device)
+    rows = (columns % 3 == 0).unsqueeze(0) & (columns.unsqueeze(0) < lengths.unsqueeze(1))
+    rows[torch.arange(len(lengths), device=items.device), lengths - 1] = True
+    chunks = checker.call(
+        f"{what} with rows=", lambda: list(model.score_prefixes(items, lengths, CHECK_STEPS, rows))
+    )
+    marked = torch.cat(chunks, dim=1)[rows]
+    difference = score_difference(marked[:, 1:], prefixes[rows][:, 1:], allow_shift=False)
+    if difference is not None:
+        raise checker.fail(
+            f"score_prefixes(..., rows) does not match score_prefixes(...) on the rows it "
+            f"marks: they differ by up to {difference:.3g}; score the marked rows as usual "
+            "(recbench.plugin.scores_of_rows leaves only the other rows unscored)"
+        )

@@ -296,6 +296,23 @@ def start_aligned(items: Tensor, lengths: Tensor) -> Tensor:
     return aligned.masked_fill(columns.unsqueeze(0) >= lengths.unsqueeze(1), PADDING_ITEM)
 
 
+def scores_of_rows(
+    score: Callable[[Tensor], Tensor], hidden: Tensor, rows: Tensor | None
+) -> Tensor:
+    """``score(hidden)`` (``[B, W, H]`` -> ``[B, W, n_items + 1]``) computed only for the
+    rows marked in ``rows`` (bool ``[B, W]``; ``None``: every row), for a one-pass
+    ``score_prefixes`` (:class:`recbench.contracts.Model`). Unmarked rows are left
+    uninitialised: the caller never reads them, and scoring every item costs far more
+    than reading the sequence when most prefixes answer no query (last-item,
+    half-split)."""
+    if rows is None:
+        return score(hidden)
+    selected = score(hidden[rows].unsqueeze(0)).squeeze(0)  # [M, n_items + 1]
+    scores = selected.new_empty((*hidden.shape[:2], selected.shape[-1]))
+    scores[rows] = selected
+    return scores
+
+
 def last_positions(hidden: Tensor, lengths: Tensor) -> Tensor:
     """``hidden[b, lengths[b] - 1]`` for every row: ``[B, T, D]`` -> ``[B, D]``."""
     rows = torch.arange(hidden.shape[0], device=hidden.device)

@@ -295,7 +295,8 @@ def _one_pass(
     little (:func:`_user_batches`); a batch of ``B`` users reads ``batch_size // B``
     columns per chunk, so a chunk holds about ``batch_size`` score rows. Each chunk's
     rows of a query (the row after reading ``s[:p]``) are ranked together; yields the
-    query positions and their ranking, in no particular query order.
+    query positions and their ranking, in no particular query order. The model is told
+    which rows answer a query (``rows``) and scores only those.
     """
     where = f"{model_name}.score_prefixes"
     sequences = queries.sequences
@@ -320,10 +321,13 @@ def _one_pass(
         query, user, row = query[by_row], user[by_row], row[by_row]
         chunk_starts = np.arange(0, width, steps, dtype=np.int64)
         bounds = np.searchsorted(row, np.append(chunk_starts, width))
+        wanted = np.zeros((len(batch), width), dtype=bool)  # the rows that answer a query
+        wanted[user, row] = True
         chunks = model.score_prefixes(
             torch.from_numpy(items.astype(np.int64, copy=False)).to(device),
             torch.from_numpy(lengths.astype(np.int64, copy=False)).to(device),
             steps,
+            rows=torch.from_numpy(wanted).to(device),
         )
         n_chunks = 0
         for chunk, scores in zip(chunk_starts, chunks, strict=False):

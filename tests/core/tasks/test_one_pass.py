@@ -37,7 +37,7 @@ class HistorySum:
     def score(self, batch: SequenceBatch) -> torch.Tensor:
         return self.rows[batch.items].sum(dim=1)
 
-    def score_prefixes(self, items, lengths, steps):
+    def score_prefixes(self, items, lengths, steps, rows=None):
         total = torch.zeros(items.shape[0], self.rows.shape[1])
         for first in range(0, items.shape[1], steps):
             chunk = self.rows[items[:, first : first + steps]].cumsum(dim=1) + total[:, None]
@@ -85,6 +85,37 @@ def test_one_pass_gives_the_per_query_results_in_query_order(protocol, batch_siz
     assert one_pass.n_queries == per_query.n_queries
 
 
+class ScoresOnlyMarkedRows(HistorySum):
+    """Fills every row the evaluator did not mark with NaN (which ranking refuses)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.marked = [0, 0]  # rows marked, rows in all
+
+    def score_prefixes(self, items, lengths, steps, rows=None):
+        assert rows is not None and rows.shape == items.shape and rows.dtype == torch.bool
+        self.marked[0] += int(rows.sum())
+        self.marked[1] += rows.numel()
+        for first, chunk in zip(
+            range(0, items.shape[1], steps),
+            super().score_prefixes(items, lengths, steps),
+            strict=True,
+        ):
+            yield chunk.masked_fill(~rows[:, first : first + steps, None], float("nan"))
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_one_pass_reads_only_the_rows_it_marks(protocol):
+    queries = build_queries(protocol, sequences())
+    expected = evaluated(HistorySum(queries.sequences.n_items, max_length=None), queries, True)
+    model = ScoresOnlyMarkedRows(queries.sequences.n_items, max_length=None)
+    marked = evaluated(model, queries, one_pass=True)
+    for name, values in expected.per_query.items():
+        np.testing.assert_array_equal(marked.per_query[name], values, err_msg=name)
+    if protocol != "iterative":  # one query per user: most rows need no scores
+        assert model.marked[0] < 0.5 * model.marked[1]
+
+
 def test_chunks_stay_within_the_batch_budget():
     queries = build_queries("iterative", sequences())
     model = HistorySum(queries.sequences.n_items, max_length=None)
@@ -109,13 +140,13 @@ def test_one_pass_reads_the_whole_history_past_max_length():
 
 
 class TooFewChunks(HistorySum):
-    def score_prefixes(self, items, lengths, steps):
-        yield from list(super().score_prefixes(items, lengths, steps))[:-1]
+    def score_prefixes(self, items, lengths, steps, rows=None):
+        yield from list(super().score_prefixes(items, lengths, steps, rows))[:-1]
 
 
 class WrongShape(HistorySum):
-    def score_prefixes(self, items, lengths, steps):
-        for chunk in super().score_prefixes(items, lengths, steps):
+    def score_prefixes(self, items, lengths, steps, rows=None):
+        for chunk in super().score_prefixes(items, lengths, steps, rows):
             yield chunk[:, :, 1:]
 
 

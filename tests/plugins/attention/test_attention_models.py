@@ -143,6 +143,17 @@ def test_score_prefixes_equals_the_cell_and_score_within_max_length(steps):
             assert torch.allclose(prefixes[row, end - 1], expected, atol=1e-5), (row, end)
 
 
+def test_score_prefixes_scores_the_marked_rows_alike():
+    model = untrained(SASRecModel, max_length=6)
+    items, lengths = right_padded(ROWS)
+    rows = torch.zeros(items.shape, dtype=torch.bool)
+    rows[torch.arange(len(ROWS)), lengths - 1] = True
+    with torch.no_grad():
+        whole = torch.cat(list(model.score_prefixes(items, lengths, 4)), dim=1)
+        marked = torch.cat(list(model.score_prefixes(items, lengths, 4, rows)), dim=1)
+    torch.testing.assert_close(marked[rows], whole[rows], rtol=1e-5, atol=1e-5)
+
+
 # -- the cloze task ---------------------------------------------------------------------------
 
 

@@ -90,3 +90,18 @@ def test_one_pass_equals_score_within_max_length_and_reads_past_it(model_cls, op
             else:
                 differs_past_max_length |= not same
     assert differs_past_max_length  # the history, not the window of max_length items
+
+
+@pytest.mark.parametrize(("model_cls", "options"), VARIANTS, ids=IDS)
+def test_one_pass_scores_the_marked_rows_alike(model_cls, options):
+    model = untrained(model_cls, options)
+    whole = one_pass(model, 3)
+    width = whole.shape[1]
+    items = torch.tensor([r + [0] * (width - len(r)) for r in ROWS])
+    lengths = torch.tensor([len(r) for r in ROWS])
+    rows = torch.zeros(items.shape, dtype=torch.bool)
+    rows[torch.arange(len(ROWS)), lengths - 1] = True  # last-item: one row per sequence
+    rows[0, 2] = True
+    with torch.no_grad():
+        marked = torch.cat(list(model.score_prefixes(items, lengths, 3, rows)), dim=1)
+    torch.testing.assert_close(marked[rows], whole[rows], rtol=1e-5, atol=1e-5)
