@@ -34,7 +34,8 @@ The shared trainer (neural next-item models)
     :class:`TrainingOptions` (a model's ``Options`` inherit them), :class:`SequenceNetwork`
     (what the trainer needs of a network), :func:`fit_network`, :class:`TrainingHistory`,
     :class:`TrainingDiverged`, :class:`NegativeSampler`, and the helpers
-    :func:`linear_scores`, :func:`start_aligned` and :func:`last_positions`;
+    :func:`linear_scores`, :func:`start_aligned`, :func:`last_positions` and
+    :func:`scores_of_rows` (a one-pass ``score_prefixes`` scoring only the rows asked for);
     :class:`EpochLoop`, the epoch loop itself (epochs, validation, patience, best
     weights, atomic checkpoints) for a model that trains outside :func:`fit_network`.
 Serving
