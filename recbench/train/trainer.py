@@ -305,7 +305,7 @@ def scores_of_rows(
     uninitialised: the caller never reads them, and scoring every item costs far more
     than reading the sequence when most prefixes answer no query (last-item,
     half-split)."""
-    if rows is None:
+    if rows is None or bool(rows.all()):  # iterative: every row answers a query
         return score(hidden)
     selected = score(hidden[rows].unsqueeze(0)).squeeze(0)  # [M, n_items + 1]
     scores = selected.new_empty((*hidden.shape[:2], selected.shape[-1]))
