@@ -297,3 +297,9 @@ def test_rank_on_cuda_matches_the_cpu(ties):
             assert torch.equal(getattr(on_cuda, name), getattr(on_cpu, name))
     chosen = scores.gather(1, on_cuda.items)
     assert torch.equal(chosen, scores.gather(1, on_cpu.items))
+
+
+def test_a_ranking_store_refuses_item_ids_beyond_32_bits():
+    queries = build_queries("iterative", Sequences.from_lists([[1, 2, 3]], n_items=2**31))
+    with pytest.raises(ConfigError, match="do not fit a 32-bit item id"):
+        RankingStore(queries, 3)

@@ -189,23 +189,19 @@ def evaluate(
         item_counts=torch.as_tensor(np.asarray(item_counts, dtype=np.int64)),
         n_users=queries.n_users,
     )
+    ks = sorted(set(cutoffs))
+    per_query = _per_query_metric_values(store, metrics, ks, context)
+    whole: Ranking | None = None  # the whole set, read once for corpus-level metrics
     summaries: dict[str, MetricSummary] = {}
-    per_query = _per_query_metric_values(store, metrics, sorted(set(cutoffs)), context)
-    for name, values in per_query.items():
-        summaries[name] = summarize(values)
-    corpus_metrics = {i: m for i, m in metrics.items() if not m.per_query}
-    if corpus_metrics:
-        whole = store.ranking()
-        for metric_id, metric in corpus_metrics.items():
-            for k in sorted(set(cutoffs)):
-                name = f"{metric_id}@{k}"
+    for metric_id, metric in metrics.items():
+        for k in ks:
+            name = f"{metric_id}@{k}"
+            if metric.per_query:
+                summaries[name] = summarize(per_query[name])
+            else:
+                whole = store.ranking() if whole is None else whole
                 value = _metric_values(metric, whole, k, context, name)
                 summaries[name] = MetricSummary(mean=float(value), ci95=None, n=len(queries))
-    summaries = {
-        f"{metric_id}@{k}": summaries[f"{metric_id}@{k}"]
-        for metric_id in metrics
-        for k in sorted(set(cutoffs))
-    }
     return EvaluationResult(
         protocol=queries.protocol,
         n_queries=len(queries),
