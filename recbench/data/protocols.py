@@ -28,7 +28,7 @@ and is defined and evaluated in :mod:`recbench.tasks.rating.evaluation`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
@@ -92,6 +92,16 @@ class Queries:
 
     def __len__(self) -> int:
         return len(self.row)
+
+    def select(self, index: np.ndarray) -> Queries:
+        """The queries at positions ``index`` (int ``[Q']``) of this set, in that order."""
+        index = np.asarray(index, dtype=np.int64)
+        return replace(
+            self,
+            row=self.row[index],
+            input_length=self.input_length[index],
+            n_targets=self.n_targets[index],
+        )
 
     @cached_property
     def distinct_counts(self) -> tuple[np.ndarray, np.ndarray]:

@@ -449,9 +449,11 @@ def _order_check_section(run: RunView, cutoffs: Sequence[int]) -> list[str]:
         "The model below was trained again on the first seed's training users with every "
         "user's items shuffled, and evaluated on the same test queries with each query's "
         "input items shuffled: the targets are unchanged, so it can use which items a user "
-        "has but not their order. Two-sided Wilcoxon signed-rank test, paired over the "
-        "queries; p is Holm-adjusted across the metrics of each protocol, and the verdict "
-        f"counts every metric with adjusted p < {ALPHA}.",
+        "has but not their order. On large datasets it reads the queries of a seeded sample "
+        "of the test users (-o eval.order_check_users; the queries column counts them), "
+        "compared with the in-order answers to those queries. Two-sided Wilcoxon "
+        "signed-rank test, paired over the queries; p is Holm-adjusted across the metrics "
+        f"of each protocol, and the verdict counts every metric with adjusted p < {ALPHA}.",
         "",
     ]
     rows = []
@@ -473,12 +475,8 @@ def _order_check_section(run: RunView, cutoffs: Sequence[int]) -> list[str]:
         )
         if original is None:
             continue
-        in_order, shuffled = run_dir.per_query(original), run_dir.per_query(check)
-        values = {
-            name: (in_order[name], shuffled[name])
-            for name in names
-            if name in in_order and name in shuffled
-        }
+        shuffled = run_dir.per_query(check)
+        values = order_check.paired_values(run_dir.per_query(original), shuffled, names)
         if not values:
             continue
         verdict = order_check.order_verdict(values, ALPHA)
@@ -487,6 +485,7 @@ def _order_check_section(run: RunView, cutoffs: Sequence[int]) -> list[str]:
                 [
                     original["model_label"],
                     check["protocol"],
+                    _queries_read(check, original),
                     comparison.metric,
                     f"{comparison.in_order:.4f}",
                     f"{comparison.shuffled:.4f}",
@@ -499,7 +498,8 @@ def _order_check_section(run: RunView, cutoffs: Sequence[int]) -> list[str]:
         return []
     lines += [
         markdown_table(
-            rows, ["model", "protocol", "metric", "in order", "shuffled", "Δ", "p (Holm)"]
+            rows,
+            ["model", "protocol", "queries", "metric", "in order", "shuffled", "Δ", "p (Holm)"],
         ),
         "",
     ]
@@ -507,6 +507,12 @@ def _order_check_section(run: RunView, cutoffs: Sequence[int]) -> list[str]:
         first = next(v for p, v in verdicts if p == protocol)
         lines += [f"- **{protocol}**: {first.conclusion}."]
     return [*lines, ""]
+
+
+def _queries_read(check: Mapping[str, Any], original: Mapping[str, Any]) -> str:
+    """How many of the benchmark's queries the order check read: ``N`` or ``n of N``."""
+    read, total = int(check["n_queries"]), int(original["n_queries"])
+    return f"{read:,}" if read == total else f"{read:,} of {total:,}"
 
 
 def _prefix_semantics(prefixes: str | None) -> list[str]:

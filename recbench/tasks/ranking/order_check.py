@@ -13,6 +13,13 @@ this is worth knowing before reading the results as evidence about sequence mode
 (Shuffling the test sequences themselves would also change the targets -- a random item
 of the history instead of the latest -- and so mix a change of task into the comparison.)
 
+Each shuffled prefix is a new input, so the shuffled model answers its queries one by
+one, never in the one pass over a user's history that serves the in-order model. On a
+large dataset it therefore reads the queries of a seeded sample of test users
+(``eval.order_check_users``, :func:`sample_users`); its cells keep the positions of those
+queries among the benchmark's (:data:`QUERY_INDEX`), and the comparison pairs them with
+the in-order answers to the same queries (:func:`paired_values`).
+
 The runner picks the model (``--order-check``: ``auto`` = the first model of the run
 that has a one-step ``cell()``, i.e. a sequence model; a model label; or ``off``) and
 writes its cells with ``"ablation": "order-shuffled"``; :func:`order_verdict` compares
@@ -31,6 +38,7 @@ import torch
 
 from recbench.data.batches import SequenceBatch
 from recbench.data.interactions import Sequences
+from recbench.data.protocols import Queries
 from recbench.data.splits import Split
 from recbench.errors import ConfigError, close_matches
 from recbench.stats import significance
@@ -38,6 +46,9 @@ from recbench.stats import significance
 ORDER_SHUFFLED = "order-shuffled"
 #: Enters the cells' keys: version 2 keeps the test queries and shuffles their inputs.
 VERSION = "2"
+#: The per-query array of a shuffled cell that holds the positions of its queries among
+#: the benchmark's queries of the same protocol (absent: all of them, in order).
+QUERY_INDEX = "query_index"
 AUTO = "auto"
 OFF = "off"
 
@@ -93,6 +104,31 @@ class ShuffledInputs:
         keys = keys.masked_fill(padding, -1.0)  # padding sorts first and stays left
         order = keys.argsort(dim=1)
         return self.model.score(SequenceBatch(items.gather(1, order), lengths))
+
+
+def sample_users(queries: Queries, users: int, seed: int) -> np.ndarray | None:
+    """The positions (sorted) of the queries of at most ``users`` test users drawn at
+    random (seeded) among those with a query; ``None`` when there are not more than
+    ``users`` of them (or ``users`` is 0): every query is read."""
+    rows = np.unique(queries.row)
+    if users == 0 or len(rows) <= users:
+        return None
+    chosen = np.random.default_rng([seed, 0x0DE5]).choice(rows, size=users, replace=False)
+    return np.flatnonzero(np.isin(queries.row, chosen))
+
+
+def paired_values(
+    in_order: Mapping[str, np.ndarray], shuffled: Mapping[str, np.ndarray], names: Sequence[str]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per metric of ``names`` that both cells hold: the in-order and the shuffled values
+    over the same queries (the in-order ones restricted to the shuffled cell's
+    :data:`QUERY_INDEX`, when it read a sample)."""
+    index = shuffled.get(QUERY_INDEX)
+    return {
+        name: (in_order[name] if index is None else in_order[name][index], shuffled[name])
+        for name in names
+        if name in in_order and name in shuffled
+    }
 
 
 def choose_model(

@@ -60,13 +60,16 @@ class RankingOptions:
 class RankingSplit:
     """The split of the users of seed ``seed`` (and fold ``fold`` of a ``kfold`` split,
     else ``None``) with its queries: ``test`` per protocol of the run, ``valid`` under
-    :data:`VALIDATION_PROTOCOL` (``None``: no validation query)."""
+    :data:`VALIDATION_PROTOCOL` (``None``: no validation query). ``test_index`` is set
+    when ``test`` is a selection of the benchmark's queries (the order check's sample):
+    per protocol, the selected queries' positions among the benchmark's."""
 
     seed: int
     split: Split
     test: Mapping[str, Queries]
     valid: Queries | None
     fold: int | None = None
+    test_index: Mapping[str, np.ndarray] | None = None
 
     @cached_property
     def item_counts(self) -> np.ndarray:
@@ -122,11 +125,22 @@ class RankingTask(Task):
         }
 
     def key_fields(self, resolved: Mapping[str, Any], ablation: str | None) -> dict[str, Any]:
+        # The order check's sample size changes only the order check's cells.
+        evaluation = dict(resolved["eval"])
+        sample = evaluation.pop("order_check_users", 0)
         return {
             "split": resolved["split"],
-            "eval": resolved["eval"],
+            "eval": evaluation,
             "cutoffs": resolved["cutoffs"],
-            **({"ablation": ablation, "ablation_version": order_check.VERSION} if ablation else {}),
+            **(
+                {
+                    "ablation": ablation,
+                    "ablation_version": order_check.VERSION,
+                    **({"order_check_users": sample} if sample else {}),
+                }
+                if ablation
+                else {}
+            ),
         }
 
     # -- running -----------------------------------------------------------------------
@@ -174,15 +188,33 @@ class RankingTask(Task):
 
     def ablations(self, run: TaskRun, split: RankingSplit, seed: int) -> list[Job]:
         """The order check: the chosen model, trained on shuffled training sequences,
-        reading each of the benchmark's queries in a shuffled order."""
-        label = run.plan.task_options.order_check
+        reading each of the benchmark's queries (of a sample of the test users, at most
+        ``eval.order_check_users``) in a shuffled order."""
+        options: RankingOptions = run.plan.task_options
+        label = options.order_check
         if label is None:
             return []
         model = next(m for m in run.plan.models if m.label == label)
+        sampled = {
+            protocol: order_check.sample_users(
+                queries, options.evaluation.order_check_users, split.seed
+            )
+            for protocol, queries in split.test.items()
+        }
+        test_index = {p: index for p, index in sampled.items() if index is not None}
+        checked = replace(
+            split,
+            split=order_check.shuffled_training(split.split, seed),
+            test={
+                p: q if p not in test_index else q.select(test_index[p])
+                for p, q in split.test.items()
+            },
+            test_index=test_index or None,
+        )
         return [
             Job(
                 model,
-                replace(split, split=order_check.shuffled_training(split.split, seed)),
+                checked,
                 ablation=order_check.ORDER_SHUFFLED,
                 reads=lambda fitted: order_check.ShuffledInputs(fitted, seed),
             )
@@ -261,6 +293,9 @@ class RankingTask(Task):
             description=description,
             one_pass=one_pass(evaluation, job),
         )
+        per_query = dict(result.per_query)
+        if split.test_index is not None and protocol in split.test_index:
+            per_query[order_check.QUERY_INDEX] = split.test_index[protocol]
         return Evaluation(
             n_queries=result.n_queries,
             n_users=result.n_users,
@@ -268,7 +303,7 @@ class RankingTask(Task):
                 name: metric_entry(summary, per_query=name in result.per_query)
                 for name, summary in result.summaries.items()
             },
-            per_query=result.per_query,
+            per_query=per_query,
             seconds=result.seconds,
             queries_per_second=result.queries_per_second,
         )

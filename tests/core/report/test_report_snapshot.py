@@ -106,7 +106,7 @@ def test_what_a_reader_could_misread_is_said_in_words():
     text = render(RunDirectory.open(FIXTURE))
     # the order check's verdict follows every metric of its table, not only the first
     check = text.split("## Order check")[1].split("## Timing")[0]
-    assert "| lstm[learning_rate=0.01] | iterative  | recall@10 |" in check
+    assert "| lstm[learning_rate=0.01] | iterative  | 460       | recall@10 |" in check
     assert "- **iterative**: the model does better without order on recall@10" in check
     # iterative has one target per query: the duplicated columns are said to be so
     iterative = next(line for line in text.splitlines() if line.startswith("- **iterative**"))

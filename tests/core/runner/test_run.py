@@ -181,6 +181,11 @@ def test_cli_run_then_report(env, tmp_path, capsys):
             ["--models", "pop", "-o", "eval.ties=random"],
             "option 'ties' of section 'eval' must be one of",
         ),
+        (
+            ["--models", "pop", "-o", "eval.order_check_users=-1"],
+            "order_check_users must not be negative",
+        ),
+        (["--models", "pop", "-o", "eval.batch_size=-8"], "batch_size must not be negative"),
         (["--models", "pop", "--protocols", "half"], "unknown protocol 'half'"),
         (["--models", "pop", "-o", "pop.depth=3"], "unknown option 'depth' for model 'pop'"),
         (["--models", "pop", "-o", "lstm.depth=3"], "options given for 'lstm'"),

@@ -9,12 +9,16 @@ import torch
 import recbench
 from recbench.data.batches import SequenceBatch
 from recbench.data.interactions import Sequences
+from recbench.data.protocols import build_queries
 from recbench.errors import ConfigError
 from recbench.results import RunDirectory
 from recbench.tasks.ranking.order_check import (
+    QUERY_INDEX,
     ShuffledInputs,
     choose_model,
     order_verdict,
+    paired_values,
+    sample_users,
     shuffle_order,
 )
 
@@ -157,6 +161,38 @@ def test_choosing_the_model():
         choose_model("lstn", ["pop", "lstm"], ["lstm"])
 
 
+def test_the_sample_holds_every_query_of_the_drawn_users_and_is_seeded():
+    lengths = [3, 5, 2, 4, 6, 1, 3]
+    sequences = Sequences.from_lists([list(range(1, n + 1)) for n in lengths], n_items=10)
+    queries = build_queries("iterative", sequences)
+    assert sample_users(queries, 6, seed=0) is None  # 6 users have a query: no sample
+    assert sample_users(queries, 0, seed=0) is None
+    index = sample_users(queries, 3, seed=0)
+    assert index is not None
+    assert np.all(np.diff(index) > 0)
+    drawn = np.unique(queries.row[index])
+    assert len(drawn) == 3
+    # every query of a drawn user, none of the others
+    assert np.array_equal(index, np.flatnonzero(np.isin(queries.row, drawn)))
+    assert np.array_equal(sample_users(queries, 3, seed=0), index)
+    draws = {tuple(np.unique(queries.row[sample_users(queries, 3, seed=s)])) for s in range(8)}
+    assert len(draws) > 1
+    selected = queries.select(index)
+    assert np.array_equal(selected.row, queries.row[index])
+    assert np.array_equal(selected.input_length, queries.input_length[index])
+    assert np.array_equal(selected.n_targets, queries.n_targets[index])
+
+
+def test_a_sampled_check_is_paired_with_the_same_in_order_queries():
+    in_order = {"mrr@10": np.array([0.1, 0.2, 0.3, 0.4]), "recall@10": np.ones(4)}
+    shuffled = {"mrr@10": np.array([0.5, 0.6]), QUERY_INDEX: np.array([1, 3])}
+    values = paired_values(in_order, shuffled, ["mrr@10", "recall@10"])
+    assert list(values) == ["mrr@10"]  # only what both cells hold
+    assert np.array_equal(values["mrr@10"][0], [0.2, 0.4])
+    whole = paired_values(in_order, {"mrr@10": np.zeros(4)}, ["mrr@10"])
+    assert np.array_equal(whole["mrr@10"][0], in_order["mrr@10"])
+
+
 def test_a_run_checks_order_once_on_the_first_seed(settings, tmp_path):
     result = recbench.run(
         models=["pop", "lstm"],
@@ -180,6 +216,38 @@ def test_a_run_checks_order_once_on_the_first_seed(settings, tmp_path):
     report = (result.path / "report.md").read_text()
     assert "## Order check" in report
     assert "lstm (order-shuffled)" not in report.split("## Order check")[0]
+
+
+def test_a_sampled_order_check_reads_the_sample_of_test_users(settings, tmp_path):
+    def run(users: int):
+        return recbench.run(
+            models=["pop", "itemknn"],
+            dataset="synthetic:tiny",
+            protocols=["iterative"],
+            order_check="itemknn",
+            overrides=["export.enabled=false", f"eval.order_check_users={users}"],
+            out=tmp_path / f"run{users}",
+            settings=settings,
+            quiet=True,
+        )
+
+    result = run(3)
+    directory = RunDirectory.open(result.path)
+    cells = {c["model_label"]: c for c in directory.cells()}
+    check, original = cells["itemknn (order-shuffled)"], cells["itemknn"]
+    assert check["n_users"] == 3 < original["n_users"]
+    index = directory.per_query(check)[QUERY_INDEX]
+    assert len(index) == check["n_queries"] < original["n_queries"]
+    report = (result.path / "report.md").read_text().split("## Order check")[1]
+    assert f"{check['n_queries']:,} of {original['n_queries']:,}" in report
+    in_order = directory.per_query(original)["mrr@10"][index].mean()
+    row = next(line for line in report.splitlines() if "| mrr@10 " in line)
+    assert [cell.strip() for cell in row.split("|")][5] == f"{in_order:.4f}"
+    # the sample size is in the key of the check's cells only
+    other = {c["model_label"]: c for c in RunDirectory.open(run(4).path).cells()}
+    assert other["itemknn (order-shuffled)"]["n_users"] == 4
+    assert other["itemknn (order-shuffled)"]["key"] != check["key"]
+    assert other["itemknn"]["key"] == original["key"]
 
 
 def test_the_order_check_can_be_turned_off_or_pointed_elsewhere(settings, tmp_path):
