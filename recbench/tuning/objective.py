@@ -30,7 +30,7 @@ from recbench.progress import Progress
 from recbench.registry import PluginInfo, Registry
 from recbench.runner.seeding import seed_everything
 from recbench.tasks.ranking.evaluation import evaluate
-from recbench.tasks.ranking.task import exclude_seen
+from recbench.tasks.ranking.task import exclude_seen, reads_history
 from recbench.tuning.space import suggest
 
 #: Validation users by default: a fifth of the non-test users (at least 200 where there
@@ -126,6 +126,7 @@ def objective(setup: TrialSetup, parse: Callable[[dict[str, Any]], Any]) -> Any:
             ties=setup.evaluation.ties,
             progress=Progress.silent(),
             batch_size=setup.evaluation.batch_size or None,
+            one_pass=reads_history(setup.evaluation, setup.model),
         )
         return float(result.summaries[setup.metric].mean)
 

@@ -36,7 +36,7 @@ from recbench.data.splits import (
 )
 from recbench.errors import ConfigError
 from recbench.progress import Progress
-from recbench.registry import Registry
+from recbench.registry import PluginInfo, Registry
 from recbench.tasks.base import Evaluation, Job, RunPlan, Task, TaskRun, metric_entry
 from recbench.tasks.plans import MetricPlan, ModelPlan
 from recbench.tasks.ranking import order_check
@@ -320,8 +320,13 @@ def exclude_seen(options: EvaluationOptions, data: PreparedData) -> bool:
     return options.exclude_seen == "on"
 
 
+def reads_history(options: EvaluationOptions, model: PluginInfo) -> bool:
+    """Whether ``model`` is evaluated in one pass over each user's whole history: under
+    ``eval.prefixes=history``, when it has ``score_prefixes``."""
+    return options.prefixes == "history" and model.has_score_prefixes
+
+
 def one_pass(options: EvaluationOptions, job: Job) -> bool:
-    """Whether the job's model is evaluated in one pass over each user's whole history:
-    under ``eval.prefixes=history``, for a model with ``score_prefixes`` that is read as
+    """Whether the job's model is evaluated in one pass (:func:`reads_history`), read as
     it is (an ablation that rewrites its inputs, such as the order check, is not)."""
-    return options.prefixes == "history" and job.model.info.has_score_prefixes and job.reads is None
+    return reads_history(options, job.model.info) and job.reads is None

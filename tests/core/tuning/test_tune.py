@@ -201,6 +201,31 @@ def test_a_tune_never_reads_test_users_and_writes_a_runnable_config(tmp_path, mo
     assert "## Tuning" in run_report and "for the validation mrr@20" in run_report
 
 
+@pytest.mark.parametrize(("prefixes", "one_pass"), [("history", True), ("window", False)])
+def test_trials_validate_as_runs_do_in_one_pass(tmp_path, monkeypatch, prefixes, one_pass):
+    """A model with score_prefixes is validated in one pass over the validation users'
+    histories, as a run's evaluation does, unless eval.prefixes=window."""
+    from recbench_rnn.base import RecurrentModel
+
+    calls = {"score": 0, "score_prefixes": 0}
+    score, score_prefixes = RecurrentModel.score, RecurrentModel.score_prefixes
+
+    def count_score(self, batch):
+        calls["score"] += 1
+        return score(self, batch)
+
+    def count_score_prefixes(self, *args, **kwargs):
+        calls["score_prefixes"] += 1
+        return score_prefixes(self, *args, **kwargs)
+
+    monkeypatch.setattr(RecurrentModel, "score", count_score)
+    monkeypatch.setattr(RecurrentModel, "score_prefixes", count_score_prefixes)
+    fixed = ["-o", "lstm.epochs=1", "-o", f"eval.prefixes={prefixes}"]
+    assert _tune(tmp_path, "--models", "lstm", "--trials", "1", *fixed) == 0
+    assert (calls["score_prefixes"] > 0) == one_pass
+    assert (calls["score"] > 0) == (not one_pass)
+
+
 def test_a_study_of_another_seed_is_refused_and_a_locked_one_too(tmp_path, capsys) -> None:
     from recbench.tuning.study import lock
 
