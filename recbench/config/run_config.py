@@ -71,6 +71,16 @@ class EvaluationOptions:
             raise ValueError("order_check_users must not be negative (0: every test user)")
 
 
+#: Evaluation options that change only the order check's cells, not a model's answers.
+ORDER_CHECK_OPTIONS = ("order_check_users",)
+
+
+def evaluation_key(evaluation: Mapping[str, Any]) -> dict[str, Any]:
+    """The evaluation options (``eval`` as a dict) that change a model's results: what
+    cell keys and tuning studies depend on (all but :data:`ORDER_CHECK_OPTIONS`)."""
+    return {k: v for k, v in evaluation.items() if k not in ORDER_CHECK_OPTIONS}
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that defines a run (before plugin options are resolved).

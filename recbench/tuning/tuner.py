@@ -13,6 +13,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from recbench.config.options import as_dict, parse_options
+from recbench.config.run_config import evaluation_key
 from recbench.config.search_space import describe_space
 from recbench.config.settings import Settings
 from recbench.data.prepare import PreparedData, prepare_dataset
@@ -110,7 +111,7 @@ def _setup(plan: TunePlan, info: PluginInfo, prepared: PreparedData) -> dict[str
         "dataset": prepared.name,
         "data_key": prepared.key,
         "split": as_dict(run.task_options.split),
-        "eval": as_dict(run.task_options.evaluation),
+        "eval": evaluation_key(as_dict(run.task_options.evaluation)),
         "seed": request.seed,
         "validation_users": request.validation_users,
         "protocol": plan.protocol,

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from recbench.config.options import as_dict, parse_options
-from recbench.config.run_config import EvaluationOptions, RunConfig
+from recbench.config.run_config import EvaluationOptions, RunConfig, evaluation_key
 from recbench.contracts import FitContext
 from recbench.data.prepare import PreparedData
 from recbench.data.protocols import PROTOCOLS, Queries, build_queries
@@ -125,12 +125,10 @@ class RankingTask(Task):
         }
 
     def key_fields(self, resolved: Mapping[str, Any], ablation: str | None) -> dict[str, Any]:
-        # The order check's sample size changes only the order check's cells.
-        evaluation = dict(resolved["eval"])
-        sample = evaluation.pop("order_check_users", 0)
+        sample = resolved["eval"].get("order_check_users", 0)
         return {
             "split": resolved["split"],
-            "eval": evaluation,
+            "eval": evaluation_key(resolved["eval"]),
             "cutoffs": resolved["cutoffs"],
             **(
                 {

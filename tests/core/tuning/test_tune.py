@@ -240,6 +240,14 @@ def test_a_study_of_another_seed_is_refused_and_a_locked_one_too(tmp_path, capsy
         handle.close()
 
 
+def test_the_order_check_sample_is_not_part_of_a_study(tmp_path, capsys) -> None:
+    assert _tune(tmp_path, "--models", "markov", "--trials", "1") == 0
+    sampled = ("-o", "eval.order_check_users=5")
+    assert _tune(tmp_path, "--models", "markov", "--trials", "2", *sampled) == 0
+    assert _tune(tmp_path, "--models", "markov", "--trials", "3", "-o", "eval.ties=optimistic") == 2
+    assert "belongs to another tune (different eval)" in capsys.readouterr().err
+
+
 def test_a_study_is_continued_only_with_the_same_pruning(tmp_path, capsys) -> None:
     assert _tune(tmp_path, "--models", "markov", "--trials", "1", "--no-pruning") == 0
     assert "pruning: none" in (tmp_path / "study" / "report.md").read_text()
