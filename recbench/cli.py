@@ -454,7 +454,8 @@ def _add_tune_parser(sub: Any) -> None:
         type=_csv,
         default=[],
         metavar="MODELS",
-        help="models without a search space, run once with their defaults",
+        help="models run once with their defaults (needed for a model without a search "
+        "space; a model with one is then not tuned)",
     )
     tune.add_argument(
         "-o",

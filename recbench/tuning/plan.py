@@ -4,7 +4,7 @@ tune`` is checked here before any work starts."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,11 @@ def plan_tune(request: TuneRequest, registry: Registry) -> TunePlan:
             where="--metric",
             hint="name a ranking metric with its cutoff, e.g. mrr@20 or ndcg@10",
         )
-    models = tuple(registry.get("model", name) for name in request.models)
+    # A model named in --defaults-only runs once with its defaults, space or not.
+    models = tuple(
+        replace(info, search_space=None) if info.id in request.defaults_only else info
+        for info in (registry.get("model", name) for name in request.models)
+    )
     for info in models:
         if info.search_space is None and info.id not in request.defaults_only:
             raise ConfigError(

@@ -111,6 +111,13 @@ def test_a_model_without_a_space_is_refused_with_how_to_tune_it(tmp_path, capsys
     assert "declares no search space" in err and "--defaults-only markov" in err
 
 
+def test_defaults_only_runs_a_model_with_a_space_once_with_its_defaults(tmp_path) -> None:
+    args = ("--models", "markov,sr", "--defaults-only", "markov", "--trials", "3")
+    assert _tune(tmp_path, *args) == 0
+    report = (tmp_path / "study" / "report.md").read_text()
+    assert "| markov | 1 |" in report and "| sr | 3 |" in report
+
+
 def _registry_without_space(model: str):
     from dataclasses import replace
 
