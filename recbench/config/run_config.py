@@ -42,7 +42,14 @@ class EvaluationOptions:
         Queries scored at once; 0 picks one from the catalogue size.
     validation_metric:
         The metric (``id@k``) that early stopping and model selection use, computed on
-        the validation users under the last-item protocol.
+        the validation users under ``validation_protocol``.
+    validation_protocol:
+        The protocol of the validation users' queries: ``last-item`` (one query per
+        user, the default) or ``iterative`` / ``half-split``. ``recbench tune`` validates
+        its trials under the protocol it tunes for, and its ``tuned.toml`` sets this
+        option to the same protocol, so a tuned run stops early as its trials did.
+        Under ``iterative`` a model without the one-pass ``score_prefixes`` answers
+        every prefix of every validation user at each validation.
     prefixes:
         What a model that keeps state reads of a prefix longer than its ``max_length``:
         ``history`` (the serving semantics: its whole history, as its exported cell
@@ -61,6 +68,7 @@ class EvaluationOptions:
     ties: Literal["pessimistic", "optimistic", "arbitrary"] = "pessimistic"
     batch_size: int = 0
     validation_metric: str = "mrr@20"
+    validation_protocol: Literal["last-item", "iterative", "half-split"] = "last-item"
     prefixes: Literal["history", "window"] = "history"
     order_check_users: int = 2000
 

@@ -215,7 +215,8 @@ class RankingSections:
             f"- Ties: {ties} ({TIE_POLICIES.get(ties, 'see the run configuration')}).",
             *_prefix_semantics(config.get("eval", {}).get("prefixes")),
             f"- Model selection: {config.get('eval', {}).get('validation_metric')} on validation users "
-            "(last-item); the test users are evaluated once.",
+            f"({config.get('eval', {}).get('validation_protocol', 'last-item')}); the test users "
+            "are evaluated once.",
             "- Uncertainty: ± is the 95% confidence half-width — over queries (normal approximation) "
             "for one seed, over seeds (Student t) for several — shown to 2 significant digits, "
             "the mean to the same decimal place"

@@ -48,7 +48,10 @@ def write_tuned_config(path: Path, plan: TunePlan, storage: Any) -> None:
             lines += [f"[options.{info.id}]"]
             lines += [f"{key} = {_toml(value)}" for key, value in options.items()]
             lines.append("")
-    for section, values in request.options.items():
+    # The tuned run validates (early stopping) under the protocol its trials validated on.
+    sections = {**request.options}
+    sections["eval"] = {**sections.get("eval", {}), "validation_protocol": plan.protocol}
+    for section, values in sections.items():
         if section not in tuned and values:
             lines += [f"[options.{_key(section)}]"]
             lines += [f"{key} = {_toml(value)}" for key, value in values.items()]

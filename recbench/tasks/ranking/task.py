@@ -5,7 +5,7 @@ Its options are the sections ``split`` (:class:`recbench.data.splits.SplitOption
 Each seed (each fold of a seed, for the ``kfold`` split) splits the users
 (:func:`recbench.data.splits.make_split`) and builds the test
 queries of every protocol of the run and the validation queries
-(:data:`VALIDATION_PROTOCOL`); a model is fitted on the training users, selected on the
+(``eval.validation_protocol``); a model is fitted on the training users, selected on the
 validation queries (the fit context's ``validate``) and evaluated on the test queries
 (:func:`recbench.tasks.ranking.evaluation.evaluate`). On the first seed the order-check
 model is fitted a second time on order-shuffled sequences (first fold)
@@ -42,9 +42,6 @@ from recbench.tasks.plans import MetricPlan, ModelPlan
 from recbench.tasks.ranking import order_check
 from recbench.tasks.ranking.evaluation import evaluate
 
-#: The protocol of the validation queries (early stopping and model selection).
-VALIDATION_PROTOCOL = "last-item"
-
 
 @dataclass(frozen=True)
 class RankingOptions:
@@ -60,7 +57,7 @@ class RankingOptions:
 class RankingSplit:
     """The split of the users of seed ``seed`` (and fold ``fold`` of a ``kfold`` split,
     else ``None``) with its queries: ``test`` per protocol of the run, ``valid`` under
-    :data:`VALIDATION_PROTOCOL` (``None``: no validation query). ``test_index`` is set
+    ``eval.validation_protocol`` (``None``: no validation query). ``test_index`` is set
     when ``test`` is a selection of the benchmark's queries (the order check's sample):
     per protocol, the selected queries' positions among the benchmark's."""
 
@@ -175,7 +172,8 @@ class RankingTask(Task):
                 where="--protocols",
                 hint=f"use {', '.join(split.protocols)} with this split",
             )
-        valid = build_queries(VALIDATION_PROTOCOL, split.valid) if len(split.valid) else None
+        protocol = plan.task_options.evaluation.validation_protocol
+        valid = build_queries(protocol, split.valid) if len(split.valid) else None
         return RankingSplit(
             seed=seed,
             split=split,

@@ -342,3 +342,33 @@ def test_the_report_shows_the_loss_of_a_model_with_default_options(settings, tmp
     ]
     assert ["lstm", "adaptive_hinge", "epochs=1"] in rows
     assert ["pop", "–", "defaults"] in rows
+
+
+@pytest.mark.parametrize("protocol", ["last-item", "iterative"])
+def test_the_validation_users_are_queried_under_the_validation_protocol(
+    settings, tmp_path, monkeypatch, protocol
+):
+    from recbench_baselines.markov import Markov
+
+    given = []
+    fit = Markov.fit
+
+    def spy_fit(self, train, valid, ctx):
+        given.append(valid)
+        return fit(self, train, valid, ctx)
+
+    monkeypatch.setattr(Markov, "fit", spy_fit)
+    recbench.run(
+        models=["markov"],
+        dataset="synthetic:tiny",
+        protocols=["half-split"],
+        overrides=["export.enabled=false", f"eval.validation_protocol={protocol}"],
+        out=tmp_path / "run",
+        settings=settings,
+        quiet=True,
+    )
+    (valid,) = given
+    assert valid.protocol == protocol
+    assert f"on validation users ({protocol})" in (tmp_path / "run" / "report.md").read_text()
+    lengths = valid.sequences.lengths
+    assert len(valid) == (len(lengths) if protocol == "last-item" else int((lengths - 1).sum()))

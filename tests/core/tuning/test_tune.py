@@ -186,6 +186,7 @@ def test_a_tune_never_reads_test_users_and_writes_a_runnable_config(tmp_path, mo
             assert not any(row[: len(sequence)] == sequence for row in test_rows)
     tuned = (out / "tuned.toml").read_text()
     assert "[options.markov]" in tuned and "[tuning]" in tuned
+    assert '[options.eval]\nvalidation_protocol = "iterative"' in tuned
     report = (out / "report.md").read_text()
     assert "## Budget sensitivity" in report and "| markov | 3 |" in report
     monkeypatch.setattr(Markov, "fit", fit)
@@ -247,9 +248,9 @@ def test_a_study_of_another_seed_is_refused_and_a_locked_one_too(tmp_path, capsy
         handle.close()
 
 
-def test_the_order_check_sample_is_not_part_of_a_study(tmp_path, capsys) -> None:
+def test_options_trials_do_not_read_are_not_part_of_a_study(tmp_path, capsys) -> None:
     assert _tune(tmp_path, "--models", "markov", "--trials", "1") == 0
-    sampled = ("-o", "eval.order_check_users=5")
+    sampled = ("-o", "eval.order_check_users=5", "-o", "eval.validation_protocol=half-split")
     assert _tune(tmp_path, "--models", "markov", "--trials", "2", *sampled) == 0
     assert _tune(tmp_path, "--models", "markov", "--trials", "3", "-o", "eval.ties=optimistic") == 2
     assert "belongs to another tune (different eval)" in capsys.readouterr().err
