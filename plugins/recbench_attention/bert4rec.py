@@ -24,9 +24,13 @@ from recbench.plugin import (
     Sequences,
     TrainingHistory,
 )
-from recbench_attention.layers import TUNING_EPOCHS, FeedForward, MultiHeadProjections, attend
+from recbench_attention.layers import FeedForward, MultiHeadProjections, attend
 
 State = tuple[Tensor, ...]
+
+
+#: The epochs cap of a tuning trial (early stopping and pruning end most trials sooner).
+CLOZE_TUNING_EPOCHS = 100
 
 
 @dataclass(frozen=True)
@@ -47,11 +51,19 @@ class BERT4RecOptions:
     dropout:
         0.1, the paper's, on the embeddings, attention outputs and feed-forward network.
     epochs, batch_size, learning_rate, l2:
-        Adam with batches of 128 at 1e-3 and L2 (weight decay) 0, up to 200 epochs.
+        Adam with batches of 32 at 1e-3 and L2 (weight decay) 0, up to 200 epochs.
         The paper: batches of 256 at 1e-4 with L2 0.01 and a linear decay, for 400,000
-        steps -- far beyond a CPU budget; the larger rate trains in tens of epochs.
+        steps -- far beyond a CPU budget; the larger rate and small batches give many
+        steps per epoch on a small dataset (27 on ML-100K's 855 windows).
     validate_every, patience:
-        Validate every epoch; stop after 5 validations without improvement.
+        Validate every epoch; stop after 20 validations without improvement. Only the
+        masked fifth of the items teaches the cloze objective, so it learns slowly and
+        its validation values wander: on ML-100K's validation users (last item of 200
+        users) the earlier defaults (batches of 128, patience 5) stopped after 16
+        epochs at mrr@20 0.0430 (epoch 11), little above popularity (0.0366), while
+        batches of 32 reached 0.0633 by epoch 17 and 0.0835 by epoch 36, where patience
+        20 keeps them (sasrec's defaults: 0.067), with drops of up to 0.03 between
+        those peaks.
     """
 
     max_length: int = 200
@@ -61,11 +73,11 @@ class BERT4RecOptions:
     heads: int = 2
     dropout: float = 0.1
     epochs: int = 200
-    batch_size: int = 128
+    batch_size: int = 32
     learning_rate: float = 1e-3
     l2: float = 0.0
     validate_every: int = 1
-    patience: int = 5
+    patience: int = 20
 
     def __post_init__(self) -> None:
         for name in ("max_length", "epochs", "batch_size", "validate_every"):
@@ -199,7 +211,8 @@ class BERT4RecModel:
 
     Defaults (:class:`BERT4RecOptions`): the paper's architecture for MovieLens-1M
     (``d = 64``, 2 layers, 2 heads, dropout 0.1, ``N = 200``, ``ρ = 0.2``) with a larger
-    learning rate than its 1e-4, so that it trains in minutes on a CPU.
+    learning rate than its 1e-4 and batches of 32, so that it trains in minutes on a CPU,
+    and a patience of 20 validations.
 
     References
     ----------
@@ -214,13 +227,15 @@ class BERT4RecModel:
     version = "1"
     Options = BERT4RecOptions
     #: What ``recbench tune`` tries: the paper's mask probabilities (0.1 to 0.6 across
-    #: its datasets), learning rates from its 1e-4 up, dropout, ``d``, blocks, heads and
-    #: ``N``; epochs capped at :data:`TUNING_EPOCHS`.
+    #: its datasets), learning rates from its 1e-4 up, batches from 32, dropout, ``d``,
+    #: blocks, heads and ``N``; epochs capped at :data:`CLOZE_TUNING_EPOCHS` (the cloze
+    #: objective learns from a fifth of the items, so it needs more epochs than the
+    #: next-item models' :data:`TUNING_EPOCHS`), early stopping and pruning doing the rest.
     search_space: ClassVar[dict[str, Any]] = {
         "learning_rate": FloatRange(1e-4, 1e-2, log=True),
-        "batch_size": Choice((64, 128, 256)),
+        "batch_size": Choice((32, 64, 128, 256)),
         "l2": Choice((0.0, 1e-6, 1e-5, 1e-4)),
-        "epochs": Choice((TUNING_EPOCHS,)),
+        "epochs": Choice((CLOZE_TUNING_EPOCHS,)),
         "mask_probability": FloatRange(0.1, 0.6),
         "max_length": Choice((50, 100, 200)),
         "embedding_dim": IntRange(32, 128, step=32),

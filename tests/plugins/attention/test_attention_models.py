@@ -199,7 +199,8 @@ SMALL = {
 }
 #: Calibrated on synthetic:tiny (see tests/plugins/rnn): pop reaches mrr@10 ≈ 0.14 under
 #: the iterative protocol.
-#: bert4rec (mrr@10 0.11 after 8 epochs here) is held to beating pop by the kit only.
+#: bert4rec (mrr@10 0.128 after 8 epochs here, 0.115-0.128 with up to 40; pop 0.136) is
+#: held to beating pop by the kit only.
 MIN_MRR = {"sasrec": 0.18}
 
 
