@@ -83,10 +83,17 @@ class EvaluationOptions:
 ORDER_CHECK_OPTIONS = ("order_check_users",)
 
 
-def evaluation_key(evaluation: Mapping[str, Any]) -> dict[str, Any]:
+#: Evaluation options that tuning trials do not read (they validate under the tuned
+#: protocol), besides :data:`ORDER_CHECK_OPTIONS`.
+TRIAL_UNREAD_OPTIONS = ("validation_protocol",)
+
+
+def evaluation_key(evaluation: Mapping[str, Any], *, trials: bool = False) -> dict[str, Any]:
     """The evaluation options (``eval`` as a dict) that change a model's results: what
-    cell keys and tuning studies depend on (all but :data:`ORDER_CHECK_OPTIONS`)."""
-    return {k: v for k, v in evaluation.items() if k not in ORDER_CHECK_OPTIONS}
+    cell keys depend on (all but :data:`ORDER_CHECK_OPTIONS`), and with ``trials`` what
+    tuning studies depend on (also without :data:`TRIAL_UNREAD_OPTIONS`)."""
+    left_out = ORDER_CHECK_OPTIONS + (TRIAL_UNREAD_OPTIONS if trials else ())
+    return {k: v for k, v in evaluation.items() if k not in left_out}
 
 
 @dataclass(frozen=True)

@@ -111,12 +111,7 @@ def _setup(plan: TunePlan, info: PluginInfo, prepared: PreparedData) -> dict[str
         "dataset": prepared.name,
         "data_key": prepared.key,
         "split": as_dict(run.task_options.split),
-        # Trials validate under the tuned protocol, whatever eval.validation_protocol says.
-        "eval": {
-            k: v
-            for k, v in evaluation_key(as_dict(run.task_options.evaluation)).items()
-            if k != "validation_protocol"
-        },
+        "eval": evaluation_key(as_dict(run.task_options.evaluation), trials=True),
         "seed": request.seed,
         "validation_users": request.validation_users,
         "protocol": plan.protocol,
