@@ -8,14 +8,19 @@ each worker over its own pipe, so it knows which unit a worker was running when 
 that unit is retried once on a fresh worker, then completes as lost.
 
 Workers ignore Ctrl-C: the driver receives it, stops every worker (SIGTERM, on which a
-worker leaves through ``finally`` blocks, removing its scratch files) and re-raises.
+worker leaves through ``finally`` blocks, removing its scratch files) and re-raises. A
+driver killed outright (SIGKILL, the OOM killer) cannot stop them: each worker watches its
+driver and leaves as on SIGTERM within a second of its death.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import sys
+import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -27,6 +32,8 @@ from recbench.runner.executors import ONE_CPU, Completed, Executor, Resources
 
 #: How often a unit whose worker died is tried again on a fresh worker.
 RETRIES = 1
+#: How often a worker checks that its driver is alive.
+DRIVER_CHECK_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -193,10 +200,19 @@ def _leave(signum: int, frame: Any) -> None:
     sys.exit(128 + signum)  # through finally blocks: scratch files are removed
 
 
+def _leave_with(driver: int) -> None:
+    """Wait for the driver process to die (this process is then adopted by another), then
+    leave as on SIGTERM."""
+    while os.getppid() == driver:
+        time.sleep(DRIVER_CHECK_SECONDS)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _serve(connection: Connection, threads: int, gpu: int | None) -> None:
     """A worker's loop: receive shared values and units, send back each outcome."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _leave)
+    threading.Thread(target=_leave_with, args=(os.getppid(),), daemon=True).start()
     import torch
 
     torch.set_num_threads(threads)

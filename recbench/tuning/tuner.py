@@ -3,13 +3,14 @@ then writes ``tuned.toml`` and ``report.md`` into the output folder."""
 
 from __future__ import annotations
 
-import multiprocessing
+import os
 import time
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from recbench.config.options import as_dict, parse_options
@@ -20,6 +21,7 @@ from recbench.data.prepare import PreparedData, prepare_dataset
 from recbench.environment import resolve_device
 from recbench.progress import Progress
 from recbench.registry import PluginInfo, Registry
+from recbench.runner.executor_options import ExecutorOptions, open_executor
 from recbench.tuning import study as studies
 from recbench.tuning.budget import Budget, counted_trials, trial_seconds
 from recbench.tuning.objective import (
@@ -189,17 +191,7 @@ def _run_study(
             setup = _trial_setup(plan, info, registry, prepared, data)
             run_trials(study, setup, budget, callback=lambda *_: refresh())
         else:
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(plan.request.jobs, mp_context=context) as pool:
-                futures = [
-                    pool.submit(_worker, plan.request, info.id, url, settings)
-                    for _ in range(plan.request.jobs)
-                ]
-                while not all(f.done() for f in futures):
-                    time.sleep(1.0)
-                    refresh()
-                for future in futures:
-                    future.result()
+            _run_parallel(plan, info, study, budget, url, settings, progress, refresh)
         refresh()
         seconds = time.perf_counter() - started
         study.set_user_attr(
@@ -208,37 +200,85 @@ def _run_study(
 
 
 def run_trials(
-    study: optuna.Study, setup: TrialSetup, budget: Budget, *, callback: Any = None
-) -> None:
-    """Run trials of ``study`` until its ``budget`` is spent (a failing trial is
-    recorded as failed and the study goes on)."""
+    study: optuna.Study,
+    setup: TrialSetup,
+    budget: Budget,
+    *,
+    callback: Any = None,
+    limit: int | None = None,
+) -> int:
+    """Run trials of ``study`` until its ``budget`` is spent, or ``limit`` trials ran (a
+    failing trial is recorded as failed and the study goes on); returns how many ran."""
 
     def parse(values: dict[str, Any]) -> Any:
         return parse_options(setup.model.cls.Options, values, owner=f"model '{setup.model.id}'")
 
     run_trial = objective(setup, parse)
     callbacks = [callback] if callback is not None else []
-    while not budget.spent(study):
+    ran = 0
+    while not budget.spent(study) and (limit is None or ran < limit):
         study.optimize(run_trial, n_trials=1, catch=(Exception,), callbacks=callbacks)
+        ran += 1
+    return ran
 
 
-def _worker(request: TuneRequest, model_id: str, url: str, settings: Settings) -> None:
-    """One of ``--jobs`` processes: trials of ``model_id``'s study until its budget is spent."""
-    from recbench.registry import discover
+def _run_parallel(
+    plan: TunePlan,
+    info: PluginInfo,
+    study: optuna.Study,
+    budget: Budget,
+    url: str,
+    settings: Settings,
+    progress: Progress,
+    refresh: Callable[[], None],
+) -> None:
+    """``--jobs N``: trials in the runner's worker processes, one trial a unit, sharing the
+    study's storage. The pool stops its workers when the tune is interrupted, and a worker
+    whose tune was killed leaves by itself, so no trial outlives the command."""
+    request = plan.request
+    gpus = torch.cuda.device_count() if resolve_device(request.device).type == "cuda" else 0
+    with open_executor(
+        ExecutorOptions(jobs=request.jobs), threads=torch.get_num_threads(), gpus=gpus
+    ) as pool:
+        for _ in range(request.jobs):
+            pool.submit(_one_trial, request, info.id, url, settings)
+        for done in pool.completed():
+            if done.error is not None:
+                raise done.error
+            if done.lost is not None:
+                progress.log(f"{info.id}: a trial was lost: {done.lost}", style="red")
+            refresh()
+            if (done.value or done.lost) and not budget.spent(study):
+                pool.submit(_one_trial, request, info.id, url, settings)
 
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    registry = discover(allow=settings.loaded_plugins, deny=settings.disabled_plugins)
-    plan = plan_tune(request, registry)
-    info = registry.get("model", model_id)
-    prepared, data = _tuning_data(plan, registry, settings, Progress.silent())
-    study = optuna.load_study(
-        study_name=model_id,
-        storage=studies.open_storage(url),
-        sampler=studies.sampler(request.seed + (multiprocessing.current_process().pid or 0)),
-        pruner=studies.pruner(request.pruning),
-    )
-    budget = _model_budget(request.budget, info)
-    run_trials(study, _trial_setup(plan, info, registry, prepared, data), budget)
+
+#: What a worker process of a parallel tune has loaded: per (model, storage URL), the
+#: study and the trial setup (data prepared and split once per worker, not per trial).
+_WORKER_STUDIES: dict[tuple[str, str], tuple[optuna.Study, TrialSetup, Budget]] = {}
+
+
+def _one_trial(request: TuneRequest, model_id: str, url: str, settings: Settings) -> bool:
+    """A unit of a parallel tune: one trial of ``model_id``'s study, unless its budget is
+    spent; returns whether a trial ran."""
+    key = (model_id, url)
+    if key not in _WORKER_STUDIES:
+        from recbench.registry import discover
+
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        registry = discover(allow=settings.loaded_plugins, deny=settings.disabled_plugins)
+        plan = plan_tune(request, registry)
+        info = registry.get("model", model_id)
+        prepared, data = _tuning_data(plan, registry, settings, Progress.silent())
+        study = optuna.load_study(
+            study_name=model_id,
+            storage=studies.open_storage(url),
+            sampler=studies.sampler(request.seed + os.getpid()),
+            pruner=studies.pruner(request.pruning),
+        )
+        setup = _trial_setup(plan, info, registry, prepared, data)
+        _WORKER_STUDIES[key] = (study, setup, _model_budget(request.budget, info))
+    study, setup, budget = _WORKER_STUDIES[key]
+    return run_trials(study, setup, budget, limit=1) > 0
 
 
 def trial_line(model: str, trial: FrozenTrial, study: optuna.Study) -> str:

@@ -323,3 +323,64 @@ def _trials(out: Path) -> list[Any]:
         return optuna.load_study(study_name="lstm", storage=storage).trials
     except KeyError:
         return []
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+def test_a_killed_parallel_tune_leaves_no_worker_running(tmp_path, env) -> None:
+    out = tmp_path / "study"
+    command = [
+        sys.executable,
+        "-m",
+        "recbench.cli",
+        "tune",
+        "--models",
+        "lstm",
+        "--dataset",
+        DATA,
+        "--trials",
+        "50",
+        "--jobs",
+        "2",
+        "--no-pruning",
+        "--out",
+        str(out),
+        "--quiet",
+        "-o",
+        "lstm.epochs=50",
+        "-o",
+        "lstm.patience=50",
+    ]
+    tune = subprocess.Popen(command)
+    deadline = time.time() + 240
+    while time.time() < deadline and not any(t.state.name == "RUNNING" for t in _trials(out)):
+        time.sleep(0.3)
+    workers = _children(tune.pid)
+    assert workers, "the tune started no worker process"
+    os.kill(tune.pid, signal.SIGKILL)
+    tune.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline and any(_alive(pid) for pid in workers):
+        time.sleep(0.2)
+    assert not [pid for pid in workers if _alive(pid)]
+
+
+def _children(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its new parent to reap it does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
