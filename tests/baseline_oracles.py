@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 import torch
+from recbench_baselines.sknn import SKNNOptions, VSKNNOptions
 from recbench_baselines.sparse_scoring import decay_function
 
 from recbench.data.batches import SequenceBatch
@@ -43,13 +45,15 @@ class OracleSessionKNN:
 
     def __init__(self, *, weighted: bool, **options: Any):
         self.weighted = weighted
-        self.k = options.get("k", 100)
-        self.sample_size = options.get("sample_size", 500)
-        self.similarity = options.get("similarity", "vec" if weighted else "jaccard")
+        # The model's defaults (they are settings, not part of the definition tested).
+        options = {**asdict(VSKNNOptions() if weighted else SKNNOptions()), **options}
+        self.k = options["k"]
+        self.sample_size = options["sample_size"]
+        self.similarity = options["similarity"]
         self.weighting = options.get("weighting", "div")
         self.weighting_score = options.get("weighting_score", "div")
         self.idf_weighting = options.get("idf_weighting", 0.0)
-        self.max_length = options.get("max_length", 10)
+        self.max_length = options["max_length"]
 
     def fit(self, train: Sequences) -> None:
         lists = sequences_as_lists(train)

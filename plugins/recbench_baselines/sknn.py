@@ -299,7 +299,12 @@ class _NeighbourhoodModel:
 
 @dataclass(frozen=True)
 class SKNNOptions:
-    """Options of ``sknn`` (defaults documented by the reference implementation).
+    """Options of ``sknn``. The defaults are the best configuration of a 30-trial
+    validation study on ML-100K (iterative protocol, validation mrr@20 0.0679 against
+    0.0567 for the reference implementation's k=100, sample_size=500, jaccard and the last
+    10 items), which also beat the best of a 15-trial study on the ML-1M ratings of users
+    1-2999 there (0.0757 against 0.0674; the reference values: 0.0437): see
+    docs/methodology.md, "Defaults chosen on validation users".
 
     k:
         Neighbours whose items are scored.
@@ -311,15 +316,14 @@ class SKNNOptions:
     max_length:
         The most recent input items compared (None: the whole input). The published
         method compares whole sessions, which in the click logs it was designed for
-        rarely exceed 10 events; on long user histories (MovieLens) the last 10 items
-        stand in for the current session. On ML-100K and ML-1M the last 10 items gave
-        higher next-item accuracy than 20, 50, 100 or the whole history.
+        rarely exceed 10 events; on long user histories (MovieLens) the last few items
+        stand in for the current session.
     """
 
-    k: int = 100
-    sample_size: int = 500
-    similarity: Literal["jaccard", "cosine"] = "jaccard"
-    max_length: int | None = 10
+    k: int = 24
+    sample_size: int = 1000
+    similarity: Literal["jaccard", "cosine"] = "cosine"
+    max_length: int | None = 5
 
     def __post_init__(self) -> None:
         _check_common(self.k, self.sample_size, self.max_length)
@@ -327,7 +331,13 @@ class SKNNOptions:
 
 @dataclass(frozen=True)
 class VSKNNOptions:
-    """Options of ``vsknn`` (defaults of the reference implementation).
+    """Options of ``vsknn``. The defaults are the best configuration of a 15-trial
+    validation study on the ML-1M ratings of users 1-2999 (iterative protocol, validation
+    mrr@20 0.0954 against 0.0405 for the reference implementation's k=100,
+    sample_size=500, vec similarity, div/div weighting, no idf and the last 10 items),
+    which also beat the best of a 30-trial study on ML-100K there (0.0775 against 0.0770;
+    the reference values: 0.0646): see docs/methodology.md, "Defaults chosen on validation
+    users".
 
     k, sample_size, max_length:
         As for ``sknn``.
@@ -346,12 +356,12 @@ class VSKNNOptions:
         λ: a neighbour item ``i`` scores ``sim · (1 + λ · idf(i))`` (0: off).
     """
 
-    k: int = 100
-    sample_size: int = 500
-    similarity: Literal["vec", "cosine"] = "vec"
-    weighting: PositionWeighting = "div"
+    k: int = 118
+    sample_size: int = 2500
+    similarity: Literal["vec", "cosine"] = "cosine"
+    weighting: PositionWeighting = "linear"
     weighting_score: Decay = "div"
-    idf_weighting: float = 0.0
+    idf_weighting: float = 1.4
     max_length: int | None = 10
 
     def __post_init__(self) -> None:
