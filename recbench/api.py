@@ -244,7 +244,8 @@ def write_report(run_dir: RunDirectory, target: Path | None = None) -> Path:
     else:
         folder = target.parent / f"{target.stem}-figures"
     figures = write_figures(run_dir, folder)
-    write_bytes_atomic(target, render(run_dir, links(figures, target)).encode())
+    report = render(run_dir, links(figures, target), folder=target.resolve().parent)
+    write_bytes_atomic(target, report.encode())
     return target
 
 

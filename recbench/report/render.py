@@ -43,11 +43,18 @@ TASK_SECTIONS: Mapping[str, TaskSectionsFactory] = {
 }
 
 
-def render(run_dir: RunDirectory, figures: Mapping[str, str] | None = None) -> str:
+def render(
+    run_dir: RunDirectory,
+    figures: Mapping[str, str] | None = None,
+    *,
+    folder: Path | None = None,
+) -> str:
     """The markdown report of ``run_dir``.
 
     ``figures`` maps a figure id of :mod:`recbench.report.figures` to the link the report uses
     for it (relative to where the report is written); figures not given are not shown.
+    ``folder``: where the report is written, which links to files outside the run are
+    relative to (default: the run directory).
     """
     figures = dict(figures or {})
     run = RunView.read(run_dir)
@@ -58,7 +65,7 @@ def render(run_dir: RunDirectory, figures: Mapping[str, str] | None = None) -> s
     if run.dataset:
         lines += dataset_section(run.dataset)
     lines += sections.protocol()
-    lines += tuning_section(run_dir)
+    lines += tuning_section(run_dir, folder or run_dir.path)
     lines += models_section(run)
     lines += sections.results(figures)
     lines += sections.after_results()

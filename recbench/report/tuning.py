@@ -4,6 +4,7 @@ by a run of a ``tuned.toml`` that ``recbench tune`` wrote); nothing when they we
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from recbench.report.markdown import escape
 from recbench.results import RunDirectory, read_json
@@ -11,9 +12,10 @@ from recbench.results import RunDirectory, read_json
 TUNING_FILE = "tuning.json"
 
 
-def tuning_section(run_dir: RunDirectory) -> list[str]:
+def tuning_section(run_dir: RunDirectory, folder: Path) -> list[str]:
     """``## Tuning``: the tuned models, the budget, metric, protocol, seed and validation
-    users, and a link to the study report (relative to the run directory)."""
+    users, and a link to the study report (relative to ``folder``, where the report is
+    written)."""
     path = run_dir.path / TUNING_FILE
     if not path.is_file():
         return []
@@ -21,7 +23,7 @@ def tuning_section(run_dir: RunDirectory) -> list[str]:
     models = ", ".join(tuning.get("models", [])) or "none"
     study = str(tuning.get("study", ""))
     report = os.path.join(study, str(tuning.get("report", "report.md")))
-    link = os.path.relpath(report, run_dir.path) if study else report
+    link = os.path.relpath(report, folder) if study else report
     return [
         "## Tuning",
         "",

@@ -207,6 +207,12 @@ def test_a_tune_never_reads_test_users_and_writes_a_runnable_config(tmp_path, mo
     )
     run_report = (tmp_path / "run" / "report.md").read_text()
     assert "## Tuning" in run_report and "for the validation mrr@20" in run_report
+    assert "[../study/report.md](../study/report.md)" in run_report
+    # Written elsewhere, the report links the study from there.
+    assert main(["report", str(tmp_path / "run"), "-o", str(tmp_path / "out" / "r.md")]) == 0
+    assert "(../study/report.md)" in (tmp_path / "out" / "r.md").read_text()
+    assert main(["report", str(tmp_path / "run"), "-o", str(tmp_path / "r.md")]) == 0
+    assert "(study/report.md)" in (tmp_path / "r.md").read_text()
 
 
 @pytest.mark.parametrize(("prefixes", "one_pass"), [("history", True), ("window", False)])
