@@ -170,10 +170,16 @@ def _run_study(
     total = budget.trials if budget.trials is not None else budget.seconds
     announced = {t.number for t in counted_trials(study)}
     shown = [0.0]  # how much of the budget the bar shows as done
+    # Wall time of earlier invocations, and of this one as recorded after each trial (so
+    # that a killed tune's time is kept).
+    earlier = float(study.user_attrs.get("wall_seconds", 0.0))
+    started = time.perf_counter()
     with progress.task(f"Tuning {info.id}", total=total) as bar:
 
         def refresh() -> None:
             finished = counted_trials(study)
+            if len(finished) > len(announced):
+                record_wall_time()
             for trial in sorted(finished, key=lambda t: t.number):
                 if trial.number not in announced:
                     announced.add(trial.number)
@@ -182,21 +188,20 @@ def _run_study(
             bar.advance(done - shown[0])
             shown[0] = done
 
+        def record_wall_time() -> None:
+            study.set_user_attr("wall_seconds", earlier + time.perf_counter() - started)
+
         refresh()
         if budget.spent(study):
             progress.log(f"{info.id}: budget reached earlier ({budget.describe()})", style="dim")
             return
-        started = time.perf_counter()
         if plan.request.jobs == 1:
             setup = _trial_setup(plan, info, registry, prepared, data)
             run_trials(study, setup, budget, callback=lambda *_: refresh())
         else:
             _run_parallel(plan, info, study, budget, url, settings, progress, refresh)
         refresh()
-        seconds = time.perf_counter() - started
-        study.set_user_attr(
-            "wall_seconds", float(study.user_attrs.get("wall_seconds", 0.0)) + seconds
-        )
+        record_wall_time()
 
 
 def run_trials(

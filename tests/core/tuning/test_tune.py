@@ -309,24 +309,31 @@ def test_a_tune_killed_with_kill_9_continues_the_same_study(tmp_path, env) -> No
     first = _trials(out)
     assert any(t.state.is_finished() for t in first)
     assert sum(t.state.is_finished() for t in first) < 4
+    killed_wall = _study(out).user_attrs["wall_seconds"]  # kept up to its last trial
+    assert killed_wall > 0
     subprocess.run(command, check=True, timeout=300)
     after = _trials(out)
     assert [t.number for t in after][: len(first)] == [t.number for t in first]
     finished = [t for t in after if not t.user_attrs.get("interrupted")]
     assert len([t for t in finished if t.state.is_finished()]) == 4
     assert (out / "tuned.toml").is_file()
+    assert _study(out).user_attrs["wall_seconds"] > killed_wall
 
 
-def _trials(out: Path) -> list[Any]:
+def _study(out: Path) -> Any:
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
+    storage = JournalStorage(JournalFileBackend(str(out / "studies.journal")))
+    return optuna.load_study(study_name="lstm", storage=storage)
+
+
+def _trials(out: Path) -> list[Any]:
     if not (out / "studies.journal").exists():
         return []
-    storage = JournalStorage(JournalFileBackend(str(out / "studies.journal")))
     try:
-        return optuna.load_study(study_name="lstm", storage=storage).trials
+        return _study(out).trials
     except KeyError:
         return []
 
