@@ -279,27 +279,8 @@ def test_a_corrupted_study_storage_is_refused(tmp_path, capsys) -> None:
 
 def test_a_tune_killed_with_kill_9_continues_the_same_study(tmp_path, env) -> None:
     out = tmp_path / "study"
-    command = [
-        sys.executable,
-        "-m",
-        "recbench.cli",
-        "tune",
-        "--models",
-        "lstm",
-        "--dataset",
-        DATA,
-        "--trials",
-        "4",
-        "--out",
-        str(out),
-        "--quiet",
-        "-o",
-        "lstm.epochs=2",
-        "-o",
-        "lstm.embedding_dim=16",
-        "-o",
-        "lstm.batch_size=64",
-    ]
+    command = _lstm_tune_command(out, "--trials", "4", "-o", "lstm.epochs=2")
+    command += ["-o", "lstm.embedding_dim=16", "-o", "lstm.batch_size=64"]
     tune = subprocess.Popen(command)
     deadline = time.time() + 240
     while time.time() < deadline and not any(t.state.is_finished() for t in _trials(out)):
@@ -318,6 +299,14 @@ def test_a_tune_killed_with_kill_9_continues_the_same_study(tmp_path, env) -> No
     assert len([t for t in finished if t.state.is_finished()]) == 4
     assert (out / "tuned.toml").is_file()
     assert _study(out).user_attrs["wall_seconds"] > killed_wall
+
+
+def _lstm_tune_command(out: Path, *args: str) -> list[str]:
+    """``recbench tune`` of lstm on the test data into ``out``, as a separate process."""
+    return [
+        sys.executable, "-m", "recbench.cli", "tune", "--models", "lstm", "--dataset", DATA,
+        "--out", str(out), "--quiet", *args,
+    ]  # fmt: skip
 
 
 def _study(out: Path) -> Any:
@@ -341,28 +330,8 @@ def _trials(out: Path) -> list[Any]:
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
 def test_a_killed_parallel_tune_leaves_no_worker_running(tmp_path, env) -> None:
     out = tmp_path / "study"
-    command = [
-        sys.executable,
-        "-m",
-        "recbench.cli",
-        "tune",
-        "--models",
-        "lstm",
-        "--dataset",
-        DATA,
-        "--trials",
-        "50",
-        "--jobs",
-        "2",
-        "--no-pruning",
-        "--out",
-        str(out),
-        "--quiet",
-        "-o",
-        "lstm.epochs=50",
-        "-o",
-        "lstm.patience=50",
-    ]
+    command = _lstm_tune_command(out, "--trials", "50", "--jobs", "2", "--no-pruning")
+    command += ["-o", "lstm.epochs=50", "-o", "lstm.patience=50"]
     tune = subprocess.Popen(command)
     deadline = time.time() + 240
     while time.time() < deadline and not any(t.state.name == "RUNNING" for t in _trials(out)):
