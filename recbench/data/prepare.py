@@ -75,7 +75,11 @@ class PreparedData:
     ``dataset_id`` the registered id it resolved to (``"ml-100k"``, ``"file"``).
     ``item_ids[i]`` is the raw id of item ``i``: ``int64`` with ``item_ids[0] == -1``
     (padding), or ``str`` with ``item_ids[0] == ""`` for string ids. ``key``
-    is the hex cache key; ``statistics`` comes from
+    identifies the prepared content (the same on every machine that prepares the same
+    events the same way: run cells and tuning studies are keyed by it); ``source_key``
+    identifies the files it was read from here (their paths, sizes and modification
+    times: the cache's lookup key, and the ``key`` of runs and studies made before
+    content keys); ``statistics`` comes from
     :func:`recbench.data.preprocess.dataset_statistics`; ``preprocessing`` holds the resolved
     preprocessing options; ``warnings`` the problems found in usable data (loading and
     preprocessing), one line each.
@@ -86,6 +90,7 @@ class PreparedData:
     sequences: Sequences
     item_ids: np.ndarray
     key: str
+    source_key: str
     statistics: dict[str, Any]
     preprocessing: dict[str, Any]
     warnings: tuple[str, ...] = ()
@@ -189,7 +194,8 @@ def prepare_dataset(
         dataset_id=dataset_id,
         sequences=sequences,
         item_ids=item_ids,
-        key=key,
+        key=content_key(sequences, item_ids, as_dict(preprocessing)),
+        source_key=key,
         statistics=statistics,
         preprocessing=as_dict(preprocessing),
         warnings=tuple(warnings),
@@ -215,6 +221,40 @@ def _apply_argument(
             hint="give it only once",
         )
     return {**values, option: argument}
+
+
+def content_key(
+    sequences: Sequences, item_ids: np.ndarray, preprocessing: Mapping[str, Any]
+) -> str:
+    """Hex SHA-256 of prepared data: every array of ``sequences`` and ``item_ids`` (with
+    dtype and shape), the item count, the resolved ``preprocessing`` options and the
+    data format. It does not depend on where or when the files were read."""
+    digest = hashlib.sha256()
+    header = {
+        "n_items": sequences.n_items,
+        "preprocessing": dict(preprocessing),
+        "data_format": DATA_FORMAT_VERSION,
+    }
+    digest.update(json.dumps(header, sort_keys=True, default=str).encode("utf-8"))
+    arrays = {
+        "offsets": sequences.offsets,
+        "items": sequences.items,
+        "users": sequences.users,
+        "timestamps": sequences.timestamps,
+        "ratings": sequences.ratings,
+        "item_ids": item_ids,
+    }
+    for name, array in arrays.items():
+        digest.update(name.encode("utf-8"))
+        if array is None:
+            digest.update(b"none")
+            continue
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        if array.dtype.kind == "O":
+            digest.update("\x1f".join(map(str, array.tolist())).encode("utf-8"))
+        else:
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
 
 
 def _cache_key(

@@ -437,7 +437,8 @@ def _refuse_other_data(out: Path, data: PreparedData) -> None:
     """Refuse to resume the run in ``out`` on data prepared differently than its own."""
     path = out / "dataset.json"
     stored = read_json(path) if path.is_file() else {}
-    if isinstance(stored, dict) and stored.get("key") not in (None, data.key):
+    # A run started before content keys recorded the files' key (source_key).
+    if isinstance(stored, dict) and stored.get("key") not in (None, data.key, data.source_key):
         raise ConfigError(
             f"--resume on other data: {data.name} was prepared differently than when the "
             "run started (its files changed)",

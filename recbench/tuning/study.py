@@ -98,9 +98,13 @@ def open_study(
     seed: int,
     pruning: bool,
     where: str,
+    earlier_setup: Mapping[str, Any] | None = None,
 ) -> optuna.Study:
     """The study ``name`` (created when new) with a seeded TPE sampler and a median
     pruner (none without ``pruning``); refuses one made with another ``setup``.
+
+    ``earlier_setup`` is the same setup as an older recbench recorded it: a study made
+    with it is continued, its recorded setup upgraded to ``setup``.
 
     Raises
     ------
@@ -124,7 +128,8 @@ def open_study(
             hint="the storage is damaged: move it away to start over, or choose another --out",
         ) from None
     stored = study.user_attrs.get("fingerprint")
-    if stored is None:
+    upgraded = earlier_setup is not None and stored == fingerprint(earlier_setup)
+    if stored is None or upgraded:
         study.set_user_attr("fingerprint", wanted)
         study.set_user_attr("setup", dict(setup))
     elif stored != wanted:

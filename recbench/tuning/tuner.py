@@ -57,13 +57,16 @@ def tune(
             f"(no test user), seed {request.seed}"
         )
         for info in plan.models:
+            setup = _setup(plan, info, prepared)
             study = studies.open_study(
                 storage,
                 info.id,
-                _setup(plan, info, prepared),
+                setup,
                 seed=request.seed,
                 pruning=request.pruning,
                 where=url,
+                # Studies made before content keys recorded the files' key.
+                earlier_setup={**setup, "data_key": prepared.source_key},
             )
             interrupted = studies.mark_interrupted(study)
             if interrupted:

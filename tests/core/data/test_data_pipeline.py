@@ -113,22 +113,42 @@ def test_the_cache_lives_under_the_cache_root(registry: Registry, settings: Sett
     prepared = prepare("counting", registry, settings)
     folder = settings.cache_root / "datasets" / "counting"
     assert sorted(p.name for p in folder.iterdir()) == [
-        f"{prepared.key}.json",
-        f"{prepared.key}.npz",
+        f"{prepared.source_key}.json",
+        f"{prepared.source_key}.npz",
     ]
     assert len(prepared.key) == 64 and int(prepared.key, 16) >= 0
 
 
-def test_the_key_covers_options_preprocessing_and_fingerprint(
+def test_the_source_key_covers_options_preprocessing_and_fingerprint(
     registry: Registry, settings: Settings
 ) -> None:
-    base = prepare("counting", registry, settings).key
-    assert prepare("count", registry, settings).key == base  # an alias is the same dataset
-    assert prepare("counting", registry, settings, {"n_users": 5}).key != base
-    assert prepare("counting", registry, settings, {"stamp": "b"}).key != base  # new fingerprint
+    base = prepare("counting", registry, settings)
+    assert prepare("count", registry, settings).source_key == base.source_key  # an alias
+    assert prepare("counting", registry, settings, {"n_users": 5}).source_key != base.source_key
+    restamped = prepare("counting", registry, settings, {"stamp": "b"})
+    assert restamped.source_key != base.source_key  # new fingerprint: read again...
+    assert restamped.key == base.key  # ...into the same content
     changed = PreprocessOptions(min_user_activity=2, min_item_pop=1)
-    assert prepare("counting", registry, settings, preprocessing=changed).key != base
+    assert prepare("counting", registry, settings, preprocessing=changed).key != base.key
     assert CountingDataset.loads == 4
+
+
+def test_the_key_is_the_content_wherever_and_whenever_the_file_was_read(
+    registry: Registry, settings: Settings, tmp_path: Path
+) -> None:
+    """A copy of the same file elsewhere, or the file touched, prepares to the same key
+    (runs and studies stay continuable on another machine); other events do not."""
+    ratings = tmp_path / "a" / "ratings.csv"
+    ratings.parent.mkdir()
+    ratings.write_text("1,10,5,100\n1,20,4,200\n2,10,3,300\n")
+    first = prepare(f"file:{ratings}", registry, settings)
+    copy = tmp_path / "b" / "ratings.csv"
+    copy.parent.mkdir()
+    copy.write_bytes(ratings.read_bytes())
+    moved = prepare(f"file:{copy}", registry, settings)
+    assert moved.source_key != first.source_key and moved.key == first.key
+    copy.write_text("1,10,5,100\n1,20,4,200\n2,20,3,300\n")
+    assert prepare(f"file:{copy}", registry, settings).key != first.key
 
 
 def test_prepared_data_records_what_was_asked(registry: Registry, settings: Settings) -> None:
@@ -210,7 +230,7 @@ def test_nothing_is_written_inside_the_data_root(registry: Registry, settings: S
 
 def test_a_damaged_cache_entry_is_rebuilt(registry: Registry, settings: Settings) -> None:
     first = prepare("counting", registry, settings)
-    arrays = settings.cache_root / "datasets" / "counting" / f"{first.key}.npz"
+    arrays = settings.cache_root / "datasets" / "counting" / f"{first.source_key}.npz"
     arrays.write_bytes(b"truncated")
     second = prepare("counting", registry, settings)
     assert CountingDataset.loads == 2
@@ -259,7 +279,7 @@ def test_an_unreadable_cache_entry_is_rebuilt_with_a_log_line(
     registry: Registry, settings: Settings, damage, reason: str
 ) -> None:
     first = prepare("counting", registry, settings)
-    damage(settings.cache_root / "datasets" / "counting", first.key)
+    damage(settings.cache_root / "datasets" / "counting", first.source_key)
     progress = LogLines()
     second = prepare_dataset("counting", {}, NO_FILTERS, registry, settings, progress)
     assert CountingDataset.loads == 2
@@ -274,7 +294,7 @@ def test_a_cache_entry_without_a_recorded_hash_is_read_as_before(
     registry: Registry, settings: Settings
 ) -> None:
     first = prepare("counting", registry, settings)
-    info_path = settings.cache_root / "datasets" / "counting" / f"{first.key}.json"
+    info_path = settings.cache_root / "datasets" / "counting" / f"{first.source_key}.json"
     info = json.loads(info_path.read_text())
     del info["arrays_bytes"], info["arrays_sha256"]
     info_path.write_text(json.dumps(info))

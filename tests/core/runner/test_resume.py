@@ -14,6 +14,7 @@ import pytest
 
 import recbench
 from recbench import cli
+from recbench.config.settings import Settings
 from recbench.data.files import atomic_write
 from recbench.errors import ConfigError, DataError
 from recbench.results import RunDirectory
@@ -246,3 +247,42 @@ def test_opening_a_run_for_writing_removes_stale_temporary_files(settings, tmp_p
     os.utime(stale, (an_hour_ago, an_hour_ago))
     run_tiny(settings, out, resume=True)
     assert not stale.exists()
+
+
+def _ratings(folder: Path, users: int = 60) -> Path:
+    folder.mkdir(parents=True)
+    path = folder / "ratings.csv"
+    rows = (
+        f"{u},{(u * 7 + s) % 25 + 1},4,{100 * u + s}" for u in range(1, users + 1) for s in range(6)
+    )
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_a_run_resumes_on_a_copy_of_its_data_elsewhere_and_refuses_other_data(settings, tmp_path):
+    """Cells are keyed by the prepared content: the same file in another folder (another
+    machine) resumes without recomputing a cell; a file with other events is refused."""
+    out = tmp_path / "run"
+
+    def run_file(folder: Path) -> None:
+        here = Settings(data_root=folder, cache_root=settings.cache_root, offline=True)
+        recbench.run(
+            dataset="file:ratings.csv",
+            models=["pop"],
+            protocols=["last-item"],
+            seeds=[0],
+            out=out,
+            settings=here,
+            resume=out.exists(),
+        )
+
+    run_file(_ratings(tmp_path / "here").parent)
+    cell = next((out / "cells").glob("*.json"))
+    before = cell.read_bytes()
+    cell_time = cell.stat().st_mtime_ns
+    run_file(_ratings(tmp_path / "there").parent)
+    assert cell.read_bytes() == before and cell.stat().st_mtime_ns == cell_time
+    other = _ratings(tmp_path / "other", users=61).parent
+    with pytest.raises(ConfigError, match="--resume on other data"):
+        run_file(other)
+    assert cell.read_bytes() == before

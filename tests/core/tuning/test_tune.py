@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import pytest
 
 from recbench.cli import main
@@ -366,3 +367,63 @@ def _alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
+
+
+def _ratings_file(folder: Path) -> Path:
+    """A small ratings file (user, item, rating, time) with a next-item pattern."""
+    rng = np.random.default_rng(0)
+    lines = []
+    for user in range(1, 121):
+        item = int(rng.integers(1, 40))
+        for step in range(12):
+            lines.append(f"{user},{item},4,{1000 * user + step}")
+            item = item % 40 + 1 if rng.random() < 0.8 else int(rng.integers(1, 41))
+    folder.mkdir(parents=True)
+    path = folder / "ratings.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _file_tune(out: Path, trials: int) -> int:
+    data = ["--dataset", "file:ratings.csv"]
+    return main(["tune", *data, "--models", "markov", "--trials", str(trials), "--out", str(out)])
+
+
+def _markov_study(out: Path) -> Any:
+    import optuna
+
+    from recbench.tuning.study import open_storage, storage_url
+
+    return optuna.load_study(study_name="markov", storage=open_storage(storage_url(out, None)))
+
+
+def test_a_study_continues_on_a_copy_of_its_data_elsewhere(
+    tmp_path, env, monkeypatch, capsys
+) -> None:
+    """A study is keyed by the prepared content, not by where or when its files were
+    read: a copy of the data on another machine (another folder, new times) continues it,
+    and a study recorded with the files' key by an older recbench is upgraded."""
+    from recbench.tuning import tuner
+
+    out = tmp_path / "study"
+    monkeypatch.setenv("RECBENCH_DATA", str(_ratings_file(tmp_path / "here").parent))
+    by_content = tuner._setup
+
+    def by_files(plan, info, prepared):  # type: ignore[no-untyped-def]
+        return {**by_content(plan, info, prepared), "data_key": prepared.source_key}
+
+    monkeypatch.setattr(tuner, "_setup", by_files)
+    assert _file_tune(out, 1) == 0
+    files_key = _markov_study(out).user_attrs["setup"]["data_key"]
+    monkeypatch.setattr(tuner, "_setup", by_content)
+    assert _file_tune(out, 2) == 0  # the older study, continued and upgraded
+    content_key = _markov_study(out).user_attrs["setup"]["data_key"]
+    assert content_key != files_key
+    copy = _ratings_file(tmp_path / "there")
+    monkeypatch.setenv("RECBENCH_DATA", str(copy.parent))
+    assert _file_tune(out, 3) == 0  # the same events read elsewhere
+    study = _markov_study(out)
+    assert len(study.trials) == 3 and study.user_attrs["setup"]["data_key"] == content_key
+    copy.write_text(copy.read_text().replace(",4,", ",5,", 1).replace("\n1,", "\n2,", 1))
+    assert _file_tune(out, 4) == 2  # other events: another tune, refused
+    assert "belongs to another tune (different data_key)" in capsys.readouterr().err
