@@ -324,8 +324,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _merged(args: argparse.Namespace) -> dict[str, Any]:
     """The settings of ``args`` over those of its ``--config`` file: a flag that was given
-    wins, a setting of the file fills in the others (absent from both: not in the result)."""
+    wins, a setting of the file fills in the others (absent from both: not in the result).
+    ``--models`` may choose some of the file's models: the file's options of the others
+    are then left out (``recbench run --config tuned.toml --models lstm``)."""
     merged = dict(load_config_file(args.config)) if args.config else {}
+    chosen = getattr(args, "models", None)
+    if chosen is not None and merged.get("options"):
+        left_out = set(merged.get("models", ())) - set(chosen)
+        merged["options"] = {k: v for k, v in merged["options"].items() if k not in left_out}
     given = {
         "models": getattr(args, "models", None),
         "dataset": args.dataset,

@@ -139,6 +139,27 @@ def test_the_config_file_may_hold_every_setting_and_flags_win(env, tmp_path, cap
     assert stored["seeds"] == [3] and stored["cutoffs"] == [7] and stored["split"]["test"] == 0.3
 
 
+def test_models_may_choose_some_of_a_config_files_models(env, tmp_path, capsys):
+    """The options of the file's other models are left out (a tuned.toml holds every
+    tuned model); options for a model named nowhere are still refused."""
+    config = tmp_path / "tuned.toml"
+    config.write_text(
+        f'models = ["pop", "itemknn"]\ndataset = "{TINY}"\nprotocols = ["last-item"]\n'
+        "no_export = true\n[options.itemknn]\nneighbors = 7\n"
+    )
+    out = tmp_path / "run"
+    code, _, stderr = run_cli(
+        capsys, "run", "--config", str(config), "--models", "pop", "--out", str(out)
+    )
+    assert code == 0, stderr
+    assert list(json.loads((out / "config.json").read_text())["config"]["models"]) == ["pop"]
+    config.write_text(config.read_text() + "[options.itemknm]\nneighbors = 7\n")
+    code, _, stderr = run_cli(capsys, "run", "--config", str(config), "--models", "pop")
+    assert "options given for 'itemknm', which is not part of this run" in one_line_error(
+        code, stderr
+    )
+
+
 def test_the_readme_config_example_runs(env, tmp_path, capsys, monkeypatch, one_thread):
     blocks = re.findall(r"```toml\n(# bench\.toml\n.*?)```", README.read_text(), flags=re.S)
     assert len(blocks) == 1, "README.md shows one bench.toml example"
