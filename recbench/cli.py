@@ -388,6 +388,10 @@ def _run(args: argparse.Namespace, settings, registry, argv: list[str], console:
     tuning = dict(merged.get("tuning") or {})
     if tuning and args.config:  # the study folder is relative to the tuned.toml
         tuning["study"] = str((args.config.parent / str(tuning.get("study", "."))).resolve())
+    if tuning:  # --models may run some of the tuned models only
+        tuning["models"] = [m for m in tuning.get("models", []) if m in config.models]
+        short = dict(tuning.get("unfinished", {}))
+        tuning["unfinished"] = {m: used for m, used in short.items() if m in config.models}
     out = Path(str(merged["out"])) if merged.get("out") else default_run_path(config.dataset)
     no_export = ["export.enabled=false"] if merged.get("no_export") else []
     result = run(

@@ -24,11 +24,19 @@ def tuning_section(run_dir: RunDirectory, folder: Path) -> list[str]:
     study = str(tuning.get("study", ""))
     report = os.path.join(study, str(tuning.get("report", "report.md")))
     link = os.path.relpath(report, folder) if study else report
+    short = [f"{model} ({used})" for model, used in dict(tuning.get("unfinished", {})).items()]
+    budget = (
+        f"the same budget each ({escape(tuning.get('budget', '?'))})"
+        if not short
+        else f"a budget of {escape(tuning.get('budget', '?'))} each, **except for the "
+        f"unfinished studies of {escape(', '.join(short))}: those models were tuned less "
+        "than the others**"
+    )
     return [
         "## Tuning",
         "",
-        f"The options of {escape(models)} were tuned by `recbench tune` with the same budget "
-        f"each ({escape(tuning.get('budget', '?'))}) for the validation "
+        f"The options of {escape(models)} were tuned by `recbench tune` with {budget} "
+        "for the validation "
         f"{escape(tuning.get('metric', '?'))} under the {escape(tuning.get('protocol', '?'))} "
         f"protocol, on validation users only (split seed {tuning.get('seed', '?')}, "
         f"validation users {tuning.get('validation_users', '?')}); the study report is "

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import TrialState
 
 from recbench.errors import ConfigError
+
+if TYPE_CHECKING:
+    from recbench.registry import PluginInfo
 
 #: A trial that a killed tune left running, marked failed when the study is resumed:
 #: it does not count towards the budget.
@@ -52,6 +55,18 @@ class Budget:
     def as_dict(self) -> dict[str, Any]:
         return {"trials": self.trials, "seconds": self.seconds}
 
+    def shortfall(self, trials: list[Any]) -> str | None:
+        """How much of the budget the finished ``trials`` used (``"3 of 15 trials"``),
+        or ``None`` when they spent it."""
+        if self.trials is not None:
+            if len(trials) >= self.trials:
+                return None
+            return f"{len(trials)} of {self.trials} trials"
+        used, seconds = trial_seconds(trials), self.seconds or 0.0
+        if used >= seconds:
+            return None
+        return f"{format_seconds(used)} of {format_seconds(seconds)} of trial time"
+
     def spent(self, study: optuna.Study, *, running: bool = True) -> bool:
         """Whether ``study`` has had its budget (``running``: count the trials still
         running as spent, so that parallel workers do not overshoot a trial count)."""
@@ -59,6 +74,23 @@ class Budget:
         if self.trials is not None:
             return len(trials) >= self.trials
         return trial_seconds(trials) >= (self.seconds or 0.0)
+
+
+def model_budget(budget: Budget, info: PluginInfo) -> Budget:
+    """A model's budget: ``budget``, or one trial for a model with an empty search space
+    (every trial would be the same configuration)."""
+    return budget if info.search_space else Budget(trials=1)
+
+
+def unfinished(storage: Any, model: str, budget: Budget) -> str | None:
+    """What ``model``'s study in ``storage`` used of its budget when it did not spend it
+    (``budget``: the model's, for a study that was never started), else ``None``."""
+    try:
+        study = optuna.load_study(study_name=model, storage=storage)
+    except KeyError:
+        return budget.shortfall([])
+    stored = study.user_attrs.get("budget")
+    return (Budget(**stored) if stored else budget).shortfall(counted_trials(study))
 
 
 def counted_trials(study: optuna.Study, *, running: bool = False) -> list[Any]:

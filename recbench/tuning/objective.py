@@ -31,6 +31,7 @@ from recbench.registry import PluginInfo, Registry
 from recbench.runner.seeding import seed_everything
 from recbench.tasks.ranking.evaluation import evaluate
 from recbench.tasks.ranking.task import exclude_seen, reads_history
+from recbench.tuning.budget import INTERRUPTED
 from recbench.tuning.space import suggest
 
 #: Validation users by default: a fifth of the non-test users (at least 200 where there
@@ -163,6 +164,10 @@ def objective(setup: TrialSetup, parse: Callable[[dict[str, Any]], Any]) -> Any:
             model.fit(setup.data.train, setup.data.queries, ctx)
             value = score(model)
         except optuna.TrialPruned:
+            raise
+        except KeyboardInterrupt:
+            # Optuna records it failed; a stopped trial must not count towards the budget.
+            trial.set_user_attr(INTERRUPTED, True)
             raise
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0]

@@ -15,7 +15,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 from recbench.data.files import write_bytes_atomic
 from recbench.report.markdown import escape
-from recbench.tuning.budget import counted_trials, format_seconds
+from recbench.tuning.budget import (
+    Budget,
+    counted_trials,
+    format_seconds,
+    model_budget,
+    unfinished,
+)
 
 if TYPE_CHECKING:
     from recbench.tuning.plan import TunePlan
@@ -37,10 +43,18 @@ class StudyView:
     budget: dict[str, Any]
     budget_text: str
     wall_seconds: float
+    unfinished: str | None
 
     @classmethod
-    def read(cls, storage: Any, model: str) -> StudyView:
-        study = optuna.load_study(study_name=model, storage=storage)
+    def read(cls, storage: Any, model: str, budget: Budget) -> StudyView:
+        """``model``'s study (``budget``: its budget, for a study a stopped tune had not
+        started)."""
+        try:
+            study = optuna.load_study(study_name=model, storage=storage)
+        except KeyError:
+            return cls(
+                model, [], [], [], budget.as_dict(), budget.describe(), 0.0, budget.shortfall([])
+            )
         trials = sorted(
             counted_trials(study), key=lambda t: t.datetime_complete or t.datetime_start
         )
@@ -60,6 +74,7 @@ class StudyView:
             budget=dict(study.user_attrs.get("budget", {})),
             budget_text=str(study.user_attrs.get("budget_text", "")),
             wall_seconds=float(study.user_attrs.get("wall_seconds", 0.0)),
+            unfinished=unfinished(storage, model, budget),
         )
 
     def count(self, state: TrialState) -> int:
@@ -85,7 +100,10 @@ class StudyView:
 
 def write_report(path: Path, plan: TunePlan, storage: Any) -> None:
     """Write the study report of ``plan``'s models."""
-    views = [StudyView.read(storage, info.id) for info in plan.models]
+    views = [
+        StudyView.read(storage, info.id, model_budget(plan.request.budget, info))
+        for info in plan.models
+    ]
     write_bytes_atomic(path, render(plan, views).encode())
 
 
@@ -106,6 +124,16 @@ def render(plan: TunePlan, views: list[StudyView]) -> str:
         f"loaded into a model). Sampler: Optuna TPE seeded with {request.seed}; pruning: "
         f"{pruning}; {request.jobs} worker(s).",
         "",
+    ]
+    short = [f"{v.model} ({v.unfinished})" for v in views if v.unfinished]
+    if short:
+        lines += [
+            f"**Unfinished studies: {escape(', '.join(short))}.** The tune was stopped before "
+            "these models had their budget, so they were tuned less than the others; "
+            "rerunning the same command continues them.",
+            "",
+        ]
+    lines += [
         "## Studies",
         "",
         "| model | completed | pruned | failed | trial time | wall time | "

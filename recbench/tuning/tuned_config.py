@@ -1,6 +1,6 @@
 """``tuned.toml``: the tuned options of every model in the ``--config`` format of
-``recbench run``, with a ``[tuning]`` table saying how they were tuned (read by the
-run's report)."""
+``recbench run``, with a ``[tuning]`` table saying how they were tuned, and which studies
+had not spent their budget (read by the run's report)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import optuna
 from optuna.trial import TrialState
 
 from recbench.data.files import write_bytes_atomic
+from recbench.tuning.budget import model_budget, unfinished
 
 if TYPE_CHECKING:
     from recbench.tuning.plan import TunePlan
@@ -21,7 +22,10 @@ if TYPE_CHECKING:
 def best_options(plan: TunePlan, storage: Any, model: str) -> dict[str, Any] | None:
     """The fixed options and the best completed trial's values of ``model`` (``None``:
     no trial completed)."""
-    study = optuna.load_study(study_name=model, storage=storage)
+    try:
+        study = optuna.load_study(study_name=model, storage=storage)
+    except KeyError:  # a stopped tune had not started it
+        return None
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not completed:
         return None
@@ -41,9 +45,13 @@ def write_tuned_config(path: Path, plan: TunePlan, storage: Any) -> None:
         "",
     ]
     tuned: dict[str, dict[str, Any]] = {}
+    short: dict[str, str] = {}
     for info in plan.models:
         options = best_options(plan, storage, info.id)
         tuned[info.id] = {"tuned": options is not None}
+        used = unfinished(storage, info.id, model_budget(request.budget, info))
+        if used is not None:
+            short[info.id] = used
         if options:
             lines += [f"[options.{info.id}]"]
             lines += [f"{key} = {_toml(value)}" for key, value in options.items()]
@@ -66,6 +74,7 @@ def write_tuned_config(path: Path, plan: TunePlan, storage: Any) -> None:
         f"seed = {request.seed}",
         f"validation_users = {_toml(request.validation_users)}",
         f"models = {_toml([m for m, v in tuned.items() if v['tuned']])}",
+        *([f"unfinished = {_toml(short)}"] if short else []),
         "",
     ]
     write_bytes_atomic(path, "\n".join(lines).encode())

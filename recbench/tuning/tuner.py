@@ -23,7 +23,7 @@ from recbench.progress import Progress
 from recbench.registry import PluginInfo, Registry
 from recbench.runner.executor_options import ExecutorOptions, open_executor
 from recbench.tuning import study as studies
-from recbench.tuning.budget import Budget, counted_trials, trial_seconds
+from recbench.tuning.budget import Budget, counted_trials, model_budget, trial_seconds
 from recbench.tuning.objective import (
     TrialSetup,
     TuningData,
@@ -56,39 +56,59 @@ def tune(
             f"{len(data.train):,} training and {len(data.valid):,} validation users "
             f"(no test user), seed {request.seed}"
         )
-        for info in plan.models:
-            setup = _setup(plan, info, prepared)
-            study = studies.open_study(
-                storage,
-                info.id,
-                setup,
-                seed=request.seed,
-                pruning=request.pruning,
-                where=url,
-                # Studies made before content keys recorded the files' key.
-                earlier_setup={**setup, "data_key": prepared.source_key},
-            )
-            interrupted = studies.mark_interrupted(study)
-            if interrupted:
-                progress.log(
-                    f"{info.id}: {interrupted} trial(s) of an interrupted tune marked failed "
-                    "(not counted)",
-                    style="yellow",
-                )
-            budget = _model_budget(request.budget, info)
-            study.set_user_attr("budget", budget.as_dict())
-            study.set_user_attr("budget_text", budget.describe())
-            _run_study(plan, info, study, budget, url, registry, settings, progress, prepared, data)
-        write_tuned_config(out / TUNED_CONFIG, plan, storage)
-        write_report(out / REPORT, plan, storage)
+        try:
+            _run_studies(plan, storage, url, registry, settings, progress, prepared, data)
+        except KeyboardInterrupt:
+            # What the stopped tune finished is kept: the outputs say which studies
+            # are unfinished (the same command continues them).
+            _write_outputs(out, plan, storage)
+            raise
+        _write_outputs(out, plan, storage)
     finally:
         handle.close()
     return out
 
 
-def _model_budget(budget: Budget, info: PluginInfo) -> Budget:
-    """An empty space: every trial would be the same configuration, one is enough."""
-    return budget if info.search_space else Budget(trials=1)
+def _write_outputs(out: Path, plan: TunePlan, storage: Any) -> None:
+    write_tuned_config(out / TUNED_CONFIG, plan, storage)
+    write_report(out / REPORT, plan, storage)
+
+
+def _run_studies(
+    plan: TunePlan,
+    storage: Any,
+    url: str,
+    registry: Registry,
+    settings: Settings,
+    progress: Progress,
+    prepared: PreparedData,
+    data: TuningData,
+) -> None:
+    """One study per model of ``plan``, each run until its budget is spent."""
+    request = plan.request
+    for info in plan.models:
+        setup = _setup(plan, info, prepared)
+        study = studies.open_study(
+            storage,
+            info.id,
+            setup,
+            seed=request.seed,
+            pruning=request.pruning,
+            where=url,
+            # Studies made before content keys recorded the files' key.
+            earlier_setup={**setup, "data_key": prepared.source_key},
+        )
+        interrupted = studies.mark_interrupted(study)
+        if interrupted:
+            progress.log(
+                f"{info.id}: {interrupted} trial(s) of an interrupted tune marked failed "
+                "(not counted)",
+                style="yellow",
+            )
+        budget = model_budget(request.budget, info)
+        study.set_user_attr("budget", budget.as_dict())
+        study.set_user_attr("budget_text", budget.describe())
+        _run_study(plan, info, study, budget, url, registry, settings, progress, prepared, data)
 
 
 def _tuning_data(
@@ -284,7 +304,7 @@ def _one_trial(request: TuneRequest, model_id: str, url: str, settings: Settings
             pruner=studies.pruner(request.pruning),
         )
         setup = _trial_setup(plan, info, registry, prepared, data)
-        _WORKER_STUDIES[key] = (study, setup, _model_budget(request.budget, info))
+        _WORKER_STUDIES[key] = (study, setup, model_budget(request.budget, info))
     study, setup, budget = _WORKER_STUDIES[key]
     return run_trials(study, setup, budget, limit=1) > 0
 

@@ -427,3 +427,45 @@ def test_a_study_continues_on_a_copy_of_its_data_elsewhere(
     copy.write_text(copy.read_text().replace(",4,", ",5,", 1).replace("\n1,", "\n2,", 1))
     assert _file_tune(out, 4) == 2  # other events: another tune, refused
     assert "belongs to another tune (different data_key)" in capsys.readouterr().err
+
+
+def test_a_stopped_tune_writes_what_it_finished_and_says_what_is_unfinished(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    """Ctrl-C in markov's second trial: tuned.toml and report.md are written with the
+    finished trials and name the unfinished studies (the stopped trial does not count, sr
+    was never started); the run's report does not claim an equal budget; the same
+    command finishes the studies and the outputs no longer mention them."""
+    import tomllib
+    from recbench_baselines.markov import Markov
+
+    fit, fits = Markov.fit, {"n": 0}
+
+    def stopped_fit(self, train, valid, ctx):
+        fits["n"] += 1
+        if fits["n"] == 2:
+            raise KeyboardInterrupt
+        return fit(self, train, valid, ctx)
+
+    monkeypatch.setattr(Markov, "fit", stopped_fit)
+    args = ("--models", "pop,markov,sr", "--defaults-only", "pop", "--trials", "3")
+    assert _tune(tmp_path, *args) == 130
+    study = tmp_path / "study"
+    tuned = tomllib.loads((study / "tuned.toml").read_text())
+    assert tuned["tuning"]["unfinished"] == {"markov": "1 of 3 trials", "sr": "0 of 3 trials"}
+    assert tuned["tuning"]["models"] == ["pop", "markov"] and "markov" in tuned["options"]
+    report = (study / "report.md").read_text()
+    assert "**Unfinished studies: markov (1 of 3 trials), sr (0 of 3 trials).**" in report
+    run = ["run", "--config", str(study / "tuned.toml"), "--protocols", "last-item"]
+    run += ["--no-export", "--order-check", "off", "--quiet"]
+    assert main([*run, "--out", str(tmp_path / "run")]) == 0
+    section = (tmp_path / "run" / "report.md").read_text().split("## Tuning")[1]
+    assert "except for the unfinished studies of markov (1 of 3 trials)" in section
+    assert main([*run, "--models", "pop", "--out", str(tmp_path / "pop")]) == 0
+    section = (tmp_path / "pop" / "report.md").read_text().split("## Tuning")[1]
+    assert "The options of pop were tuned by `recbench tune` with the same budget each" in section
+    assert _tune(tmp_path, *args) == 0
+    assert _markov_study(study).user_attrs["budget"] == {"trials": 3, "seconds": None}
+    assert len([t for t in _markov_study(study).trials if t.state.name == "COMPLETE"]) == 3
+    assert "unfinished" not in (study / "tuned.toml").read_text()
+    assert "Unfinished" not in (study / "report.md").read_text()
