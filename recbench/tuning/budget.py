@@ -89,8 +89,13 @@ def unfinished(storage: Any, model: str, budget: Budget) -> str | None:
         study = optuna.load_study(study_name=model, storage=storage)
     except KeyError:
         return budget.shortfall([])
+    return study_budget(study, budget).shortfall(counted_trials(study))
+
+
+def study_budget(study: optuna.Study, default: Budget) -> Budget:
+    """The budget ``study`` recorded (``default`` when it recorded none)."""
     stored = study.user_attrs.get("budget")
-    return (Budget(**stored) if stored else budget).shortfall(counted_trials(study))
+    return Budget(**stored) if stored else default
 
 
 def counted_trials(study: optuna.Study, *, running: bool = False) -> list[Any]:

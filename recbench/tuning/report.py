@@ -20,7 +20,7 @@ from recbench.tuning.budget import (
     counted_trials,
     format_seconds,
     model_budget,
-    unfinished,
+    study_budget,
 )
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ class StudyView:
             budget=dict(study.user_attrs.get("budget", {})),
             budget_text=str(study.user_attrs.get("budget_text", "")),
             wall_seconds=float(study.user_attrs.get("wall_seconds", 0.0)),
-            unfinished=unfinished(storage, model, budget),
+            unfinished=study_budget(study, budget).shortfall(trials),
         )
 
     def count(self, state: TrialState) -> int:
