@@ -190,6 +190,11 @@ class BERT4RecCell(ScoringCell):
     item changes every earlier position's output."""
 
     state_names = ("window",)
+    serving_note = (
+        "re-encodes the last max_length - 1 items with the mask appended at every step "
+        "(a bidirectional model has no incremental state: a new item changes every "
+        "earlier position's output), so a step costs a whole forward pass"
+    )
 
 
 class BERT4RecModel:

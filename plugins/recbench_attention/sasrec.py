@@ -245,6 +245,12 @@ class SASRecCell(ScoringCell):
     """
 
     state_names = ("window", "keys", "values")
+    serving_note = (
+        "attends to a key/value cache of the last max_length - 1 positions of every "
+        "layer, so a step costs O(layers · max_length · d) instead of re-encoding the "
+        "window; beyond max_length items the cache slides (each layer keeps its own "
+        "window), as score_prefixes does"
+    )
 
 
 class SASRecModel:

@@ -209,6 +209,15 @@ def latency_section(
         "parity",
     ]
     lines += [markdown_table(table, headers), ""]
+    notes = {r["model_label"]: r["serving_note"] for r in records if r.get("serving_note")}
+    if notes:
+        lines += [
+            *(
+                f"- `{escape(label)}` step: {escape(note)}"
+                for label, note in sorted(notes.items(), key=lambda kv: order.get(kv[0], 0))
+            ),
+            "",
+        ]
     skipped = [
         f"- {r['model_label']} (seed {r['seed']}): {RUNTIME_NAMES.get(s['runtime'], s['runtime'])} "
         f"on {s['device']} not timed: {escape(s['reason'])}"

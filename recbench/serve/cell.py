@@ -10,6 +10,11 @@ Column ``j`` of the scores is item id ``j``; column 0 (padding) is never recomme
 it; any module that follows this contract works. :class:`ScoringCell` is a base for the
 common case, a network with a ``step`` and dot-product scores against item vectors.
 
+Serving note
+    An optional class attribute ``serving_note``: one sentence on how a step is computed
+    that a reader of the latency table should know (a step that re-encodes a window,
+    a cache that slides); the report prints it under the table.
+
 The state
     ``initial_state(batch_size)`` returns the state before the first item: a tuple of
     tensors whose first axis is the batch (``[B, ...]``; every other axis has a fixed
@@ -63,6 +68,9 @@ class ScoringCell(nn.Module):
 
     #: One name per state tensor (``("h", "c")`` for an LSTM); ``()``: no state.
     state_names: ClassVar[tuple[str, ...]] = ()
+    #: What a reader of a latency table should know about how a step is computed, one
+    #: sentence (e.g. that it re-encodes a window); the run's report prints it.
+    serving_note: ClassVar[str] = ""
     network: Any  # the copied network; Any: nn.Module's typing hides its own methods
     item_matrix: Tensor
     item_bias: Tensor

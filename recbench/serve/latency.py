@@ -640,6 +640,9 @@ def _benchmark_cell(
         reason = f"cell() failed: {type(exc).__name__}: {exc}".splitlines()[0]
         record["export"] = {"status": "failed", "error": reason}
         return [reason]
+    note = getattr(cell, "serving_note", "")
+    if isinstance(note, str) and note:
+        record["serving_note"] = note
     progress.log(f"Exporting {record['model_label']} (seed {record['seed']}) to ONNX")
     result = export_and_check(cell, directory, top_k=top_k, options=options)
     export: dict[str, Any] = {"status": result.status, "error": result.error}

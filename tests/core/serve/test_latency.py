@@ -345,6 +345,17 @@ class ExportTimeShift(ToyCell):
         return scores, h
 
 
+def test_a_cells_serving_note_reaches_its_record_and_the_report(settings, tmp_path, monkeypatch):
+    from recbench_rnn.lstm import LSTMCell
+
+    monkeypatch.setattr(LSTMCell, "serving_note", "reads one item per step", raising=False)
+    result = run_tiny(settings, tmp_path / "run")
+    records = {r["model_label"]: r for r in latency.read_records(result.path)}
+    assert records["lstm"]["serving_note"] == "reads one item per step"
+    assert "serving_note" not in records["pop"]
+    assert "- `lstm` step: reads one item per step" in (result.path / "report.md").read_text()
+
+
 def test_a_cell_that_fails_parity_is_marked_and_not_timed(settings, tmp_path):
     registry = discover()
 
