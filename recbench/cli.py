@@ -314,11 +314,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return exc.exit_code
     except KeyboardInterrupt:
-        errors.print(
-            "recbench: interrupted; finished cells are kept (rerun with --resume)",
-            highlight=False,
-            soft_wrap=True,
+        kept = (
+            "finished trials are kept and tuned.toml and report.md name the unfinished "
+            "studies (rerun the same command to continue them)"
+            if argv[:1] == ["tune"]
+            else "finished cells are kept (rerun with --resume)"
         )
+        errors.print(f"recbench: interrupted; {kept}", highlight=False, soft_wrap=True)
         return 130
 
 

@@ -15,6 +15,7 @@ driver and leaves as on SIGTERM within a second of its death.
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing
 import os
 import signal
@@ -196,7 +197,13 @@ def _death(exitcode: int | None, name: str) -> str:
 # -- the worker's side -------------------------------------------------------------------
 
 
+#: Set once the worker's interpreter is exiting (its ``atexit`` callbacks run).
+_exiting = threading.Event()
+
+
 def _leave(signum: int, frame: Any) -> None:
+    if _exiting.is_set():  # an exception raised in an exit callback prints a traceback
+        os._exit(128 + signum)
     sys.exit(128 + signum)  # through finally blocks: scratch files are removed
 
 
@@ -214,6 +221,8 @@ def _serve(connection: Connection, threads: int, gpu: int | None) -> None:
     signal.signal(signal.SIGTERM, _leave)
     threading.Thread(target=_leave_with, args=(os.getppid(),), daemon=True).start()
     import torch
+
+    atexit.register(_exiting.set)  # after torch's: runs before its exit callbacks
 
     torch.set_num_threads(threads)
     if gpu is not None:

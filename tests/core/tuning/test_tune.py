@@ -450,6 +450,7 @@ def test_a_stopped_tune_writes_what_it_finished_and_says_what_is_unfinished(
     monkeypatch.setattr(Markov, "fit", stopped_fit)
     args = ("--models", "pop,markov,sr", "--defaults-only", "pop", "--trials", "3")
     assert _tune(tmp_path, *args) == 130
+    assert "interrupted; finished trials are kept and tuned.toml" in capsys.readouterr().err
     study = tmp_path / "study"
     tuned = tomllib.loads((study / "tuned.toml").read_text())
     assert tuned["tuning"]["unfinished"] == {"markov": "1 of 3 trials", "sr": "0 of 3 trials"}
