@@ -199,3 +199,22 @@ def test_ray_not_installed_says_which_extra_to_install(env, tmp_path, capsys, mo
 def test_executor_options_refuse_zero_jobs_from_the_api(settings, tmp_path):
     with pytest.raises(ConfigError, match="--jobs takes a positive integer, got 0"):
         recbench.run(["pop"], TINY, out=tmp_path / "r", settings=settings, jobs=0)
+
+
+def test_a_worker_stopped_while_its_interpreter_exits_leaves_quietly() -> None:
+    """SIGTERM during a worker's exit callbacks (the pool stopping workers after Ctrl-C):
+    the worker leaves with 128 + SIGTERM and no 'Exception ignored' traceback."""
+    import subprocess
+
+    script = (
+        "import atexit, os, signal, time\n"
+        "from recbench.runner import local_pool\n"
+        "signal.signal(signal.SIGTERM, local_pool._leave)\n"
+        "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGTERM), time.sleep(2)))\n"
+        "atexit.register(local_pool._exiting.set)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 128 + signal.SIGTERM
+    assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr
