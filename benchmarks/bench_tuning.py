@@ -4,8 +4,10 @@ Tunes one model (default ``lstm``) on one dataset twice with the same seeded sam
 the same number of trials -- once with the median pruner (the default), once with
 ``--no-pruning`` -- each into a fresh folder, and prints per variant: wall time, trials
 per minute, trials completed and pruned, epochs trained in all, and the best validation
-value reached (pruning must buy speed without losing the best configuration). The
-derived-data cache is warmed first; run it on purpose, on an otherwise idle machine::
+value reached (pruning must buy speed without losing the best configuration), and the
+CPU time the process used (trials per CPU minute is the figure that survives a machine
+shared with other jobs). The derived-data cache is warmed first; run it on purpose,
+ideally on an otherwise idle machine::
 
     OMP_NUM_THREADS=1 RECBENCH_DATA=/data python benchmarks/bench_tuning.py \\
         --model lstm --dataset ml-100k --trials 20
@@ -27,7 +29,8 @@ from recbench.tuning.study import open_storage, storage_url
 
 
 def tune(args: argparse.Namespace, out: Path, pruning: bool) -> dict[str, float]:
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
+    load_before = os.getloadavg()[0]
     api.tune(
         [args.model],
         args.dataset,
@@ -40,6 +43,7 @@ def tune(args: argparse.Namespace, out: Path, pruning: bool) -> dict[str, float]
         quiet=True,
     )
     seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
     study = optuna.load_study(study_name=args.model, storage=open_storage(storage_url(out, None)))
     trials = study.get_trials(deepcopy=False)
     completed = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -47,6 +51,9 @@ def tune(args: argparse.Namespace, out: Path, pruning: bool) -> dict[str, float]
     return {
         "seconds": seconds,
         "trials_per_minute": len(trials) / (seconds / 60.0),
+        "cpu_seconds": cpu_seconds,
+        "trials_per_cpu_minute": len(trials) / (cpu_seconds / 60.0),
+        "load": (load_before + os.getloadavg()[0]) / 2,
         "completed": len(completed),
         "pruned": len(pruned),
         "failed": len(trials) - len(completed) - len(pruned),
@@ -75,13 +82,17 @@ def main() -> None:
         f"{args.metric}; torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}; "
         f"load average {os.getloadavg()[0]:.1f}"
     )
-    print("| pruning | wall time | trials/min | completed | pruned | failed | epochs | best |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| pruning | wall time | trials/min | CPU time | trials/CPU min | load | completed "
+        "| pruned | failed | epochs | best |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, row in rows.items():
         print(
             f"| {name} | {row['seconds'] / 60:.1f} min | {row['trials_per_minute']:.2f} | "
-            f"{row['completed']} | {row['pruned']} | {row['failed']} | {row['epochs']} | "
-            f"{row['best']:.4f} |"
+            f"{row['cpu_seconds'] / 60:.1f} min | {row['trials_per_cpu_minute']:.2f} | "
+            f"{row['load']:.1f} | {row['completed']} | {row['pruned']} | {row['failed']} | "
+            f"{row['epochs']} | {row['best']:.4f} |"
         )
 
 
