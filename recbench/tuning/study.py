@@ -113,14 +113,19 @@ def open_study(
     """
     wanted = fingerprint(setup)
     try:
-        study = optuna.create_study(
-            storage=storage,
-            study_name=name,
-            direction="maximize",
-            sampler=sampler(seed),
-            pruner=pruner(pruning),
-            load_if_exists=True,
-        )
+        try:  # loading first: creating an existing study still writes to a journal
+            study = optuna.load_study(
+                study_name=name, storage=storage, sampler=sampler(seed), pruner=pruner(pruning)
+            )
+        except KeyError:
+            study = optuna.create_study(
+                storage=storage,
+                study_name=name,
+                direction="maximize",
+                sampler=sampler(seed),
+                pruner=pruner(pruning),
+                load_if_exists=True,
+            )
     except Exception as exc:
         raise ConfigError(
             f"the study '{name}' cannot be opened ({type(exc).__name__}: {exc})".splitlines()[0],

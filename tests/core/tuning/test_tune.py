@@ -245,8 +245,10 @@ def test_a_study_of_another_seed_is_refused_and_a_locked_one_too(tmp_path, capsy
     from recbench.tuning.study import lock
 
     assert _tune(tmp_path, "--models", "pop", "--trials", "1") == 0
+    journal = (tmp_path / "study" / "studies.journal").read_bytes()
     assert _tune(tmp_path, "--models", "pop", "--trials", "1", "--seed", "1") == 2
     assert "belongs to another tune (different seed)" in capsys.readouterr().err
+    assert (tmp_path / "study" / "studies.journal").read_bytes() == journal  # untouched
     handle = lock(tmp_path / "study")
     try:
         assert _tune(tmp_path, "--models", "pop", "--trials", "1") == 2
