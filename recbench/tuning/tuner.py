@@ -57,7 +57,31 @@ def tune(
             f"(no test user), seed {request.seed}"
         )
         try:
-            _run_studies(plan, storage, url, registry, settings, progress, prepared, data)
+            for info in plan.models:
+                setup = _setup(plan, info, prepared)
+                study = studies.open_study(
+                    storage,
+                    info.id,
+                    setup,
+                    seed=request.seed,
+                    pruning=request.pruning,
+                    where=url,
+                    # Studies made before content keys recorded the files' key.
+                    earlier_setup={**setup, "data_key": prepared.source_key},
+                )
+                interrupted = studies.mark_interrupted(study)
+                if interrupted:
+                    progress.log(
+                        f"{info.id}: {interrupted} trial(s) of an interrupted tune marked failed "
+                        "(not counted)",
+                        style="yellow",
+                    )
+                budget = model_budget(request.budget, info)
+                study.set_user_attr("budget", budget.as_dict())
+                study.set_user_attr("budget_text", budget.describe())
+                _run_study(
+                    plan, info, study, budget, url, registry, settings, progress, prepared, data
+                )
         except KeyboardInterrupt:
             # What the stopped tune finished is kept: the outputs say which studies
             # are unfinished (the same command continues them).
@@ -72,43 +96,6 @@ def tune(
 def _write_outputs(out: Path, plan: TunePlan, storage: Any) -> None:
     write_tuned_config(out / TUNED_CONFIG, plan, storage)
     write_report(out / REPORT, plan, storage)
-
-
-def _run_studies(
-    plan: TunePlan,
-    storage: Any,
-    url: str,
-    registry: Registry,
-    settings: Settings,
-    progress: Progress,
-    prepared: PreparedData,
-    data: TuningData,
-) -> None:
-    """One study per model of ``plan``, each run until its budget is spent."""
-    request = plan.request
-    for info in plan.models:
-        setup = _setup(plan, info, prepared)
-        study = studies.open_study(
-            storage,
-            info.id,
-            setup,
-            seed=request.seed,
-            pruning=request.pruning,
-            where=url,
-            # Studies made before content keys recorded the files' key.
-            earlier_setup={**setup, "data_key": prepared.source_key},
-        )
-        interrupted = studies.mark_interrupted(study)
-        if interrupted:
-            progress.log(
-                f"{info.id}: {interrupted} trial(s) of an interrupted tune marked failed "
-                "(not counted)",
-                style="yellow",
-            )
-        budget = model_budget(request.budget, info)
-        study.set_user_attr("budget", budget.as_dict())
-        study.set_user_attr("budget_text", budget.describe())
-        _run_study(plan, info, study, budget, url, registry, settings, progress, prepared, data)
 
 
 def _tuning_data(
