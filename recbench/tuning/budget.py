@@ -82,20 +82,14 @@ def model_budget(budget: Budget, info: PluginInfo) -> Budget:
     return budget if info.search_space else Budget(trials=1)
 
 
-def unfinished(storage: Any, model: str, budget: Budget) -> str | None:
-    """What ``model``'s study in ``storage`` used of its budget when it did not spend it
-    (``budget``: the model's, for a study that was never started), else ``None``."""
-    try:
-        study = optuna.load_study(study_name=model, storage=storage)
-    except KeyError:
+def unfinished(study: optuna.Study | None, budget: Budget) -> str | None:
+    """What ``study`` used of its budget when it did not spend it, else ``None``
+    (``budget``: the model's, for a study that recorded none or that no tune started,
+    ``None``)."""
+    if study is None:
         return budget.shortfall([])
-    return study_budget(study, budget).shortfall(counted_trials(study))
-
-
-def study_budget(study: optuna.Study, default: Budget) -> Budget:
-    """The budget ``study`` recorded (``default`` when it recorded none)."""
     stored = study.user_attrs.get("budget")
-    return Budget(**stored) if stored else default
+    return (Budget(**stored) if stored else budget).shortfall(counted_trials(study))
 
 
 def counted_trials(study: optuna.Study, *, running: bool = False) -> list[Any]:

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from recbench.data.files import write_bytes_atomic
@@ -20,8 +19,9 @@ from recbench.tuning.budget import (
     counted_trials,
     format_seconds,
     model_budget,
-    study_budget,
+    unfinished,
 )
+from recbench.tuning.study import stored_study
 
 if TYPE_CHECKING:
     from recbench.tuning.plan import TunePlan
@@ -49,9 +49,8 @@ class StudyView:
     def read(cls, storage: Any, model: str, budget: Budget) -> StudyView:
         """``model``'s study (``budget``: its budget, for a study a stopped tune had not
         started)."""
-        try:
-            study = optuna.load_study(study_name=model, storage=storage)
-        except KeyError:
+        study = stored_study(storage, model)
+        if study is None:
             return cls(
                 model, [], [], [], budget.as_dict(), budget.describe(), 0.0, budget.shortfall([])
             )
@@ -74,7 +73,7 @@ class StudyView:
             budget=dict(study.user_attrs.get("budget", {})),
             budget_text=str(study.user_attrs.get("budget_text", "")),
             wall_seconds=float(study.user_attrs.get("wall_seconds", 0.0)),
-            unfinished=study_budget(study, budget).shortfall(trials),
+            unfinished=unfinished(study, budget),
         )
 
     def count(self, state: TrialState) -> int:

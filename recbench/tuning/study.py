@@ -149,6 +149,15 @@ def open_study(
     return study
 
 
+def stored_study(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study | None:
+    """The study ``name`` in ``storage``; ``None`` when no tune started it (a stopped
+    tune, say, before reaching that model)."""
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return None
+
+
 def sampler(seed: int) -> optuna.samplers.BaseSampler:
     """A TPE sampler seeded with ``seed`` (a few random trials first)."""
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=5)

@@ -14,17 +14,16 @@ from optuna.trial import TrialState
 
 from recbench.data.files import write_bytes_atomic
 from recbench.tuning.budget import model_budget, unfinished
+from recbench.tuning.study import stored_study
 
 if TYPE_CHECKING:
     from recbench.tuning.plan import TunePlan
 
 
-def best_options(plan: TunePlan, storage: Any, model: str) -> dict[str, Any] | None:
-    """The fixed options and the best completed trial's values of ``model`` (``None``:
-    no trial completed)."""
-    try:
-        study = optuna.load_study(study_name=model, storage=storage)
-    except KeyError:  # a stopped tune had not started it
+def best_options(plan: TunePlan, study: optuna.Study | None, model: str) -> dict[str, Any] | None:
+    """The fixed options and the best completed trial's values of ``model``'s ``study``
+    (``None``: no trial completed, or no study)."""
+    if study is None:
         return None
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not completed:
@@ -47,9 +46,10 @@ def write_tuned_config(path: Path, plan: TunePlan, storage: Any) -> None:
     tuned: dict[str, dict[str, Any]] = {}
     short: dict[str, str] = {}
     for info in plan.models:
-        options = best_options(plan, storage, info.id)
+        study = stored_study(storage, info.id)
+        options = best_options(plan, study, info.id)
         tuned[info.id] = {"tuned": options is not None}
-        used = unfinished(storage, info.id, model_budget(request.budget, info))
+        used = unfinished(study, model_budget(request.budget, info))
         if used is not None:
             short[info.id] = used
         if options:
