@@ -81,6 +81,13 @@ class SplitOptions:
         last event is at most ``test_days`` days (of 86,400 s) before the data's last
         event, and the validation set those ending in the ``valid_days`` days before
         that (0: no validation set); ``valid`` and ``test`` are then ignored.
+    seed:
+        The seed of the user permutation of ``users`` and ``kfold`` (the other methods
+        are not random). ``None`` (the default): each run seed splits with its own value,
+        so every seed re-splits the users and re-trains. A number: every run seed tests
+        the users of that one split and only re-trains, which keeps a tune's validation
+        and training users (drawn from the training users of the split it tuned on, see
+        :mod:`recbench.tuning`) apart from the test users of every seed.
     """
 
     method: SplitMethod = "users"
@@ -89,6 +96,7 @@ class SplitOptions:
     test_days: float = 0.0
     valid_days: float = 0.0
     folds: int = 5
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         if self.method not in SPLIT_METHODS:
@@ -139,13 +147,16 @@ class SplitOptions:
     def resolved(self) -> dict[str, Any]:
         """The options as a run records them (its configuration and its cells' keys):
         every field, but ``folds`` only for ``kfold`` (so that the other methods record
-        what they recorded before folds existed) and ``test`` not for ``kfold`` (which
-        ignores it)."""
+        what they recorded before folds existed), ``test`` not for ``kfold`` (which
+        ignores it) and ``seed`` only when set (runs that split with each run seed record
+        what they recorded before the option existed)."""
         values = {
             name: list(value) if isinstance(value, tuple) else value
             for name, value in asdict(self).items()
         }
         del values["test" if self.method == "kfold" else "folds"]
+        if self.seed is None:
+            del values["seed"]
         return values
 
 
@@ -221,7 +232,7 @@ def make_split(
         The method and the validation / test sizes.
     seed:
         Seeds the user permutation of the ``users`` and ``kfold`` methods (the other
-        methods are not random).
+        methods are not random), unless ``options.seed`` fixes it.
     fold:
         Which fold of a ``kfold`` split is the test set, ``0 <= fold < options.folds``
         (``None``: fold 0). The other methods take no fold.
@@ -235,6 +246,8 @@ def make_split(
     ValueError
         A ``fold`` out of range, or given to a method without folds.
     """
+    if options.seed is not None:
+        seed = options.seed
     if options.method == "kfold":
         return _split_kfold(sequences, options, seed, 0 if fold is None else fold)
     if fold is not None:

@@ -184,6 +184,10 @@ class RankingSections:
         lines = ["## Protocol", ""]
         split = config.get("split", {})
         resplit = "each seed re-splits and re-trains"
+        if split.get("seed") is not None:
+            resplit = (
+                f"every seed tests the users of the split of seed {split['seed']} and re-trains"
+            )
         if run.n_folds:
             resplit = (
                 f"each seed cuts a new permutation of the users into {run.n_folds} folds; each "

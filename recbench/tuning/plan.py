@@ -47,6 +47,14 @@ class TunePlan:
     protocol: str
     models: tuple[PluginInfo, ...]
 
+    @property
+    def split_seed(self) -> int:
+        """The seed of the split the tune draws its users from: the run's ``split.seed``
+        when set, else the tune's ``--seed``. Its test users never reach a trial; a tuned
+        run that splits with the same seed tests exactly them."""
+        fixed = self.run.task_options.split.seed
+        return self.request.seed if fixed is None else fixed
+
 
 def plan_tune(request: TuneRequest, registry: Registry) -> TunePlan:
     """Check every name, option and number of ``request``; raise on the first error."""

@@ -56,9 +56,12 @@ def write_tuned_config(path: Path, plan: TunePlan, storage: Any) -> None:
             lines += [f"[options.{info.id}]"]
             lines += [f"{key} = {_toml(value)}" for key, value in options.items()]
             lines.append("")
-    # The tuned run validates (early stopping) under the protocol its trials validated on.
+    # The tuned run validates (early stopping) under the protocol its trials validated on,
+    # and every seed of it tests the test users of the tune's split: seeds that re-split
+    # would test users the tune trained or validated on.
     sections = {**request.options}
     sections["eval"] = {**sections.get("eval", {}), "validation_protocol": plan.protocol}
+    sections["split"] = {**sections.get("split", {}), "seed": plan.split_seed}
     for section, values in sections.items():
         if section not in tuned and values:
             lines += [f"[options.{_key(section)}]"]
@@ -72,6 +75,7 @@ def write_tuned_config(path: Path, plan: TunePlan, storage: Any) -> None:
         f"protocol = {_toml(plan.protocol)}",
         f"budget = {_toml(request.budget.describe())}",
         f"seed = {request.seed}",
+        f"split_seed = {plan.split_seed}",
         f"validation_users = {_toml(request.validation_users)}",
         f"models = {_toml([m for m, v in tuned.items() if v['tuned']])}",
         *([f"unfinished = {_toml(short)}"] if short else []),

@@ -109,7 +109,7 @@ def _tuning_data(
     data = tuning_split(
         prepared.sequences,
         run.task_options.split,
-        plan.request.seed,
+        plan.split_seed,
         plan.request.validation_users,
         plan.protocol,
     )
@@ -122,7 +122,12 @@ def _setup(plan: TunePlan, info: PluginInfo, prepared: PreparedData) -> dict[str
     return {
         "dataset": prepared.name,
         "data_key": prepared.key,
-        "split": as_dict(run.task_options.split),
+        # split.seed only when set: studies made before the option existed hold.
+        "split": {
+            key: value
+            for key, value in as_dict(run.task_options.split).items()
+            if key != "seed" or value is not None
+        },
         "eval": evaluation_key(as_dict(run.task_options.evaluation), trials=True),
         "seed": request.seed,
         "validation_users": request.validation_users,

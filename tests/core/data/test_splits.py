@@ -67,6 +67,19 @@ def test_user_split_is_deterministic_per_seed():
     assert first.test.users.tolist() != other.test.users.tolist()
 
 
+@pytest.mark.parametrize("method", ["users", "kfold"])
+def test_a_fixed_split_seed_gives_every_run_seed_the_same_users(method):
+    sequences = random_sequences(200)
+    fixed = SplitOptions(method=method, seed=5)
+    splits = [make_split(sequences, fixed, seed=s) for s in (0, 1, 2)]
+    of_five = make_split(sequences, SplitOptions(method=method), seed=5)
+    for split in splits:
+        for name in ("train", "valid", "test"):
+            assert getattr(split, name).users.tolist() == getattr(of_five, name).users.tolist()
+    assert "seed" not in SplitOptions().resolved()  # runs before the option keep their keys
+    assert fixed.resolved()["seed"] == 5
+
+
 def test_valid_zero_means_no_validation_set():
     split = make_split(random_sequences(10), SplitOptions(valid=0, test=2), seed=0)
     assert (len(split.train), len(split.valid), len(split.test)) == (8, 0, 2)

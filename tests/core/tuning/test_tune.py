@@ -188,6 +188,7 @@ def test_a_tune_never_reads_test_users_and_writes_a_runnable_config(tmp_path, mo
     tuned = (out / "tuned.toml").read_text()
     assert "[options.markov]" in tuned and "[tuning]" in tuned
     assert '[options.eval]\nvalidation_protocol = "iterative"' in tuned
+    assert "[options.split]\nseed = 0" in tuned and "split_seed = 0" in tuned
     report = (out / "report.md").read_text()
     assert "## Budget sensitivity" in report and "| markov | 3 |" in report
     monkeypatch.setattr(Markov, "fit", fit)
@@ -198,6 +199,8 @@ def test_a_tune_never_reads_test_users_and_writes_a_runnable_config(tmp_path, mo
                 "run",
                 "--config",
                 str(out / "tuned.toml"),
+                "--seeds",
+                "0,1",
                 "--out",
                 str(tmp_path / "run"),
                 "--quiet",
@@ -208,6 +211,8 @@ def test_a_tune_never_reads_test_users_and_writes_a_runnable_config(tmp_path, mo
     )
     run_report = (tmp_path / "run" / "report.md").read_text()
     assert "## Tuning" in run_report and "for the validation mrr@20" in run_report
+    assert "no test user was a training or validation user of the tune" in run_report
+    assert "every seed tests the users of the split of seed 0 and re-trains" in run_report
     assert "[../study/report.md](../study/report.md)" in run_report
     # Written elsewhere, the report links the study from there.
     assert main(["report", str(tmp_path / "run"), "-o", str(tmp_path / "out" / "r.md")]) == 0
@@ -464,9 +469,12 @@ def test_a_stopped_tune_writes_what_it_finished_and_says_what_is_unfinished(
     assert main([*run, "--out", str(tmp_path / "run")]) == 0
     section = (tmp_path / "run" / "report.md").read_text().split("## Tuning")[1]
     assert "except for the unfinished studies of markov (1 of 3 trials)" in section
-    assert main([*run, "--models", "pop", "--out", str(tmp_path / "pop")]) == 0
+    # Another split seed than the tune's: its test users may have been tuned on.
+    split = ["-o", "split.seed=3", "--seeds", "0,1"]
+    assert main([*run, "--models", "pop", *split, "--out", str(tmp_path / "pop")]) == 0
     section = (tmp_path / "pop" / "report.md").read_text().split("## Tuning")[1]
     assert "The options of pop were tuned by `recbench tune` with the same budget each" in section
+    assert "**This run splits the users with seed 3**, so some of its test users" in section
     assert _tune(tmp_path, *args) == 0
     assert _markov_study(study).user_attrs["budget"] == {"trials": 3, "seconds": None}
     assert len([t for t in _markov_study(study).trials if t.state.name == "COMPLETE"]) == 3
