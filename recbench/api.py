@@ -23,7 +23,7 @@ from recbench.data.files import write_bytes_atomic
 from recbench.progress import Progress
 from recbench.registry import Registry, discover
 from recbench.report.compare import DEFAULT_FACTOR, Comparison, compare_runs
-from recbench.results import RunDirectory, read_json
+from recbench.results import RunDirectory, read_json, split_key
 
 #: Where a run goes when no ``out`` is given: one line, at WARNING so that Python shows it
 #: without any logging set up (the command line passes ``out`` itself and says so).
@@ -68,9 +68,7 @@ class RunResult:
             if cell["model_label"] in values and metric in cell["metrics"]:
                 per_query = run_dir.per_query(cell)
                 if metric in per_query:
-                    seed, fold = int(cell["seed"]), cell.get("fold")
-                    split = seed if fold is None else (seed, int(fold))
-                    values[cell["model_label"]][split] = per_query[metric]
+                    values[cell["model_label"]][split_key(cell)] = per_query[metric]
         for model, per_seed in values.items():
             if not per_seed:
                 raise ConfigError(
@@ -81,7 +79,9 @@ class RunResult:
         return {
             "mean_a": _mean_over_seeds(values[model_a]),
             "mean_b": _mean_over_seeds(values[model_b]),
-            "p_value": pooled_paired_test(values[model_a], values[model_b]),
+            "p_value": pooled_paired_test(
+                values[model_a], values[model_b], same_queries=run_dir.same_queries()
+            ),
         }
 
     def to_dataframe(self) -> Any:

@@ -27,7 +27,7 @@ import json
 import re
 import shlex
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -92,6 +92,17 @@ def key_of(payload: Mapping[str, Any]) -> str:
     (the first 20 hex digits of the SHA-256 of its JSON, keys sorted)."""
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def split_key(cell: Mapping[str, Any]) -> Hashable:
+    """The split whose queries a cell evaluated: its seed, or (seed, fold) in a k-fold
+    run. Cells of one split key are paired query by query."""
+    seed = int(cell["seed"])
+    return seed if cell.get("fold") is None else (seed, int(cell["fold"]))
+
+
+def _fold_of(split: Hashable) -> Hashable:
+    return split[1] if isinstance(split, tuple) else None
 
 
 @dataclass
@@ -308,6 +319,17 @@ class RunDirectory:
         if "--resume" not in shlex.split(command):
             command += " --resume"
         return f"recompute it with `{command}`"
+
+    def same_queries(self) -> Callable[[Hashable], Hashable] | None:
+        """The query set of a split (:func:`split_key`) when the run's seeds share their
+        queries -- a fixed ``split.seed`` tests one split's users at every seed, so a
+        split's queries are those of its fold -- for
+        :func:`recbench.stats.significance.pooled_differences`; ``None`` when each seed
+        splits anew."""
+        config = read_json(self.path / "config.json").get("config", {})
+        if config.get("split", {}).get("seed") is None:
+            return None
+        return _fold_of
 
     def cells(self) -> Iterator[dict[str, Any]]:
         """Every finished cell, in name order.

@@ -4,7 +4,8 @@ In a table (a protocol at a cutoff for ranking; the rating table) every model is
 against the column's best baseline (†) and best model (‡): a two-sided Wilcoxon
 signed-rank test on the per-query (per-event) values of the cells, paired within a seed
 (within a seed's fold, in a k-fold run) and pooled over seeds and folds
-(:func:`recbench.stats.significance.pooled_paired_test`), the p-values Holm-adjusted over
+(:func:`recbench.stats.significance.pooled_paired_test`; a query that several seeds test,
+with a fixed ``split.seed``, counts once, with its differences averaged), the p-values Holm-adjusted over
 every test of the table. Baselines are the models whose class declares ``baseline = True``
 (``config.json``: ``models[label].baseline``).
 
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from recbench.results import RunDirectory
+from recbench.results import RunDirectory, split_key
 from recbench.stats import significance
 from recbench.stats.power import POWER, DetectableDifference, detectable_difference
 
@@ -72,6 +73,7 @@ def table_tests(
     ``names`` (each with per-query arrays in the cells of ``grouped[(protocol, model)]``;
     ``aggregated[(protocol, model, name)]`` ranks the models)."""
     arrays: dict[tuple[str, str], dict[Hashable, np.ndarray]] = {}
+    same_queries = run_dir.same_queries()
 
     def values(model: str, name: str) -> dict[Hashable, np.ndarray]:
         """``{seed: values}``, or ``{(seed, fold): values}`` for the cells of a k-fold run."""
@@ -80,9 +82,7 @@ def table_tests(
             for cell in grouped.get((protocol, model), []):
                 per_query = run_dir.per_query(cell)
                 if name in per_query:
-                    seed = int(cell["seed"])
-                    split = seed if cell.get("fold") is None else (seed, int(cell["fold"]))
-                    per_split[split] = per_query[name]
+                    per_split[split_key(cell)] = per_query[name]
             arrays[(model, name)] = per_split
         return arrays[(model, name)]
 
@@ -106,7 +106,7 @@ def table_tests(
                 if reference is None or reference == model:
                     continue
                 raw[(model, name, slot)] = significance.pooled_paired_test(
-                    values(model, name), values(reference, name), TEST
+                    values(model, name), values(reference, name), TEST, same_queries
                 )
     keys = list(raw)
     adjusted_values = significance.holm([raw[key] for key in keys]) if keys else np.zeros(0)
@@ -116,7 +116,9 @@ def table_tests(
     alpha = ALPHA / max(len(keys), 1)
     detectable = {}
     for name, (best, second) in leaders.items():
-        differences = significance.pooled_differences(values(best, name), values(second, name))
+        differences = significance.pooled_differences(
+            values(best, name), values(second, name), same_queries
+        )
         if differences.size > 1:
             detectable[name] = (
                 best,

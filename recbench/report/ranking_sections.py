@@ -236,6 +236,12 @@ class RankingSections:
             "best model of the column; two-sided Wilcoxon signed-rank test on the per-query "
             "values, paired over the same queries ("
             + ("seeds and folds pooled" if run.n_folds else "seeds pooled")
+            + (
+                "; every seed tests the same queries, so a query's differences are averaged "
+                "over the seeds and it counts once"
+                if split.get("seed") is not None
+                else ""
+            )
             + "), Holm-corrected across each "
             f"table, adjusted p < {ALPHA}. Queries of one user are not independent (iterative), "
             "so these p-values are optimistic there.",

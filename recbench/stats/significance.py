@@ -17,7 +17,10 @@ Pairs where either value is NaN are left out; with nothing left the p-value is N
 only values of the same seed are paired. :func:`pooled_paired_test` (and
 :func:`pvalues_vs_reference`) takes the per-query differences of every seed that both
 models finished, concatenates them, and tests the pooled differences once. Seeds with more
-queries weigh more, as they do in a mean over queries. A p-value of the pooled test is
+queries weigh more, as they do in a mean over queries. When the seeds share their queries
+(a run with a fixed ``split.seed`` re-trains on one split), a query's differences are
+first averaged over the seeds (``same_queries``): pooling them would count each query once
+per seed as if they were independent queries. A p-value of the pooled test is
 about the models *as trained and evaluated over these seeds*; it is not a test over seeds
 (with three seeds, such a test could hardly reject anything).
 
@@ -70,6 +73,12 @@ def _check_test(test: str) -> None:
 
 def _differences(a: ArrayLike, b: ArrayLike) -> np.ndarray:
     """``a - b`` over the pairs where neither value is NaN (float ``[Q]``)."""
+    aligned = _aligned_differences(a, b)
+    return aligned[~np.isnan(aligned)]
+
+
+def _aligned_differences(a: ArrayLike, b: ArrayLike) -> np.ndarray:
+    """``a - b`` query by query, NaN where either value is NaN (float ``[Q]``)."""
     x = np.asarray(a, dtype=float)
     y = np.asarray(b, dtype=float)
     if x.ndim != 1 or y.ndim != 1:
@@ -81,8 +90,7 @@ def _differences(a: ArrayLike, b: ArrayLike) -> np.ndarray:
             f"paired values must have the same length (one value per query), "
             f"got {len(x)} and {len(y)}"
         )
-    keep = ~(np.isnan(x) | np.isnan(y))
-    return x[keep] - y[keep]
+    return x - y
 
 
 def difference_test(differences: ArrayLike, test: Test = "wilcoxon") -> float:
@@ -128,7 +136,11 @@ def paired_test(a: ArrayLike, b: ArrayLike, test: Test = "wilcoxon") -> float:
     return difference_test(_differences(a, b), test)
 
 
-def pooled_differences(a: Mapping[Split, ArrayLike], b: Mapping[Split, ArrayLike]) -> np.ndarray:
+def pooled_differences(
+    a: Mapping[Split, ArrayLike],
+    b: Mapping[Split, ArrayLike],
+    same_queries: Callable[[Split], Hashable] | None = None,
+) -> np.ndarray:
     """The paired per-query differences ``a - b`` pooled over the splits both have.
 
     ``a`` and ``b`` map a split (a seed, or a (seed, fold) pair of a k-fold run) to its
@@ -137,17 +149,45 @@ def pooled_differences(a: Mapping[Split, ArrayLike], b: Mapping[Split, ArrayLike
     split present in both are concatenated (NaN pairs left out). Empty when the two share
     no split.
 
+    ``same_queries`` names the query set of a split when several splits share one -- the
+    seeds of a run with a fixed ``split.seed`` test the same users and only re-train:
+    the differences of the splits of one query set are then averaged query by query (over
+    the splits where the pair is not NaN) before pooling, so that a query counts once, not
+    once per seed. ``None``: every split has queries of its own.
+
     Raises
     ------
     ValueError
-        When the arrays of a split differ in length.
+        When the arrays of a split, or of the splits of one query set, differ in length.
     """
-    parts = []
+    if same_queries is None:
+        parts = []
+        for split in [key for key in a if key in b]:
+            try:
+                parts.append(_differences(a[split], b[split]))
+            except ValueError as exc:
+                raise ValueError(f"{_split_name(split)}: {exc}") from None
+        return np.concatenate(parts) if parts else np.zeros(0)
+    groups: dict[Hashable, list[np.ndarray]] = {}
     for split in [key for key in a if key in b]:
         try:
-            parts.append(_differences(a[split], b[split]))
+            differences = _aligned_differences(a[split], b[split])
         except ValueError as exc:
             raise ValueError(f"{_split_name(split)}: {exc}") from None
+        group = groups.setdefault(same_queries(split), [])
+        if group and len(group[0]) != len(differences):
+            raise ValueError(
+                f"{_split_name(split)}: shares its queries with another split but has "
+                f"{len(differences)} values against {len(group[0])}"
+            )
+        group.append(differences)
+    parts = []
+    for group in groups.values():
+        stacked = np.stack(group)
+        present = ~np.isnan(stacked)
+        counts = present.sum(axis=0)
+        means = np.where(present, stacked, 0.0).sum(axis=0) / np.maximum(counts, 1)
+        parts.append(means[counts > 0])
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
@@ -158,14 +198,18 @@ def _split_name(split: Hashable) -> str:
 
 
 def pooled_paired_test(
-    a: Mapping[Split, ArrayLike], b: Mapping[Split, ArrayLike], test: Test = "wilcoxon"
+    a: Mapping[Split, ArrayLike],
+    b: Mapping[Split, ArrayLike],
+    test: Test = "wilcoxon",
+    same_queries: Callable[[Split], Hashable] | None = None,
 ) -> float:
     """The p-value of a paired test pooled over seeds (and folds).
 
     ``a`` and ``b`` map a seed -- or, in a k-fold run, a (seed, fold) pair -- to its
     per-query values (float ``[Q_split]``). The per-query differences of every split
-    present in both are concatenated (:func:`pooled_differences`) and tested once (see
-    the module docstring). NaN when the two share no split.
+    present in both are concatenated (:func:`pooled_differences`, which averages the
+    splits that share their queries, ``same_queries``) and tested once (see the module
+    docstring). NaN when the two share no split.
 
     Raises
     ------
@@ -175,7 +219,7 @@ def pooled_paired_test(
     _check_test(test)
     if not any(key in b for key in a):
         return math.nan
-    return difference_test(pooled_differences(a, b), test)
+    return difference_test(pooled_differences(a, b, same_queries), test)
 
 
 def _family(pvalues: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -255,6 +299,7 @@ def pvalues_vs_reference(
     *,
     test: Test = "wilcoxon",
     correction: Correction = "holm",
+    same_queries: Callable[[Hashable], Hashable] | None = None,
 ) -> dict[str, float]:
     """The p-value of every model against ``reference`` on one metric.
 
@@ -273,6 +318,9 @@ def pvalues_vs_reference(
     correction:
         How the p-values of the other models, one family, are adjusted: ``"holm"``
         (default), ``"benjamini-hochberg"`` or ``"none"``.
+    same_queries:
+        The query set of a seed when seeds share their queries (see
+        :func:`pooled_differences`); ``None``: each seed has its own.
 
     Returns
     -------
@@ -298,7 +346,9 @@ def pvalues_vs_reference(
     raw = []
     for model in others:
         try:
-            raw.append(pooled_paired_test(per_query[model], per_query[reference], test))
+            raw.append(
+                pooled_paired_test(per_query[model], per_query[reference], test, same_queries)
+            )
         except ValueError as exc:
             raise ValueError(f"{model} vs {reference}: {exc}") from None
     adjusted = adjust(np.asarray(raw, dtype=float), correction)

@@ -14,6 +14,7 @@ from recbench.stats.significance import (
     difference_test,
     holm,
     paired_test,
+    pooled_differences,
     pooled_paired_test,
     pvalues_vs_reference,
 )
@@ -129,6 +130,31 @@ def test_seeds_are_pooled_by_concatenating_paired_differences():
         pooled_paired_test({0: A, 1: A}, {0: B, 1: B[:3]})
 
 
+def test_seeds_sharing_their_queries_count_each_query_once():
+    """A fixed split.seed: every seed tests the same queries. A query's differences are
+    averaged over the seeds (over those where the pair is not NaN), not concatenated as if
+    three seeds were three times the queries."""
+    rng = np.random.default_rng(5)
+    truth = rng.normal(0.02, 0.2, 40)
+    a = {seed: truth + rng.normal(0, 0.05, 40) for seed in (0, 1, 2)}
+    b = {seed: np.zeros(40) for seed in (0, 1, 2)}
+    a[2][7] = np.nan
+    averaged = pooled_differences(a, b, same_queries=lambda split: None)
+    expected = np.nanmean(np.stack([a[s] for s in (0, 1, 2)]), axis=0)
+    np.testing.assert_allclose(averaged, expected)
+    assert len(pooled_differences(a, b)) == 119  # concatenated: every seed's queries
+    p_once = pooled_paired_test(a, b, "ttest", same_queries=lambda split: None)
+    assert p_once == pytest.approx(difference_test(expected, "ttest"))
+    assert p_once > pooled_paired_test(a, b, "ttest")  # concatenation overstates the evidence
+    # (seed, fold) splits: the folds are the query sets, averaged over seeds within a fold
+    folds = {(s, f): a[s][f * 20 : (f + 1) * 20] for s in (0, 1) for f in (0, 1)}
+    zero = {split: np.zeros(20) for split in folds}
+    by_fold = pooled_differences(folds, zero, same_queries=lambda split: split[1])
+    np.testing.assert_allclose(by_fold, (a[0] + a[1]) / 2)
+    with pytest.raises(ValueError, match="shares its queries with another split"):
+        pooled_differences({0: A, 1: A[:4]}, {0: B, 1: B[:4]}, same_queries=lambda s: None)
+
+
 def test_pvalues_vs_reference_are_holm_adjusted_over_the_other_models():
     rng = np.random.default_rng(4)
     base = {seed: rng.random(50) for seed in (0, 1)}
@@ -180,3 +206,26 @@ def test_two_models_of_a_run_are_tested_on_the_same_queries(tmp_path):
     assert same["p_value"] == 1.0
     with pytest.raises(ConfigError, match="no per-query values"):
         result.paired_test("sr", "pop", "iterative", "item_coverage@10")
+
+
+def test_a_run_with_a_fixed_split_seed_tests_each_query_once(tmp_path):
+    """Two seeds of `-o split.seed=0` test the same queries: the run's paired test averages
+    each query's differences over the seeds, and the report says so."""
+    from recbench.api import load_results
+    from recbench.cli import main
+    from recbench.results import RunDirectory, split_key
+
+    run = tmp_path / "run"
+    args = ["run", "--models", "pop,markov", "--dataset", "synthetic:tiny", "--seeds", "0,1"]
+    args += ["-o", "split.seed=0", "--protocols", "iterative", "--order-check", "off"]
+    assert main([*args, "--no-export", "--quiet", "--out", str(run)]) == 0
+    run_dir = RunDirectory.open(run)
+    values: dict[str, dict] = {"pop": {}, "markov": {}}
+    for cell in run_dir.cells():
+        values[cell["model_label"]][split_key(cell)] = run_dir.per_query(cell)["mrr@10"]
+    assert np.array_equal(values["pop"][0], values["pop"][1])  # the same queries, re-trained
+    differences = (values["markov"][0] + values["markov"][1] - 2 * values["pop"][0]) / 2
+    test = load_results(run).paired_test("markov", "pop", "iterative", "mrr@10")
+    assert test["p_value"] == pytest.approx(difference_test(differences))
+    report = (run / "report.md").read_text()
+    assert "every seed tests the same queries, so a query's differences are averaged" in report
