@@ -49,7 +49,7 @@ class Budget:
 
     def describe(self) -> str:
         if self.trials is not None:
-            return f"{self.trials} trials per model"
+            return f"{self.trials} trial{'' if self.trials == 1 else 's'} per model"
         return f"{format_seconds(self.seconds or 0.0)} of trial time per model"
 
     def as_dict(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from recbench.tuning.budget import (
     model_budget,
     unfinished,
 )
-from recbench.tuning.study import stored_study
+from recbench.tuning.study import CONFIGURED, stored_study
 
 if TYPE_CHECKING:
     from recbench.tuning.plan import TunePlan
@@ -41,7 +41,6 @@ class StudyView:
     elapsed: list[float]
     best_so_far: list[float | None]
     budget: dict[str, Any]
-    budget_text: str
     wall_seconds: float
     unfinished: str | None
 
@@ -52,7 +51,7 @@ class StudyView:
         study = stored_study(storage, model)
         if study is None:
             return cls(
-                model, [], [], [], budget.as_dict(), budget.describe(), 0.0, budget.shortfall([])
+                model, [], [], [], budget.as_dict(), 0.0, budget.shortfall([])
             )
         trials = sorted(
             counted_trials(study), key=lambda t: t.datetime_complete or t.datetime_start
@@ -71,7 +70,6 @@ class StudyView:
             elapsed=elapsed,
             best_so_far=best_so_far,
             budget=dict(study.user_attrs.get("budget", {})),
-            budget_text=str(study.user_attrs.get("budget_text", "")),
             wall_seconds=float(study.user_attrs.get("wall_seconds", 0.0)),
             unfinished=unfinished(study, budget),
         )
@@ -83,6 +81,11 @@ class StudyView:
     def best(self) -> FrozenTrial | None:
         completed = [t for t in self.trials if t.state == TrialState.COMPLETE]
         return max(completed, key=lambda t: (t.value, -t.number)) if completed else None
+
+    @property
+    def configured(self) -> FrozenTrial | None:
+        """The trial that ran the configured options (``None``: the study has none)."""
+        return next((t for t in self.trials if t.user_attrs.get(CONFIGURED)), None)
 
     def best_at(self, share: float) -> float | None:
         """The best value after ``share`` of the budget (trials, or trial time)."""
@@ -110,6 +113,14 @@ def _value(value: float | None) -> str:
     return "–" if value is None else f"{value:.4f}"
 
 
+def _configured_value(trial: FrozenTrial | None) -> str:
+    if trial is None:
+        return "–"
+    if trial.state == TrialState.COMPLETE:
+        return _value(trial.value)
+    return "pruned" if trial.state == TrialState.PRUNED else "failed"
+
+
 def render(plan: TunePlan, views: list[StudyView]) -> str:
     request = plan.request
     metric = request.metric
@@ -132,12 +143,24 @@ def render(plan: TunePlan, views: list[StudyView]) -> str:
             "rerunning the same command continues them.",
             "",
         ]
+    configured = any(view.configured is not None for view in views)
     lines += [
         "## Studies",
         "",
+        *(
+            [
+                "*configured*: the validation value of each study's first trial, the model's "
+                "configured options (its defaults and the options fixed with `-o`); what "
+                "tuning gained is the best value over it.",
+                "",
+            ]
+            if configured
+            else []
+        ),
         "| model | completed | pruned | failed | trial time | wall time | "
-        f"best validation {escape(metric)} | best options |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        + (f"configured {escape(metric)} | " if configured else "")
+        + f"best validation {escape(metric)} | best options |",
+        "|---|---:|---:|---:|---:|---:|" + ("---:|" if configured else "") + "---:|---|",
     ]
     for view in views:
         best = view.best
@@ -149,12 +172,15 @@ def render(plan: TunePlan, views: list[StudyView]) -> str:
             if best is not None and best.params
             else ("defaults" if best is not None else "none completed: defaults kept")
         )
+        if best is not None and best.params and best.user_attrs.get(CONFIGURED):
+            options += " (the configured options)"
         lines.append(
             f"| {view.model} | {view.count(TrialState.COMPLETE)} | "
             f"{view.count(TrialState.PRUNED)} | {view.count(TrialState.FAIL)} | "
             f"{format_seconds(view.elapsed[-1] if view.elapsed else 0.0)} | "
             f"{format_seconds(view.wall_seconds)} | "
-            f"{_value(best.value if best else None)} | {escape(options)} |"
+            + (f"{_configured_value(view.configured)} | " if configured else "")
+            + f"{_value(best.value if best else None)} | {escape(options)} |"
         )
     lines += ["", "## Budget sensitivity", ""]
     lines += [

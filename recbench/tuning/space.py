@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import optuna
@@ -29,3 +29,37 @@ def suggest(
         elif isinstance(entry, FloatRange):
             chosen[name] = trial.suggest_float(name, entry.low, entry.high, log=entry.log)
     return {name: value for name, value in chosen.items() if name not in fixed}
+
+
+def takes(entry: SpaceEntry, value: Any) -> bool:
+    """Whether ``value`` is one of the values ``entry`` can suggest."""
+    if isinstance(entry, Choice):
+        return any(value == choice and type(value) is type(choice) for choice in entry.values)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if isinstance(entry, IntRange):
+        return (
+            float(value).is_integer()
+            and entry.low <= value <= entry.high
+            and (int(value) - entry.low) % entry.step == 0
+        )
+    return entry.low <= value <= entry.high
+
+
+def configured_point(
+    space: Mapping[str, SpaceEntry], configured: Mapping[str, Any], fixed: Collection[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The trial of the configured options -- the model's defaults and the ``fixed``
+    options -- as Optuna parameters: each entry of ``space`` that is active under the
+    configured values and not ``fixed`` (the names of the options given with ``-o``), with
+    its configured value (``configured``: every option by name). Returns ``(params, outside)``: ``outside`` holds the configured
+    values the space cannot suggest (that configuration is then not a point of the
+    space)."""
+    params: dict[str, Any] = {}
+    outside: dict[str, Any] = {}
+    for name, entry in space.items():
+        if name in fixed or not is_active(entry, configured):
+            continue
+        value = configured[name]
+        (params if takes(entry, value) else outside)[name] = value
+    return params, outside

@@ -7,7 +7,10 @@ seed, the validation users, the protocol, the metric, the model's version, optio
 space) and refuses to be continued with anything else; and its budget. A tune holds
 ``DIR/tune.lock`` while it runs: a second tune on the same folder is refused; the lock
 goes with its process, even one killed with ``kill -9``, whose running trials are then
-marked interrupted (not counted) when the study is resumed.
+marked interrupted (not counted) when the study is resumed. A new study's first trial
+runs the configured options (the model's defaults and the options fixed with ``-o``), so
+a tune never ends below the configuration it started from on validation users, and its
+report can say what tuning gained over it.
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ from optuna.trial import TrialState
 
 from recbench.errors import ConfigError
 from recbench.results import key_of
-from recbench.tuning.budget import INTERRUPTED
+from recbench.tuning.budget import INTERRUPTED, counted_trials
 
 JOURNAL_FILE = "studies.journal"
 LOCK_FILE = "tune.lock"
+#: The user attribute of the trial that runs the configured options.
+CONFIGURED = "configured"
 
 
 def storage_url(out: Path, storage: str | None) -> str:
@@ -180,3 +185,13 @@ def mark_interrupted(study: optuna.Study) -> int:
         storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
         storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
     return len(stale)
+
+
+def start_from_configured(study: optuna.Study, params: Mapping[str, Any]) -> bool:
+    """Queue the configured options (``params``: the space's values of them) as the next
+    trial of a ``study`` that has no trial counting towards its budget and none queued;
+    call only while holding the lock. Returns whether a trial was queued."""
+    if counted_trials(study) or study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        return False
+    study.enqueue_trial(dict(params), user_attrs={CONFIGURED: True})
+    return True

@@ -32,6 +32,7 @@ from recbench.tuning.objective import (
 )
 from recbench.tuning.plan import TunePlan, TuneRequest, plan_tune
 from recbench.tuning.report import write_report
+from recbench.tuning.space import configured_point
 from recbench.tuning.tuned_config import write_tuned_config
 
 TUNED_CONFIG = "tuned.toml"
@@ -76,9 +77,9 @@ def tune(
                         "(not counted)",
                         style="yellow",
                     )
+                _queue_configured(plan, info, study, progress)
                 budget = model_budget(request.budget, info)
                 study.set_user_attr("budget", budget.as_dict())
-                study.set_user_attr("budget_text", budget.describe())
                 _run_study(
                     plan, info, study, budget, url, registry, settings, progress, prepared, data
                 )
@@ -141,6 +142,28 @@ def _setup(plan: TunePlan, info: PluginInfo, prepared: PreparedData) -> dict[str
         "fixed_options": {k: str(v) for k, v in _fixed(plan, info).items()},
         "space": describe_space(info.search_space or {}),
     }
+
+
+def _queue_configured(
+    plan: TunePlan, info: PluginInfo, study: optuna.Study, progress: Progress
+) -> None:
+    """A new study of a model with a search space starts from its configured options
+    (defaults and fixed options), when they are a point of the space."""
+    if not info.search_space:
+        return
+    fixed = _fixed(plan, info)
+    configured = parse_options(info.cls.Options, dict(fixed), owner=f"model '{info.id}'")
+    params, outside = configured_point(info.search_space, as_dict(configured), fixed)
+    if outside and not counted_trials(study):
+        values = ", ".join(f"{name}={value}" for name, value in outside.items())
+        progress.log(
+            f"{info.id}: its configured options are not a point of its search space "
+            f"({values}): the study starts from a sampled trial",
+            style="yellow",
+        )
+        return
+    if not outside:
+        studies.start_from_configured(study, params)
 
 
 def _fixed(plan: TunePlan, info: PluginInfo) -> dict[str, Any]:
@@ -308,7 +331,9 @@ def trial_line(model: str, trial: FrozenTrial, study: optuna.Study) -> str:
         if trial.datetime_complete and trial.datetime_start
         else 0.0
     )
-    head = f"{model} trial {trial.number}"
+    head = f"{model} trial {trial.number}" + (
+        " (configured options)" if trial.user_attrs.get(studies.CONFIGURED) else ""
+    )
     if trial.state == TrialState.COMPLETE:
         best = study.best_value if study.best_trial is not None else trial.value
         return f"{head}: {trial.value:.4f} (best {best:.4f}, {seconds:.0f}s)"
