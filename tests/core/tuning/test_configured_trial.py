@@ -89,9 +89,7 @@ def test_configured_options_outside_the_space_are_said_and_not_queued(
     monkeypatch.setattr(Markov, "search_space", {"pruning": Choice((0, 5, 10))})  # default 20
     out = tmp_path / "study"
     assert (
-        main(
-            ["tune", "--dataset", DATA, "--out", str(out), "--models", "markov"] + ["--trials", "2"]
-        )
+        main(["tune", "--dataset", DATA, "--out", str(out), "--models", "markov", "--trials", "2"])
         == 0
     )
     said = capsys.readouterr()
