@@ -23,7 +23,11 @@ The end
 Failures
     A training loss that is NaN or infinite raises :class:`TrainingDiverged`; the runner
     marks the model's cells failed and goes on with the next model. An epoch may check
-    its running loss itself, batch by batch (:meth:`EpochLoop.check_finite`).
+    its running loss itself, batch by batch (:meth:`EpochLoop.check_finite`). When an
+    earlier epoch was validated, the divergence ends training as early stopping does: the
+    weights of the best validated epoch are restored and kept (a logged line says so,
+    ``TrainingHistory.diverged`` records it), since the model selection had already
+    chosen them over every later epoch.
 
 Progress
     Each epoch is a progress bar of ``steps`` steps and one logged line: the loss, the
@@ -94,6 +98,8 @@ class TrainingHistory:
     best_metric: float | None = None
     stopped_early: bool = False
     seconds: float = 0.0
+    #: The divergence that ended training after a validated epoch (its message), if any.
+    diverged: str | None = None
 
 
 class BestWeights:
@@ -207,7 +213,7 @@ class EpochLoop:
         Raises
         ------
         TrainingDiverged
-            When the training loss becomes NaN or infinite.
+            When the training loss becomes NaN or infinite before any validated epoch.
         """
         started = time.perf_counter()
         history = TrainingHistory()
@@ -216,11 +222,22 @@ class EpochLoop:
         for epoch in range(1, self.epochs + 1):
             network.train()
             epoch_started = time.perf_counter()
-            with progress.task(
-                f"Training {self.name}: epoch {epoch}/{self.epochs}", total=steps
-            ) as bar:
-                loss, predictions = train_epoch(epoch, bar)
-            self.check_finite(loss, epoch)
+            try:
+                with progress.task(
+                    f"Training {self.name}: epoch {epoch}/{self.epochs}", total=steps
+                ) as bar:
+                    loss, predictions = train_epoch(epoch, bar)
+                self.check_finite(loss, epoch)
+            except TrainingDiverged as exc:
+                if history.best_epoch is None or history.best_metric is None:
+                    raise
+                history.diverged = str(exc)
+                progress.log(
+                    f"{exc}: stopping and keeping the weights of the best epoch, "
+                    f"{history.best_epoch} ({self.metric_name} {history.best_metric:.4f})",
+                    style="yellow",
+                )
+                break
             seconds = time.perf_counter() - epoch_started
             metric: float | None = None
             improved = False

@@ -412,6 +412,27 @@ def test_the_loop_stops_when_an_epoch_loss_is_not_finite():
         )
 
 
+def test_a_divergence_after_a_validated_epoch_keeps_the_best_weights():
+    """Epoch 3's loss is NaN: training stops as early stopping would, with epoch 2's
+    weights (the best validated), and the history says why it stopped."""
+    network, train_epoch = scripted_epochs([0.5, 0.4, float("nan"), 0.3])
+    scores = iter([0.1, 0.3])
+    loop = EpochLoop("t", epochs=4, patience=0)
+    history = loop.run(
+        network,
+        train_epoch,
+        steps=1,
+        validate=lambda: next(scores),
+        checkpoint_dir=None,
+        device=CPU,
+        progress=Progress.silent(),
+    )
+    assert len(history.epochs) == 2 and history.best_epoch == 2 and history.best_metric == 0.3
+    assert history.diverged == "t: the training loss became nan in epoch 3; lower the learning rate"
+    assert torch.equal(network.weight, torch.full((1, 2), 2.0))
+    assert not network.training
+
+
 class NaNLoss:
     id = "nan_loss"
     summary = "Always NaN"
