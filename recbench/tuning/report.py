@@ -50,9 +50,7 @@ class StudyView:
         started)."""
         study = stored_study(storage, model)
         if study is None:
-            return cls(
-                model, [], [], [], budget.as_dict(), 0.0, budget.shortfall([])
-            )
+            return cls(model, [], [], [], budget.as_dict(), 0.0, budget.shortfall([]))
         trials = sorted(
             counted_trials(study), key=lambda t: t.datetime_complete or t.datetime_start
         )
