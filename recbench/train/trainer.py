@@ -250,10 +250,12 @@ class _GatheredDot(torch.autograd.Function):
     ) -> Tensor:
         rows = _gather_rows(hidden, candidates)
         out = hidden.new_empty(candidates.shape)
+        buffer = _block_buffer(hidden, weight, candidates, rows)
         for start in range(0, len(candidates), rows):
             block = slice(start, start + rows)
-            vectors = weight[candidates[block]]  # [rows, N, D]
-            torch.sum(vectors * hidden[block].unsqueeze(1), dim=2, out=out[block])
+            vectors = _gathered(weight, candidates[block], buffer)  # [rows, N, D]
+            vectors.mul_(hidden[block].unsqueeze(1))
+            torch.sum(vectors, dim=2, out=out[block])
         if bias is not None:
             out += bias[candidates]
         ctx.has_bias = bias is not None
@@ -268,17 +270,34 @@ class _GatheredDot(torch.autograd.Function):
         grad_hidden = torch.empty_like(hidden)
         grad_weight = torch.zeros_like(weight)
         rows = _gather_rows(hidden, candidates)
+        buffer = _block_buffer(hidden, weight, candidates, rows)
         for start in range(0, len(candidates), rows):
             block = slice(start, start + rows)
             items, block_grad = candidates[block], grad[block]
-            torch.sum(block_grad.unsqueeze(2) * weight[items], dim=1, out=grad_hidden[block])
-            contribution = block_grad.unsqueeze(2) * hidden[block].unsqueeze(1)
-            grad_weight.index_add_(0, items.reshape(-1), contribution.reshape(-1, weight.shape[1]))
+            vectors = _gathered(weight, items, buffer)
+            vectors.mul_(block_grad.unsqueeze(2))
+            torch.sum(vectors, dim=1, out=grad_hidden[block])
+            torch.mul(block_grad.unsqueeze(2), hidden[block].unsqueeze(1), out=vectors)
+            grad_weight.index_add_(0, items.reshape(-1), vectors.view(-1, weight.shape[1]))
         grad_bias = None
         if ctx.has_bias:
             grad_bias = grad.new_zeros(weight.shape[0])
             grad_bias.index_add_(0, candidates.reshape(-1), grad.reshape(-1))
         return grad_hidden, grad_weight, grad_bias, None
+
+
+def _block_buffer(hidden: Tensor, weight: Tensor, candidates: Tensor, rows: int) -> Tensor:
+    """One block's ``[rows, N, D]`` workspace, reused by every block (the products are
+    formed in place in it: no second block-sized tensor per block)."""
+    shape = (min(rows, len(candidates)), candidates.shape[1], weight.shape[1])
+    return torch.empty(shape, dtype=torch.result_type(hidden, weight), device=hidden.device)
+
+
+def _gathered(weight: Tensor, items: Tensor, buffer: Tensor) -> Tensor:
+    """``weight[items]`` written into the first ``len(items)`` rows of ``buffer``."""
+    vectors = buffer[: len(items)]
+    torch.index_select(weight, 0, items.reshape(-1), out=vectors.view(-1, weight.shape[1]))
+    return vectors
 
 
 def _gather_rows(hidden: Tensor, candidates: Tensor) -> int:
