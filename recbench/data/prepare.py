@@ -156,8 +156,9 @@ def prepare_dataset(
     if isinstance(cached, str):
         progress.log(f"The cached {name} was unreadable ({cached}): rebuilding it", style="yellow")
         cached = None
+    data_key: str | None = None
     if cached is not None:
-        sequences, item_ids, statistics, warnings = cached
+        sequences, item_ids, statistics, warnings, data_key = cached
         progress.log(f"Using cached {name} ({statistics['events']:,} events)")
         for warning in warnings:
             progress.log(f"warning: {warning}", style="yellow")
@@ -177,6 +178,7 @@ def prepare_dataset(
             bar.update(description=f"Preparing {name}: caching")
             bar.advance()
             key = cache_key()  # loading may have downloaded the files the fingerprint describes
+            data_key = content_key(sequences, item_ids, as_dict(preprocessing))
             _write_cache(
                 cache_dir,
                 key,
@@ -186,6 +188,7 @@ def prepare_dataset(
                 name,
                 as_dict(preprocessing),
                 warnings,
+                data_key,
             )
             bar.advance()
         progress.log(f"Prepared {name} ({statistics['events']:,} events)")
@@ -194,7 +197,7 @@ def prepare_dataset(
         dataset_id=dataset_id,
         sequences=sequences,
         item_ids=item_ids,
-        key=content_key(sequences, item_ids, as_dict(preprocessing)),
+        key=data_key or content_key(sequences, item_ids, as_dict(preprocessing)),
         source_key=key,
         statistics=statistics,
         preprocessing=as_dict(preprocessing),
@@ -285,11 +288,14 @@ def _cache_dir(settings: Settings, dataset_id: str) -> Path:
 
 def _read_cache(
     cache_dir: Path, key: str
-) -> tuple[Sequences, np.ndarray, dict[str, Any], list[str]] | str | None:
-    """The cached arrays, statistics and warnings; ``None`` when absent; why, when
-    unreadable.
+) -> tuple[Sequences, np.ndarray, dict[str, Any], list[str], str | None] | str | None:
+    """The cached arrays, statistics, warnings and content key (:func:`content_key`);
+    ``None`` when absent; why, when unreadable.
 
-    An entry written before sizes and hashes were recorded is read without checking them.
+    An entry written before sizes and hashes were recorded is read without checking them;
+    its content key (like that of an entry written before content keys were recorded) is
+    ``None``: computed from the arrays by the caller. A recorded content key is trusted
+    only when the arrays matched their recorded hash.
     """
     arrays_path, info_path = cache_dir / f"{key}.npz", cache_dir / f"{key}.json"
     if not (arrays_path.is_file() and info_path.is_file()):
@@ -315,11 +321,12 @@ def _read_cache(
         if "events" not in statistics:  # the log line reads it
             raise KeyError("statistics.events")
         warnings = [str(warning) for warning in info["warnings"]]
+        recorded = info.get("content_key") if digest is not None else None
     except KeyError as exc:
         return f"no {exc.args[0]!r} in the entry"  # a damaged entry is rebuilt and replaced
     except (OSError, ValueError, EOFError, AttributeError, TypeError, zipfile.BadZipFile) as exc:
         return (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__).splitlines()[0]
-    return sequences, item_ids, statistics, warnings
+    return sequences, item_ids, statistics, warnings, None if recorded is None else str(recorded)
 
 
 def _file_sha256(path: Path) -> str:
@@ -339,6 +346,7 @@ def _write_cache(
     name: str,
     preprocessing: dict[str, Any],
     warnings: list[str],
+    data_key: str,
 ) -> None:
     arrays: dict[str, Any] = {
         "offsets": sequences.offsets,
@@ -357,6 +365,7 @@ def _write_cache(
         "preprocessing": preprocessing,
         "warnings": warnings,
         "data_format": DATA_FORMAT_VERSION,
+        "content_key": data_key,
     }
     arrays_path = cache_dir / f"{key}.npz"
     try:

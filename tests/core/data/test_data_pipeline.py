@@ -302,6 +302,35 @@ def test_a_cache_entry_without_a_recorded_hash_is_read_as_before(
     assert CountingDataset.loads == 1
 
 
+def test_a_cache_hit_reads_the_content_key_instead_of_hashing_the_arrays(
+    registry: Registry, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The content key is recorded with the entry and read back on a hit (it is only
+    computed for entries that lack it, or lack the arrays' hash that vouches for it)."""
+    import recbench.data.prepare as prepare_module
+
+    first = prepare("counting", registry, settings)
+    info_path = settings.cache_root / "datasets" / "counting" / f"{first.source_key}.json"
+    assert json.loads(info_path.read_text())["content_key"] == first.key
+    computed = prepare_module.content_key
+
+    def must_not_hash(*args: object) -> str:
+        raise AssertionError("the content key was computed on a cache hit")
+
+    monkeypatch.setattr(prepare_module, "content_key", must_not_hash)
+    assert prepare("counting", registry, settings).key == first.key
+    info = json.loads(info_path.read_text())
+    del info["content_key"]  # an entry written before content keys were recorded
+    info_path.write_text(json.dumps(info))
+    monkeypatch.setattr(prepare_module, "content_key", computed)
+    assert prepare("counting", registry, settings).key == first.key
+    info["content_key"] = "0" * 64
+    del info["arrays_sha256"]  # nothing vouches for a recorded key: it is computed
+    info_path.write_text(json.dumps(info))
+    assert prepare("counting", registry, settings).key == first.key
+    assert CountingDataset.loads == 1
+
+
 def test_real_movielens_100k(real_settings: Settings) -> None:
     prepared = prepare_dataset(
         "ml-100k", {}, NO_FILTERS, discover(), real_settings, Progress.silent()
