@@ -356,19 +356,24 @@ def scripted_epochs(losses):
     return network, train_epoch
 
 
+def run_loop(loop, network, train_epoch, validate, checkpoint_dir=None):
+    """``loop`` over scripted epochs, one step each, silently, on the CPU."""
+    return loop.run(
+        network,
+        train_epoch,
+        steps=1,
+        validate=validate,
+        checkpoint_dir=checkpoint_dir,
+        device=CPU,
+        progress=Progress.silent(),
+    )
+
+
 def test_the_loop_keeps_the_lowest_finite_score_when_lower_is_better(tmp_path):
     network, train_epoch = scripted_epochs([1.0] * 6)
     scores = iter([0.5, 0.3, float("nan"), 0.4, 0.35, 0.1])
     loop = EpochLoop("t", epochs=6, patience=3, higher_is_better=False)
-    history = loop.run(
-        network,
-        train_epoch,
-        steps=1,
-        validate=lambda: next(scores),
-        checkpoint_dir=tmp_path,
-        device=CPU,
-        progress=Progress.silent(),
-    )
+    history = run_loop(loop, network, train_epoch, lambda: next(scores), tmp_path)
     assert history.best_epoch == 2 and history.best_metric == 0.3
     assert history.stopped_early and len(history.epochs) == 5  # nan, 0.4, 0.35: no better
     assert torch.equal(network.weight, torch.full((1, 2), 2.0)) and not network.training
@@ -381,14 +386,8 @@ def test_the_loop_validates_every_n_epochs_and_after_the_last():
     network, train_epoch = scripted_epochs([1.0] * 5)
     validated = []
     loop = EpochLoop("t", epochs=5, patience=0, validate_every=2)
-    history = loop.run(
-        network,
-        train_epoch,
-        steps=1,
-        validate=lambda: validated.append(network.weight[0, 0].item()) or 0.0,
-        checkpoint_dir=None,
-        device=CPU,
-        progress=Progress.silent(),
+    history = run_loop(
+        loop, network, train_epoch, lambda: validated.append(network.weight[0, 0].item()) or 0.0
     )
     assert validated == [2.0, 4.0, 5.0] and history.best_epoch == 2
     assert [e.metric for e in history.epochs] == [None, 0.0, None, 0.0, 0.0]
@@ -401,15 +400,7 @@ def test_the_loop_stops_when_an_epoch_loss_is_not_finite():
     with pytest.raises(
         TrainingDiverged, match="t: the training loss became inf in epoch 2; do something"
     ):
-        loop.run(
-            network,
-            train_epoch,
-            steps=1,
-            validate=None,
-            checkpoint_dir=None,
-            device=CPU,
-            progress=Progress.silent(),
-        )
+        run_loop(loop, network, train_epoch, None)
 
 
 def test_a_divergence_after_a_validated_epoch_keeps_the_best_weights():
@@ -418,15 +409,7 @@ def test_a_divergence_after_a_validated_epoch_keeps_the_best_weights():
     network, train_epoch = scripted_epochs([0.5, 0.4, float("nan"), 0.3])
     scores = iter([0.1, 0.3])
     loop = EpochLoop("t", epochs=4, patience=0)
-    history = loop.run(
-        network,
-        train_epoch,
-        steps=1,
-        validate=lambda: next(scores),
-        checkpoint_dir=None,
-        device=CPU,
-        progress=Progress.silent(),
-    )
+    history = run_loop(loop, network, train_epoch, lambda: next(scores))
     assert len(history.epochs) == 2 and history.best_epoch == 2 and history.best_metric == 0.3
     assert history.diverged == "t: the training loss became nan in epoch 3; lower the learning rate"
     assert torch.equal(network.weight, torch.full((1, 2), 2.0))
