@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 #: A trial that a killed tune left running, marked failed when the study is resumed:
 #: it does not count towards the budget.
 INTERRUPTED = "interrupted"
+#: The first trial of a study, which runs the configured options (the model's defaults and
+#: the options fixed with ``-o``), also those its search space cannot suggest.
+CONFIGURED = "configured"
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 

@@ -19,6 +19,7 @@ import numpy as np
 import optuna
 import torch
 
+from recbench.config.options import as_dict
 from recbench.config.run_config import EvaluationOptions
 from recbench.contracts import FitContext
 from recbench.data.interactions import Sequences
@@ -31,7 +32,7 @@ from recbench.registry import PluginInfo, Registry
 from recbench.runner.seeding import seed_everything
 from recbench.tasks.ranking.evaluation import evaluate
 from recbench.tasks.ranking.task import exclude_seen, reads_history
-from recbench.tuning.budget import INTERRUPTED
+from recbench.tuning.budget import CONFIGURED, INTERRUPTED
 from recbench.tuning.space import suggest
 
 #: Validation users by default: a fifth of the non-test users (at least 200 where there
@@ -134,7 +135,8 @@ def objective(setup: TrialSetup, parse: Callable[[dict[str, Any]], Any]) -> Any:
     def run_trial(trial: optuna.Trial) -> float:
         fixed = parse(dict(setup.fixed))
         typed = {name: getattr(fixed, name) for name in setup.fixed}
-        sampled = suggest(setup.model.search_space or {}, trial, typed)
+        configured = as_dict(fixed) if trial.user_attrs.get(CONFIGURED) else None
+        sampled = suggest(setup.model.search_space or {}, trial, typed, configured)
         started = time.perf_counter()
         epochs = 0
 

@@ -15,13 +15,14 @@ from optuna.trial import FrozenTrial, TrialState
 from recbench.data.files import write_bytes_atomic
 from recbench.report.markdown import escape
 from recbench.tuning.budget import (
+    CONFIGURED,
     Budget,
     counted_trials,
     format_seconds,
     model_budget,
     unfinished,
 )
-from recbench.tuning.study import CONFIGURED, stored_study
+from recbench.tuning.study import stored_study
 
 if TYPE_CHECKING:
     from recbench.tuning.plan import TunePlan

@@ -11,16 +11,25 @@ from recbench.config.search_space import Choice, FloatRange, IntRange, SpaceEntr
 
 
 def suggest(
-    space: Mapping[str, SpaceEntry], trial: optuna.Trial, fixed: Mapping[str, Any]
+    space: Mapping[str, SpaceEntry],
+    trial: optuna.Trial,
+    fixed: Mapping[str, Any],
+    configured: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The option values of one trial: each active entry of ``space`` (in order; an
     entry whose ``when`` is not met is left out and keeps its configured value) that is
-    not ``fixed`` (options given with ``-o``, typed; conditions read them too)."""
+    not ``fixed`` (options given with ``-o``, typed; conditions read them too).
+
+    ``configured`` (every option by name) makes this the trial of the configured options
+    (queued with their values, :func:`configured_point`): an entry whose configured value
+    the space cannot suggest keeps that value, unrecorded in the trial's parameters."""
     chosen: dict[str, Any] = dict(fixed)
     for name, entry in space.items():
         if name in fixed or not is_active(entry, chosen):
             continue
-        if isinstance(entry, Choice):
+        if configured is not None and not takes(entry, configured[name]):
+            chosen[name] = configured[name]
+        elif isinstance(entry, Choice):
             chosen[name] = trial.suggest_categorical(name, list(entry.values))
         elif isinstance(entry, IntRange):
             chosen[name] = trial.suggest_int(

@@ -26,12 +26,10 @@ from optuna.trial import TrialState
 
 from recbench.errors import ConfigError
 from recbench.results import key_of
-from recbench.tuning.budget import INTERRUPTED, counted_trials
+from recbench.tuning.budget import CONFIGURED, INTERRUPTED, counted_trials
 
 JOURNAL_FILE = "studies.journal"
 LOCK_FILE = "tune.lock"
-#: The user attribute of the trial that runs the configured options.
-CONFIGURED = "configured"
 
 
 def storage_url(out: Path, storage: str | None) -> str:
@@ -188,9 +186,11 @@ def mark_interrupted(study: optuna.Study) -> int:
 
 
 def start_from_configured(study: optuna.Study, params: Mapping[str, Any]) -> bool:
-    """Queue the configured options (``params``: the space's values of them) as the next
-    trial of a ``study`` that has no trial counting towards its budget and none queued;
-    call only while holding the lock. Returns whether a trial was queued."""
+    """Queue the configured options as the next trial of a ``study`` that has no trial
+    counting towards its budget and none queued (``params``: those of them the space can
+    suggest; the objective gives the others their configured values,
+    :func:`recbench.tuning.space.suggest`); call only while holding the lock. Returns
+    whether a trial was queued."""
     if counted_trials(study) or study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         return False
     study.enqueue_trial(dict(params), user_attrs={CONFIGURED: True})

@@ -23,7 +23,7 @@ from recbench.progress import Progress
 from recbench.registry import PluginInfo, Registry
 from recbench.runner.executor_options import ExecutorOptions, open_executor
 from recbench.tuning import study as studies
-from recbench.tuning.budget import Budget, counted_trials, model_budget, trial_seconds
+from recbench.tuning.budget import CONFIGURED, Budget, counted_trials, model_budget, trial_seconds
 from recbench.tuning.objective import (
     TrialSetup,
     TuningData,
@@ -77,7 +77,7 @@ def tune(
                         "(not counted)",
                         style="yellow",
                     )
-                _queue_configured(plan, info, study, progress)
+                _queue_configured(plan, info, study)
                 budget = model_budget(request.budget, info)
                 study.set_user_attr("budget", budget.as_dict())
                 _run_study(
@@ -144,26 +144,15 @@ def _setup(plan: TunePlan, info: PluginInfo, prepared: PreparedData) -> dict[str
     }
 
 
-def _queue_configured(
-    plan: TunePlan, info: PluginInfo, study: optuna.Study, progress: Progress
-) -> None:
+def _queue_configured(plan: TunePlan, info: PluginInfo, study: optuna.Study) -> None:
     """A new study of a model with a search space starts from its configured options
-    (defaults and fixed options), when they are a point of the space."""
+    (defaults and fixed options)."""
     if not info.search_space:
         return
     fixed = _fixed(plan, info)
     configured = parse_options(info.cls.Options, dict(fixed), owner=f"model '{info.id}'")
-    params, outside = configured_point(info.search_space, as_dict(configured), fixed)
-    if outside and not counted_trials(study):
-        values = ", ".join(f"{name}={value}" for name, value in outside.items())
-        progress.log(
-            f"{info.id}: its configured options are not a point of its search space "
-            f"({values}): the study starts from a sampled trial",
-            style="yellow",
-        )
-        return
-    if not outside:
-        studies.start_from_configured(study, params)
+    params, _ = configured_point(info.search_space, as_dict(configured), fixed)
+    studies.start_from_configured(study, params)
 
 
 def _fixed(plan: TunePlan, info: PluginInfo) -> dict[str, Any]:
@@ -332,7 +321,7 @@ def trial_line(model: str, trial: FrozenTrial, study: optuna.Study) -> str:
         else 0.0
     )
     head = f"{model} trial {trial.number}" + (
-        " (configured options)" if trial.user_attrs.get(studies.CONFIGURED) else ""
+        " (configured options)" if trial.user_attrs.get(CONFIGURED) else ""
     )
     if trial.state == TrialState.COMPLETE:
         best = study.best_value if study.best_trial is not None else trial.value

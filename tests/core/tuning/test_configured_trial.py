@@ -81,20 +81,23 @@ def test_a_new_study_starts_from_the_configured_options_and_only_once(tmp_path) 
     assert len(trials) == 4 and sum(bool(t.user_attrs.get("configured")) for t in trials) == 1
 
 
-def test_configured_options_outside_the_space_are_said_and_not_queued(
-    tmp_path, monkeypatch, capsys
-) -> None:
+def test_configured_values_outside_the_space_still_run_as_configured(tmp_path, monkeypatch):
+    """markov's default pruning=20 is not one of this space's choices: the first trial
+    runs it all the same (unrecorded in the trial's parameters, so the tuned options
+    leave it at its default), and the later trials sample the space."""
     from recbench_baselines.markov import Markov
 
-    monkeypatch.setattr(Markov, "search_space", {"pruning": Choice((0, 5, 10))})  # default 20
+    monkeypatch.setattr(Markov, "search_space", {"pruning": Choice((0, 5, 10))})
+    fit, fitted = Markov.fit, []
+
+    def spy_fit(self, train, valid, ctx):
+        fitted.append(self.options.pruning)
+        return fit(self, train, valid, ctx)
+
+    monkeypatch.setattr(Markov, "fit", spy_fit)
     out = tmp_path / "study"
-    assert (
-        main(["tune", "--dataset", DATA, "--out", str(out), "--models", "markov", "--trials", "2"])
-        == 0
-    )
-    said = capsys.readouterr()
-    assert "markov: its configured options are not a point of its search space (pruning=20)" in (
-        said.out + said.err
-    )
-    assert not any(t.user_attrs.get("configured") for t in _study(out, "markov").trials)
-    assert "configured" not in (out / "report.md").read_text()
+    assert _tune(out, "--models", "markov", "--trials", "3") == 0
+    trials = _study(out, "markov").trials
+    assert trials[0].user_attrs.get("configured") is True and trials[0].params == {}
+    assert fitted[0] == 20 and all(value in (0, 5, 10) for value in fitted[1:])
+    assert [t.params["pruning"] for t in trials[1:]] == fitted[1:]
