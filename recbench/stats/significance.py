@@ -160,21 +160,14 @@ def pooled_differences(
     ValueError
         When the arrays of a split, or of the splits of one query set, differ in length.
     """
-    if same_queries is None:
-        parts = []
-        for split in [key for key in a if key in b]:
-            try:
-                parts.append(_differences(a[split], b[split]))
-            except ValueError as exc:
-                raise ValueError(f"{_split_name(split)}: {exc}") from None
-        return np.concatenate(parts) if parts else np.zeros(0)
     groups: dict[Hashable, list[np.ndarray]] = {}
     for split in [key for key in a if key in b]:
         try:
             differences = _aligned_differences(a[split], b[split])
         except ValueError as exc:
             raise ValueError(f"{_split_name(split)}: {exc}") from None
-        group = groups.setdefault(same_queries(split), [])
+        # Without shared queries every split is a query set of its own.
+        group = groups.setdefault(split if same_queries is None else same_queries(split), [])
         if group and len(group[0]) != len(differences):
             raise ValueError(
                 f"{_split_name(split)}: shares its queries with another split but has "

@@ -57,18 +57,14 @@ def takes(entry: SpaceEntry, value: Any) -> bool:
 
 def configured_point(
     space: Mapping[str, SpaceEntry], configured: Mapping[str, Any], fixed: Collection[str]
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> dict[str, Any]:
     """The trial of the configured options -- the model's defaults and the ``fixed``
     options -- as Optuna parameters: each entry of ``space`` that is active under the
-    configured values and not ``fixed`` (the names of the options given with ``-o``), with
-    its configured value (``configured``: every option by name). Returns ``(params, outside)``: ``outside`` holds the configured
-    values the space cannot suggest (that configuration is then not a point of the
-    space)."""
-    params: dict[str, Any] = {}
-    outside: dict[str, Any] = {}
-    for name, entry in space.items():
-        if name in fixed or not is_active(entry, configured):
-            continue
-        value = configured[name]
-        (params if takes(entry, value) else outside)[name] = value
-    return params, outside
+    configured values, not ``fixed`` (the names of the options given with ``-o``) and
+    whose configured value the space can suggest, with that value (``configured``: every
+    option by name). :func:`suggest` gives the configured trial the other values."""
+    return {
+        name: configured[name]
+        for name, entry in space.items()
+        if name not in fixed and is_active(entry, configured) and takes(entry, configured[name])
+    }

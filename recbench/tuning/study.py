@@ -185,13 +185,11 @@ def mark_interrupted(study: optuna.Study) -> int:
     return len(stale)
 
 
-def start_from_configured(study: optuna.Study, params: Mapping[str, Any]) -> bool:
+def start_from_configured(study: optuna.Study, params: Mapping[str, Any]) -> None:
     """Queue the configured options as the next trial of a ``study`` that has no trial
     counting towards its budget and none queued (``params``: those of them the space can
     suggest; the objective gives the others their configured values,
-    :func:`recbench.tuning.space.suggest`); call only while holding the lock. Returns
-    whether a trial was queued."""
+    :func:`recbench.tuning.space.suggest`); call only while holding the lock."""
     if counted_trials(study) or study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        return False
+        return
     study.enqueue_trial(dict(params), user_attrs={CONFIGURED: True})
-    return True

@@ -151,8 +151,9 @@ def _queue_configured(plan: TunePlan, info: PluginInfo, study: optuna.Study) -> 
         return
     fixed = _fixed(plan, info)
     configured = parse_options(info.cls.Options, dict(fixed), owner=f"model '{info.id}'")
-    params, _ = configured_point(info.search_space, as_dict(configured), fixed)
-    studies.start_from_configured(study, params)
+    studies.start_from_configured(
+        study, configured_point(info.search_space, as_dict(configured), fixed)
+    )
 
 
 def _fixed(plan: TunePlan, info: PluginInfo) -> dict[str, Any]:
