@@ -98,6 +98,9 @@ class RecurrentNetwork(nn.Module):
     """
 
     n_items: int
+    #: Rows per encoder call when the trainer encodes a batch by length on a CPU
+    #: (``SequenceNetwork``); ``None``: one call per batch.
+    length_group_rows: int | None = None
 
     def output_weights(self) -> tuple[Tensor, Tensor]:
         """The item output matrix ``[n_items + 1, D]`` and bias ``[n_items + 1]``."""

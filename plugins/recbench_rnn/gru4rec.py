@@ -19,7 +19,7 @@ from recbench_rnn.base import (
     training_space,
     uniform_,
 )
-from recbench_rnn.recurrence import gru_fused, gru_step, rnn_float32
+from recbench_rnn.recurrence import FUSED_LAYER_GROUP_ROWS, gru_fused, gru_step, rnn_float32
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,7 @@ class GRU4RecNetwork(RecurrentNetwork):
                 _glorot_(self.embedding.weight, n_items, embedding_dim)
             input_dim = embedding_dim if embedding == "separate" else hidden
             self.gru = nn.GRU(input_dim, hidden)
+            self.length_group_rows = FUSED_LAYER_GROUP_ROWS
         with torch.no_grad():
             for table in (self.output, getattr(self, "input_gates", None)):
                 if table is not None:

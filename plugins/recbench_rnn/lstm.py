@@ -17,7 +17,7 @@ from recbench_rnn.base import (
     State,
     training_space,
 )
-from recbench_rnn.recurrence import rnn_float32
+from recbench_rnn.recurrence import FUSED_LAYER_GROUP_ROWS, rnn_float32
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,8 @@ class LSTMNetwork(RecurrentNetwork):
     ``N(0, 1 / D)``, biases from 0; the LSTM is PyTorch's fused ``nn.LSTM``,
     run in float32 even under bf16 autocast (:func:`recbench_rnn.recurrence.rnn_float32`).
     """
+
+    length_group_rows = FUSED_LAYER_GROUP_ROWS
 
     def __init__(self, n_items: int, options: LSTMOptions):
         super().__init__()

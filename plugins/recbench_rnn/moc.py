@@ -27,7 +27,7 @@ from recbench.plugin import (
 )
 from recbench_rnn.base import RecurrentModel, RecurrentNetwork, State, training_space
 from recbench_rnn.item2vec import Item2VecOptions, Item2VecResult, train_item2vec
-from recbench_rnn.recurrence import gru_step, rnn_float32
+from recbench_rnn.recurrence import FUSED_LAYER_GROUP_ROWS, gru_step, rnn_float32
 
 #: Vectors shorter than this count as zero when normalised (the padding item's).
 NORM_EPS = 1e-12
@@ -131,6 +131,8 @@ class MoCNetwork(RecurrentNetwork):
     The item vectors are a parameter with ``fine_tune``, a buffer otherwise; row 0
     (padding) is zero, so its score is 0.
     """
+
+    length_group_rows = FUSED_LAYER_GROUP_ROWS
 
     def __init__(self, n_items: int, options: MoCOptions, vectors: Tensor | None = None):
         super().__init__()

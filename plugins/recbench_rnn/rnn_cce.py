@@ -19,7 +19,7 @@ from recbench_rnn.base import (
     State,
     training_space,
 )
-from recbench_rnn.recurrence import rnn_float32
+from recbench_rnn.recurrence import FUSED_LAYER_GROUP_ROWS, rnn_float32
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,8 @@ class RNNCCENetwork(RecurrentNetwork):
     ``1 / H``, biases at 0; the padding rows are zero. ``score`` applies ``P`` before
     the item vectors, for every item and for sampled candidates alike.
     """
+
+    length_group_rows = FUSED_LAYER_GROUP_ROWS
 
     def __init__(self, n_items: int, options: RNNCCEOptions):
         super().__init__()

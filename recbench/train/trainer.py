@@ -11,7 +11,11 @@ Mini-batches
     per epoch; ``windows="last"`` keeps only the most recent window). A batch holds
     ``batch_size`` windows, **start-aligned** (real items first, padding 0 after them),
     of similar lengths when ``sort_by_length`` is on. Input position ``t`` predicts item
-    ``t + 1``; positions whose target is padding are dropped before scoring.
+    ``t + 1``; positions whose target is padding are dropped before scoring. On a CPU
+    a network that sets ``length_group_rows`` has each batch encoded in groups of about
+    that many rows of similar lengths, each cut to its longest row
+    (:func:`encode_by_length`): the padding of short rows is not computed; the batch and
+    the outputs at real positions stay the same.
 
     ``batching="session-parallel"``: GRU4Rec's scheme (Hidasi et al., 2016). Each of
     ``batch_size`` lanes reads one sequence item by item; a lane whose sequence ends
@@ -180,6 +184,12 @@ class SequenceNetwork(Protocol):
     after them) and returns ``[B, T, D]``: at ``t``, the representation of the sequence
     up to and including item ``t``. It must not let padding change the representation
     at real positions (a causal recurrence over start-aligned rows does not).
+
+    ``length_group_rows`` (optional attribute, an ``int``) declares that the network
+    encodes rows independently and that a call costs about its longest row's steps
+    whatever the others' lengths (a fused recurrent layer): on a CPU the trainer then
+    encodes each batch in groups of about that many rows of similar lengths, each group
+    cut to its longest row, instead of one call over the padded batch.
 
     ``score(hidden, candidates)`` scores candidate items: ``hidden`` is ``[G, R, D]``
     (``G`` groups of ``R`` representations), ``candidates`` int64 ``[G, N]`` (the items
@@ -517,6 +527,11 @@ class _Trainer:
         self.encode: Callable[[Tensor], Tensor] = network.encode
         if options.compile:
             self.encode = torch.compile(network.encode)
+        # Encoding by length pays off where a call's cost follows its longest row and
+        # per-call overhead is small; a GPU is fastest with one large call per batch.
+        self.group_rows: int | None = (
+            getattr(network, "length_group_rows", None) if self.device.type == "cpu" else None
+        )
         if options.batching == "session-parallel" and not hasattr(network, "step"):
             raise ConfigError(
                 f"{name} cannot train with session-parallel batching (its network has no step)",
@@ -743,6 +758,7 @@ class _Trainer:
             for batch, width in zip(batches, widths, strict=True)
         ]
         batch_bounds = np.cumsum([0] + [len(batch) for batch in batches])
+        widths_in = [lengths[batch] - 1 for batch in batches]  # real inputs per row
         position_bounds = np.cumsum([0] + [len(p) for p in positions])
         all_index = torch.as_tensor(np.concatenate(batches), device=self.device)
         all_positions = torch.as_tensor(np.concatenate(positions), device=self.device)
@@ -753,7 +769,12 @@ class _Trainer:
                 self.items, self.window_starts[index], self.window_lengths[index], width
             )
             with self.autocast():
-                hidden = self.encode(window[:, :-1])
+                if self.group_rows:
+                    hidden = encode_by_length(
+                        self.encode, window[:, :-1], widths_in[number - 1], self.group_rows
+                    )
+                else:
+                    hidden = self.encode(window[:, :-1])
             loss, count = self.update(hidden, window[:, 1:], where)
             total += loss * count
             predictions += count
@@ -828,6 +849,42 @@ class _Trainer:
         )
         history.seconds = time.perf_counter() - started
         return history
+
+
+def length_groups(lengths: np.ndarray, rows: int) -> list[np.ndarray]:
+    """The row indices of a batch whose rows have ``lengths``, longest rows first, in
+    ``round(len(lengths) / rows)`` groups (at least one) of near-equal size."""
+    order = np.argsort(-lengths, kind="stable")
+    return np.array_split(order, max(1, round(len(lengths) / rows)))
+
+
+def encode_by_length(
+    encode: Callable[[Tensor], Tensor], inputs: Tensor, lengths: np.ndarray, rows: int
+) -> Tensor:
+    """``encode(inputs)`` for start-aligned rows of ``lengths`` real items
+    (``[B, T]`` -> ``[B, T, ...]``), computed in groups of about ``rows`` rows
+    (:func:`length_groups`), each group cut to its longest row. Outputs at padding
+    positions mean nothing, as in one call (zeros past a group's longest row).
+
+    Exact for a network that encodes rows independently (what ``length_group_rows``
+    declares) and causally: a row's outputs at its real positions depend neither on the
+    other rows nor on the padding after it. Only the floating-point order of the weight
+    gradients' sums changes.
+    """
+    groups = length_groups(lengths, rows)
+    if len(groups) == 1:
+        return encode(inputs)
+    steps = inputs.shape[1]
+    parts = []
+    for group in groups:
+        width = max(int(lengths[group[0]]), 1)
+        part = encode(inputs[torch.as_tensor(group, device=inputs.device), :width])
+        after_steps = [0, 0] * (part.dim() - 2)  # F.pad lists the last axis first
+        parts.append(torch.nn.functional.pad(part, [*after_steps, 0, steps - width]))
+    order = np.concatenate(groups)
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    return torch.cat(parts).index_select(0, torch.as_tensor(inverse, device=inputs.device))
 
 
 def prediction_positions(lengths: np.ndarray, width: int) -> np.ndarray:

@@ -28,6 +28,7 @@ from recbench.train.trainer import (
     TrainingOptions,
     _Lanes,
     _Trainer,
+    encode_by_length,
     epoch_batches,
     fit_network,
     gather_windows,
@@ -663,3 +664,68 @@ def test_prediction_positions_are_the_mask_of_real_targets():
     torch.testing.assert_close(at_positions(targets, positions), targets[targets != 0])
     hidden = torch.randn(*targets.shape, 3)
     torch.testing.assert_close(at_positions(hidden, positions), hidden[targets != 0])
+
+
+# -- encoding by length ---------------------------------------------------------------
+
+
+class LSTMNetwork(LastItemNetwork):
+    """An LSTM over item embeddings; records the shape of every ``encode`` call."""
+
+    def __init__(self, n_items: int, dim: int = 8, group_rows: int | None = None):
+        torch.manual_seed(0)
+        super().__init__(n_items, dim)
+        self.lstm = nn.LSTM(dim, dim, batch_first=True)
+        self.length_group_rows = group_rows
+        self.calls: list[tuple[int, int]] = []
+
+    def encode(self, items):
+        self.calls.append(tuple(items.shape))
+        return self.lstm(self.inputs(items))[0]
+
+
+def test_encoding_by_length_gives_the_outputs_and_gradients_of_one_call():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 30, 37)
+    items = torch.as_tensor(
+        np.where(np.arange(29) < lengths[:, None], rng.integers(1, 20, (37, 29)), 0)
+    )
+    real = torch.as_tensor(np.arange(29) < lengths[:, None])
+    results = []
+    for group_rows in (None, 8):
+        network = LSTMNetwork(20)
+        if group_rows is None:
+            hidden = network.encode(items)
+        else:
+            hidden = encode_by_length(network.encode, items, lengths, group_rows)
+        hidden[real].square().sum().backward()
+        results.append((hidden, network, [p.grad for p in network.lstm.parameters()]))
+    (one, one_net, one_grads), (grouped, grouped_net, grouped_grads) = results
+    torch.testing.assert_close(grouped[real], one[real], rtol=0, atol=1e-6)
+    for a, b in zip(grouped_grads, one_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    # round(37 / 8) = 5 groups of 7-8 rows, longest first, each cut to its longest row
+    widths = sorted(lengths, reverse=True)
+    assert grouped_net.calls == [
+        (len(group), widths[group[0]]) for group in np.array_split(np.arange(37), 5)
+    ]
+    assert one_net.calls == [(37, 29)]
+
+
+def test_the_trainer_encodes_by_length_only_networks_that_ask():
+    sequences = random_sequences(n_users=40)
+    options = TrainingOptions(epochs=2, batch_size=16, loss="bpr", sort_by_length=False)
+    histories, calls = [], []
+    for group_rows in (None, 4):
+        network = LSTMNetwork(sequences.n_items, group_rows=group_rows)
+        ctx = fit_context(sequences)
+        histories.append(fit_network(Holder(network), network, sequences, ctx, options, name="t"))
+        calls.append(network.calls)
+    whole, grouped = calls
+    windows = len(training_windows(sequences, options.max_length)[0])
+    sizes = [min(16, windows - start) for start in range(0, windows, 16)]
+    assert sorted(rows for rows, _ in whole) == sorted(sizes * 2)  # one call per batch
+    assert len(grouped) == 2 * sum(max(1, round(size / 4)) for size in sizes)
+    assert len({width for _, width in grouped}) > len({width for _, width in whole})
+    for a, b in zip(histories[0].epochs, histories[1].epochs, strict=True):
+        assert a.loss == pytest.approx(b.loss, rel=1e-5)
