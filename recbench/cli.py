@@ -7,8 +7,11 @@ User mistakes print one line (``recbench: error: ...``) and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -260,10 +263,35 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill PID``, a scheduler stopping a job) stops a command as Ctrl-C
+    does: what is finished is kept and the outputs are written. It is also the way to
+    stop a command started in the background of a non-interactive shell, which ignores
+    SIGINT."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     console = Console()
     errors = Console(stderr=True)
     argv = list(sys.argv[1:] if argv is None else argv)
+    with _terminate_as_interrupt():
+        return _main(argv, console, errors)
+
+
+def _main(argv: list[str], console: Console, errors: Console) -> int:
     try:
         from recbench.api import load_registry
         from recbench.config.settings import Settings

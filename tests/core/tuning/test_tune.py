@@ -309,6 +309,32 @@ def test_a_tune_killed_with_kill_9_continues_the_same_study(tmp_path, env) -> No
     assert _study(out).user_attrs["wall_seconds"] > killed_wall
 
 
+def test_a_tune_stopped_with_sigterm_writes_its_outputs(tmp_path, env) -> None:
+    """``kill PID`` stops a tune as Ctrl-C does, also when SIGINT is ignored (a command
+    started with ``&`` in a non-interactive shell)."""
+    out = tmp_path / "study"
+    command = _lstm_tune_command(out, "--trials", "40", "-o", "lstm.epochs=2")
+    command += ["-o", "lstm.embedding_dim=16", "-o", "lstm.batch_size=64"]
+    tune = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, preexec_fn=_ignore_sigint)
+    deadline = time.time() + 240
+    while time.time() < deadline and not any(t.state.is_finished() for t in _trials(out)):
+        time.sleep(0.3)
+    tune.send_signal(signal.SIGINT)  # ignored, as in a background job
+    time.sleep(0.5)
+    assert tune.poll() is None
+    tune.send_signal(signal.SIGTERM)
+    _, err = tune.communicate(timeout=120)
+    assert tune.returncode == 130, err
+    assert "interrupted; finished trials are kept" in err and "Traceback" not in err
+    assert 1 <= sum(t.state.is_finished() for t in _trials(out)) < 40
+    assert "**Unfinished studies: lstm" in (out / "report.md").read_text()
+    assert (out / "tuned.toml").is_file()
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _lstm_tune_command(out: Path, *args: str) -> list[str]:
     """``recbench tune`` of lstm on the test data into ``out``, as a separate process."""
     return [
