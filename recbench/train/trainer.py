@@ -758,7 +758,7 @@ class _Trainer:
             for batch, width in zip(batches, widths, strict=True)
         ]
         batch_bounds = np.cumsum([0] + [len(batch) for batch in batches])
-        widths_in = [lengths[batch] - 1 for batch in batches]  # real inputs per row
+        input_lengths = [lengths[batch] - 1 for batch in batches]  # real inputs per row
         position_bounds = np.cumsum([0] + [len(p) for p in positions])
         all_index = torch.as_tensor(np.concatenate(batches), device=self.device)
         all_positions = torch.as_tensor(np.concatenate(positions), device=self.device)
@@ -771,7 +771,7 @@ class _Trainer:
             with self.autocast():
                 if self.group_rows:
                     hidden = encode_by_length(
-                        self.encode, window[:, :-1], widths_in[number - 1], self.group_rows
+                        self.encode, window[:, :-1], input_lengths[number - 1], self.group_rows
                     )
                 else:
                     hidden = self.encode(window[:, :-1])
