@@ -6,7 +6,8 @@ Layout of a run directory::
     environment.json    versions, device, git hash, plugins
     dataset.json        statistics of the prepared dataset
     cells/<key>.json    one file per (dataset, model, protocol, seed[, fold]) cell
-    cells/<key>.npz     that cell's per-query metric arrays
+    cells/<key>.npz     that cell's per-query metric arrays (and ``query_user``, the
+                        test user of each query, :data:`QUERY_USER`)
     report.md           the markdown report (re-rendered by ``recbench report``)
 
 Every cell file carries ``schema_version``. Writes go to a temporary file that is then
@@ -37,6 +38,12 @@ import numpy as np
 from recbench.data.files import remove_stale_temporaries, write_bytes_atomic
 from recbench.errors import ConfigError, DataError
 from recbench.version import __version__
+
+#: The key of a cell's per-query arrays that holds each query's test user (int64 ``[Q]``,
+#: the user's position among the split's test users): paired tests average a user's
+#: queries first (:mod:`recbench.stats.significance`). Not a metric; cells written
+#: before it existed do not have it.
+QUERY_USER = "query_user"
 
 if TYPE_CHECKING:
     from recbench.data.prepare import PreparedData

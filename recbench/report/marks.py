@@ -5,8 +5,10 @@ against the column's best baseline (†) and best model (‡): a two-sided Wilco
 signed-rank test on the per-query (per-event) values of the cells, paired within a seed
 (within a seed's fold, in a k-fold run) and pooled over seeds and folds
 (:func:`recbench.stats.significance.pooled_paired_test`; a query that several seeds test,
-with a fixed ``split.seed``, counts once, with its differences averaged), the p-values Holm-adjusted over
-every test of the table. Baselines are the models whose class declares ``baseline = True``
+with a fixed ``split.seed``, counts once, with its differences averaged; when the cells
+record each query's test user, :data:`recbench.results.QUERY_USER`, a user's queries are
+averaged too and the test runs over users), the p-values Holm-adjusted over every test
+of the table. Baselines are the models whose class declares ``baseline = True``
 (``config.json``: ``models[label].baseline``).
 
 Beside the marks, a table states the *minimum detectable difference* of each metric
@@ -24,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from recbench.results import RunDirectory, split_key
+from recbench.results import QUERY_USER, RunDirectory, split_key
 from recbench.stats import significance
 from recbench.stats.power import POWER, DetectableDifference, detectable_difference
 
@@ -44,13 +46,15 @@ class TableTests:
     ``adjusted[(model, metric)] = (p vs best baseline, p vs best model)``, Holm-adjusted
     over every test of the table (NaN: not tested); ``n_tests`` the size of that family;
     ``detectable[metric] = (best model, second model, their minimum detectable
-    difference)`` where both have per-query values.
+    difference)`` where both have per-query values; ``unit`` what was paired:
+    ``"users"`` (a user's queries averaged) or ``"queries"``.
     """
 
     references: Mapping[str, tuple[str | None, str | None]] = field(default_factory=dict)
     adjusted: Mapping[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
     n_tests: int = 0
     detectable: Mapping[str, tuple[str, str, DetectableDifference]] = field(default_factory=dict)
+    unit: str = "queries"
 
     def marks(self, model: str, metric: str) -> str:
         p_baseline, p_best = self.adjusted.get((model, metric), (math.nan, math.nan))
@@ -74,6 +78,7 @@ def table_tests(
     ``aggregated[(protocol, model, name)]`` ranks the models)."""
     arrays: dict[tuple[str, str], dict[Hashable, np.ndarray]] = {}
     same_queries = run_dir.same_queries()
+    users = query_users(run_dir, [c for m in models for c in grouped.get((protocol, m), [])])
 
     def values(model: str, name: str) -> dict[Hashable, np.ndarray]:
         """``{seed: values}``, or ``{(seed, fold): values}`` for the cells of a k-fold run."""
@@ -106,7 +111,7 @@ def table_tests(
                 if reference is None or reference == model:
                     continue
                 raw[(model, name, slot)] = significance.pooled_paired_test(
-                    values(model, name), values(reference, name), TEST, same_queries
+                    values(model, name), values(reference, name), TEST, same_queries, users
                 )
     keys = list(raw)
     adjusted_values = significance.holm([raw[key] for key in keys]) if keys else np.zeros(0)
@@ -117,7 +122,7 @@ def table_tests(
     detectable = {}
     for name, (best, second) in leaders.items():
         differences = significance.pooled_differences(
-            values(best, name), values(second, name), same_queries
+            values(best, name), values(second, name), same_queries, users
         )
         if differences.size > 1:
             detectable[name] = (
@@ -126,15 +131,34 @@ def table_tests(
                 detectable_difference(differences, alpha=alpha, power=POWER),
             )
     return TableTests(
-        references, {key: (v[0], v[1]) for key, v in adjusted.items()}, len(keys), detectable
+        references,
+        {key: (v[0], v[1]) for key, v in adjusted.items()},
+        len(keys),
+        detectable,
+        "queries" if users is None else "users",
     )
+
+
+def query_users(
+    run_dir: RunDirectory, cells: Sequence[Mapping[str, Any]]
+) -> dict[Hashable, np.ndarray] | None:
+    """The test user of each query of every split of ``cells`` (one protocol's), from
+    the cells' :data:`~recbench.results.QUERY_USER` arrays; ``None`` when a cell lacks
+    it (written before it was recorded): the tests then pair queries."""
+    users: dict[Hashable, np.ndarray] = {}
+    for cell in cells:
+        per_query = run_dir.per_query(cell)
+        if QUERY_USER not in per_query:
+            return None
+        users.setdefault(split_key(cell), per_query[QUERY_USER])
+    return users
 
 
 def detectable_line(tests: TableTests, name: str, unit: str, values: str = "") -> list[str]:
     """The sentence under a table that states metric ``name``'s minimum detectable
     difference between the table's two best models (none: empty), ``unit`` naming what
-    was paired (``queries``), ``values`` what the difference is a difference of, when it
-    is not the metric itself."""
+    was paired (``queries``, ``users``, ``test events``), ``values`` what the difference
+    is a difference of, when it is not the metric itself."""
     if name not in tests.detectable:
         return []
     best, second, detectable = tests.detectable[name]

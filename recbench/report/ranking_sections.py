@@ -183,6 +183,8 @@ class RankingSections:
         run, config = self.run, self.run.config
         lines = ["## Protocol", ""]
         split = config.get("split", {})
+        by_user = any(tests.unit == "users" for tests in self.tests.values())
+        unit = "users (a user's queries averaged)" if by_user else "queries"
         resplit = "each seed re-splits and re-trains"
         if split.get("seed") is not None:
             resplit = (
@@ -242,14 +244,26 @@ class RankingSections:
                 if split.get("seed") is not None
                 else ""
             )
+            + (
+                "; a test user's differences are averaged over the user's queries, so the "
+                "test runs over users: the queries of one user (iterative gives many) are "
+                "not independent"
+                if by_user
+                else ""
+            )
             + "), Holm-corrected across each "
-            f"table, adjusted p < {ALPHA}. Queries of one user are not independent (iterative), "
-            "so these p-values are optimistic there.",
+            f"table, adjusted p < {ALPHA}."
+            + (
+                ""
+                if by_user
+                else " Queries of one user are not independent (iterative), so these p-values "
+                "are optimistic there (this run's cells do not record each query's user)."
+            ),
             "- Minimum detectable difference (under each protocol's first table, for its "
             "headline metric): the smallest true mean difference between the column's two best "
             f"models that a paired test detects with power {POWER:g} at two-sided α = "
             f"{ALPHA}/m, m the table's number of tests (Holm's strictest step), from the "
-            "standard deviation s of their paired per-query differences over n queries: "
+            f"standard deviation s of their paired differences over n {unit}: "
             "(z(1 − α/2) + z(power)) · s / √n, the normal approximation of a paired test (the "
             "Wilcoxon test of the marks is about as efficient: 0.955 for normal differences).",
         ]
@@ -287,7 +301,8 @@ class RankingSections:
                     "",
                 ]
                 if k == self.cutoffs[0] and headline is not None:
-                    lines += detectable_line(self.tests[(protocol, k)], headline, "queries")
+                    tests = self.tests[(protocol, k)]
+                    lines += detectable_line(tests, headline, tests.unit)
         if "metric_curves" in figures:
             lines += [f"![metrics at every cutoff]({figures['metric_curves']})", ""]
         return lines

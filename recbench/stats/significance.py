@@ -29,9 +29,13 @@ are paired within a (seed, fold), whose test users are the same for every model,
 differences of every fold and seed are pooled the same way: with one seed the test covers
 every user's queries once.
 
-**Caveat.** Both tests treat queries as independent. Under the ``iterative`` protocol a
-user gives many queries, and a user may be a test user under several seeds, so the
-p-values are optimistic there; the same caveat holds for the confidence intervals.
+**Users as the unit.** Under the ``iterative`` protocol a user gives many queries, which
+are not independent: with ``users`` (the test user of each query, as a run directory
+stores it) :func:`pooled_differences` averages a user's differences first and the test
+runs over users (after the seeds that share queries are averaged). Without it every
+query is a unit and the p-values are optimistic for ``iterative``; ``half-split`` and
+``last-item`` give one query per user, so the two agree there. A user who is a test user
+under several seeds that re-split the users still counts once per seed.
 
 **Several comparisons.** Comparing many models with one reference inflates the chance of a
 false discovery. :func:`holm` (Holm–Bonferroni, controls the family-wise error rate) and
@@ -140,6 +144,7 @@ def pooled_differences(
     a: Mapping[Split, ArrayLike],
     b: Mapping[Split, ArrayLike],
     same_queries: Callable[[Split], Hashable] | None = None,
+    users: Mapping[Split, ArrayLike] | None = None,
 ) -> np.ndarray:
     """The paired per-query differences ``a - b`` pooled over the splits both have.
 
@@ -155,33 +160,72 @@ def pooled_differences(
     the splits where the pair is not NaN) before pooling, so that a query counts once, not
     once per seed. ``None``: every split has queries of its own.
 
+    ``users`` maps a split to the test user of each of its queries (``[Q_split]``): the
+    differences of a query set are then averaged user by user (over the user's queries
+    whose pair is not NaN), so that the unit of the test is a user -- the queries of one
+    user (``iterative`` gives many) are not independent. It must cover every split
+    present in both; ``None``: every query is a unit.
+
     Raises
     ------
     ValueError
-        When the arrays of a split, or of the splits of one query set, differ in length.
+        When the arrays of a split, or of the splits of one query set, differ in length,
+        or ``users`` lacks a split or differs in length from its values.
     """
     groups: dict[Hashable, list[np.ndarray]] = {}
+    group_users: dict[Hashable, np.ndarray] = {}
     for split in [key for key in a if key in b]:
         try:
             differences = _aligned_differences(a[split], b[split])
         except ValueError as exc:
             raise ValueError(f"{_split_name(split)}: {exc}") from None
         # Without shared queries every split is a query set of its own.
-        group = groups.setdefault(split if same_queries is None else same_queries(split), [])
+        key = split if same_queries is None else same_queries(split)
+        group = groups.setdefault(key, [])
         if group and len(group[0]) != len(differences):
             raise ValueError(
                 f"{_split_name(split)}: shares its queries with another split but has "
                 f"{len(differences)} values against {len(group[0])}"
             )
         group.append(differences)
+        if users is not None:
+            group_users.setdefault(key, _users_of(users, split, len(differences)))
     parts = []
-    for group in groups.values():
-        stacked = np.stack(group)
-        present = ~np.isnan(stacked)
-        counts = present.sum(axis=0)
-        means = np.where(present, stacked, 0.0).sum(axis=0) / np.maximum(counts, 1)
-        parts.append(means[counts > 0])
+    for key, group in groups.items():
+        means = _nan_mean(np.stack(group), np.arange(len(group[0])))  # over the seeds
+        if users is not None:
+            _, user_label = np.unique(group_users[key], return_inverse=True)
+            means = _nan_mean(means[np.newaxis], user_label)  # over a user's queries
+        parts.append(means[~np.isnan(means)])
     return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def _nan_mean(values: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """The mean of the non-NaN entries of ``values`` (``[S, Q]``) over its rows and the
+    columns that share a label of ``columns`` (``[Q]``, labels ``0 .. L - 1``): ``[L]``,
+    NaN where a label has no value."""
+    present = ~np.isnan(values)
+    n_labels = int(columns.max()) + 1 if columns.size else 0
+    sums = np.bincount(
+        np.broadcast_to(columns, values.shape).ravel(),
+        weights=np.where(present, values, 0.0).ravel(),
+        minlength=n_labels,
+    )
+    counts = np.bincount(
+        np.broadcast_to(columns, values.shape).ravel(), weights=present.ravel(), minlength=n_labels
+    )
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def _users_of(users: Mapping[Split, ArrayLike], split: Split, n_queries: int) -> np.ndarray:
+    if split not in users:
+        raise ValueError(f"{_split_name(split)}: no test user is known for its queries")
+    of_split = np.asarray(users[split]).ravel()
+    if len(of_split) != n_queries:
+        raise ValueError(
+            f"{_split_name(split)}: {len(of_split)} query users for {n_queries} queries"
+        )
+    return of_split
 
 
 def _split_name(split: Hashable) -> str:
@@ -195,14 +239,16 @@ def pooled_paired_test(
     b: Mapping[Split, ArrayLike],
     test: Test = "wilcoxon",
     same_queries: Callable[[Split], Hashable] | None = None,
+    users: Mapping[Split, ArrayLike] | None = None,
 ) -> float:
     """The p-value of a paired test pooled over seeds (and folds).
 
     ``a`` and ``b`` map a seed -- or, in a k-fold run, a (seed, fold) pair -- to its
     per-query values (float ``[Q_split]``). The per-query differences of every split
     present in both are concatenated (:func:`pooled_differences`, which averages the
-    splits that share their queries, ``same_queries``) and tested once (see the module
-    docstring). NaN when the two share no split.
+    splits that share their queries, ``same_queries``, and with ``users`` a user's
+    queries) and tested once (see the module docstring). NaN when the two share no
+    split.
 
     Raises
     ------
@@ -212,7 +258,7 @@ def pooled_paired_test(
     _check_test(test)
     if not any(key in b for key in a):
         return math.nan
-    return difference_test(pooled_differences(a, b, same_queries), test)
+    return difference_test(pooled_differences(a, b, same_queries, users), test)
 
 
 def _family(pvalues: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -293,6 +339,7 @@ def pvalues_vs_reference(
     test: Test = "wilcoxon",
     correction: Correction = "holm",
     same_queries: Callable[[Hashable], Hashable] | None = None,
+    users: Mapping[Split, ArrayLike] | None = None,
 ) -> dict[str, float]:
     """The p-value of every model against ``reference`` on one metric.
 
@@ -314,6 +361,9 @@ def pvalues_vs_reference(
     same_queries:
         The query set of a seed when seeds share their queries (see
         :func:`pooled_differences`); ``None``: each seed has its own.
+    users:
+        The test user of each query of a seed: a user's queries are averaged first, the
+        unit of the test is a user (see :func:`pooled_differences`); ``None``: a query.
 
     Returns
     -------
@@ -340,7 +390,9 @@ def pvalues_vs_reference(
     for model in others:
         try:
             raw.append(
-                pooled_paired_test(per_query[model], per_query[reference], test, same_queries)
+                pooled_paired_test(
+                    per_query[model], per_query[reference], test, same_queries, users
+                )
             )
         except ValueError as exc:
             raise ValueError(f"{model} vs {reference}: {exc}") from None

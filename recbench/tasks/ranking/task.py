@@ -37,6 +37,7 @@ from recbench.data.splits import (
 from recbench.errors import ConfigError
 from recbench.progress import Progress
 from recbench.registry import PluginInfo, Registry
+from recbench.results import QUERY_USER
 from recbench.tasks.base import Evaluation, Job, RunPlan, Task, TaskRun, metric_entry
 from recbench.tasks.plans import MetricPlan, ModelPlan
 from recbench.tasks.ranking import order_check
@@ -290,6 +291,8 @@ class RankingTask(Task):
             one_pass=one_pass(evaluation, job),
         )
         per_query = dict(result.per_query)
+        queries = split.test[protocol]
+        per_query[QUERY_USER] = np.asarray(queries.row, dtype=np.int64)
         if split.test_index is not None and protocol in split.test_index:
             per_query[order_check.QUERY_INDEX] = split.test_index[protocol]
         return Evaluation(

@@ -66,9 +66,11 @@ def test_the_report_pools_the_queries_of_every_fold(kfold_run):
     shown = f"{format_mean(summary.mean, summary.ci95)} {format_half_width(summary.ci95)}"
     pop_row = next(line for line in text.splitlines() if line.startswith("| pop "))
     assert pop_row.split("|")[2].strip().startswith(shown)
-    # the paired test and its minimum detectable difference pair the folds' queries
+    # the paired test and its minimum detectable difference pair the folds' test users
+    # (half-split: one query per user)
     line = next(line for line in text.splitlines() if line.startswith("Minimum detectable"))
-    assert f"{n_queries:,} paired queries" in line and "between itemknn and pop" in line
+    assert n_users == n_queries
+    assert f"{n_users:,} paired users" in line and "between itemknn and pop" in line
 
 
 def test_a_resumed_kfold_run_skips_its_finished_folds(kfold_run, capsys):

@@ -155,6 +155,34 @@ def test_seeds_sharing_their_queries_count_each_query_once():
         pooled_differences({0: A, 1: A[:4]}, {0: B, 1: B[:4]}, same_queries=lambda s: None)
 
 
+def test_with_users_a_users_queries_are_averaged_and_the_test_runs_over_users():
+    """Iterative gives a user many queries, which are not independent: with the test user
+    of each query, the differences of a user's queries are averaged (NaN pairs left out)
+    after the seeds sharing the queries are, and each user is one unit."""
+    a = {
+        0: np.array([1.0, 0.0, 1.0, np.nan, 1.0, 0.0]),
+        1: np.array([1.0, 1.0, 0.0, 1.0, 1.0, 0.0]),
+    }
+    b = {0: np.zeros(6), 1: np.zeros(6)}
+    users = {0: np.array([7, 7, 3, 3, 3, 9]), 1: np.array([5, 5, 5, 8, 8, 8])}
+    # seeds re-split: each seed's users are units of their own
+    # (seed 0: users 3, 7, 9; seed 1: users 5, 8)
+    np.testing.assert_allclose(pooled_differences(a, b, users=users), [1, 0.5, 0, 2 / 3, 2 / 3])
+    # seeds sharing their queries: the seeds are averaged query by query first
+    shared = {0: users[0], 1: users[0]}
+    seed_means = np.array([1.0, 0.5, 0.5, 1.0, 1.0, 0.0])  # query 3: seed 1 only
+    expected = [np.mean(seed_means[[2, 3, 4]]), np.mean(seed_means[[0, 1]]), 0.0]  # users 3, 7, 9
+    got = pooled_differences(a, b, same_queries=lambda split: None, users=shared)
+    np.testing.assert_allclose(got, expected)
+    assert pooled_paired_test(a, b, "ttest", lambda split: None, shared) == pytest.approx(
+        difference_test(expected, "ttest")
+    )
+    with pytest.raises(ValueError, match="seed 1: no test user is known"):
+        pooled_differences(a, b, users={0: users[0]})
+    with pytest.raises(ValueError, match="seed 0: 2 query users for 6 queries"):
+        pooled_differences(a, b, users={0: users[0][:2], 1: users[1]})
+
+
 def test_pvalues_vs_reference_are_holm_adjusted_over_the_other_models():
     rng = np.random.default_rng(4)
     base = {seed: rng.random(50) for seed in (0, 1)}
@@ -208,12 +236,13 @@ def test_two_models_of_a_run_are_tested_on_the_same_queries(tmp_path):
         result.paired_test("sr", "pop", "iterative", "item_coverage@10")
 
 
-def test_a_run_with_a_fixed_split_seed_tests_each_query_once(tmp_path):
+def test_a_run_with_a_fixed_split_seed_tests_each_user_once(tmp_path):
     """Two seeds of `-o split.seed=0` test the same queries: the run's paired test averages
-    each query's differences over the seeds, and the report says so."""
+    each query's differences over the seeds, then each test user's over the user's
+    queries (the cells record each query's user), and the report says so."""
     from recbench.api import load_results
     from recbench.cli import main
-    from recbench.results import RunDirectory, split_key
+    from recbench.results import QUERY_USER, RunDirectory, split_key
 
     run = tmp_path / "run"
     args = ["run", "--models", "pop,markov", "--dataset", "synthetic:tiny", "--seeds", "0,1"]
@@ -221,11 +250,21 @@ def test_a_run_with_a_fixed_split_seed_tests_each_query_once(tmp_path):
     assert main([*args, "--no-export", "--quiet", "--out", str(run)]) == 0
     run_dir = RunDirectory.open(run)
     values: dict[str, dict] = {"pop": {}, "markov": {}}
+    users = {}
     for cell in run_dir.cells():
-        values[cell["model_label"]][split_key(cell)] = run_dir.per_query(cell)["mrr@10"]
+        per_query = run_dir.per_query(cell)
+        values[cell["model_label"]][split_key(cell)] = per_query["mrr@10"]
+        users[split_key(cell)] = per_query[QUERY_USER]
+        assert len(per_query[QUERY_USER]) == cell["n_queries"]
     assert np.array_equal(values["pop"][0], values["pop"][1])  # the same queries, re-trained
+    assert np.array_equal(users[0], users[1])
+    n_users = len(np.unique(users[0]))
+    assert n_users == cell["n_users"] < len(users[0])  # iterative: several queries a user
     differences = (values["markov"][0] + values["markov"][1] - 2 * values["pop"][0]) / 2
+    per_user = [differences[users[0] == user].mean() for user in np.unique(users[0])]
     test = load_results(run).paired_test("markov", "pop", "iterative", "mrr@10")
-    assert test["p_value"] == pytest.approx(difference_test(differences))
+    assert test["p_value"] == pytest.approx(difference_test(per_user))
     report = (run / "report.md").read_text()
     assert "every seed tests the same queries, so a query's differences are averaged" in report
+    assert "a test user's differences are averaged over the user's queries" in report
+    assert f"{n_users:,} paired users" in report
