@@ -39,6 +39,7 @@ from recbench.report.marks import (
 )
 from recbench.report.metric_display import MetricDisplay
 from recbench.report.sections import RunView, partial_seeds
+from recbench.results import QUERY_USER
 from recbench.stats.power import POWER
 from recbench.tasks.ranking import order_check
 
@@ -469,6 +470,9 @@ def _order_check_section(run: RunView, cutoffs: Sequence[int]) -> list[str]:
     checks, ok, run_dir = run.ablations, run.ok, run.run_dir
     if not checks:
         return []
+    by_user = all(
+        QUERY_USER in run_dir.per_query(check) for check in checks if check.get("status") == "ok"
+    )
     lines = [
         "## Order check",
         "",
@@ -478,7 +482,9 @@ def _order_check_section(run: RunView, cutoffs: Sequence[int]) -> list[str]:
         "has but not their order. On large datasets it reads the queries of a seeded sample "
         "of the test users (-o eval.order_check_users; the queries column counts them), "
         "compared with the in-order answers to those queries. Two-sided Wilcoxon "
-        "signed-rank test, paired over the queries; p is Holm-adjusted across the metrics "
+        "signed-rank test, paired over the "
+        + ("test users (a user's queries averaged)" if by_user else "queries")
+        + "; p is Holm-adjusted across the metrics "
         f"of each protocol, and the verdict counts every metric with adjusted p < {ALPHA}.",
         "",
     ]
@@ -505,7 +511,7 @@ def _order_check_section(run: RunView, cutoffs: Sequence[int]) -> list[str]:
         values = order_check.paired_values(run_dir.per_query(original), shuffled, names)
         if not values:
             continue
-        verdict = order_check.order_verdict(values, ALPHA)
+        verdict = order_check.order_verdict(values, ALPHA, shuffled.get(QUERY_USER))
         for comparison in verdict.comparisons:
             rows.append(
                 [

@@ -176,13 +176,17 @@ class OrderVerdict:
 
 
 def order_verdict(
-    values: Mapping[str, tuple[np.ndarray, np.ndarray]], alpha: float = 0.05
+    values: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    alpha: float = 0.05,
+    users: np.ndarray | None = None,
 ) -> OrderVerdict:
     """Whether order matters, from every metric in ``values``.
 
     ``values`` maps a metric name (higher is better) to its per-query values in order and
     shuffled, over the same queries. Each metric gets a paired, two-sided Wilcoxon
-    signed-rank test; the p-values are Holm-adjusted across the metrics, and a metric
+    signed-rank test -- over users when ``users`` gives each query's test user (a
+    user's differences averaged first, :func:`recbench.stats.significance.pooled_differences`),
+    over queries otherwise; the p-values are Holm-adjusted across the metrics, and a metric
     separates the two when its adjusted p-value is below ``alpha``. The verdict is "order
     matters" when every separating metric is worse shuffled, "better without order" when
     every one is better, "mixed" when they disagree, and "no evidence" when none separates.
@@ -192,7 +196,11 @@ def order_verdict(
     for name in names:
         a = np.asarray(values[name][0], dtype=np.float64)
         b = np.asarray(values[name][1], dtype=np.float64)
-        raw.append(significance.paired_test(a, b, "wilcoxon"))
+        raw.append(
+            significance.pooled_paired_test(
+                {0: a}, {0: b}, "wilcoxon", users=None if users is None else {0: users}
+            )
+        )
         means.append((float(a.mean()), float(b.mean())))
     adjusted = significance.holm(raw) if names else np.empty(0)
     comparisons = tuple(

@@ -12,6 +12,7 @@ from recbench.data.interactions import Sequences
 from recbench.data.protocols import build_queries
 from recbench.errors import ConfigError
 from recbench.results import RunDirectory
+from recbench.stats.significance import difference_test
 from recbench.tasks.ranking.order_check import (
     QUERY_INDEX,
     ShuffledInputs,
@@ -108,6 +109,12 @@ def test_the_verdict_says_whether_order_matters():
     assert comparison.in_order == pytest.approx(in_order.mean())
     with pytest.raises(ValueError):
         order_verdict({"sps@10": (in_order, in_order[:-1])})
+    # over users: a user's queries averaged first, then one unit per user
+    users = np.arange(len(in_order)) % 7
+    (by_user,) = order_verdict({"sps@10": (in_order, worse)}, users=users).comparisons
+    per_user = [(in_order - worse)[users == u].mean() for u in range(7)]
+    assert by_user.p_value == pytest.approx(difference_test(per_user))
+    assert by_user.p_value > comparison.p_value  # 7 users carry less evidence
 
 
 def test_the_verdict_counts_every_metric_holm_corrected():
@@ -216,6 +223,7 @@ def test_a_run_checks_order_once_on_the_first_seed(settings, tmp_path):
     report = (result.path / "report.md").read_text()
     assert "## Order check" in report
     assert "lstm (order-shuffled)" not in report.split("## Order check")[0]
+    assert "paired over the test users (a user's queries averaged)" in report
 
 
 def test_a_sampled_order_check_reads_the_sample_of_test_users(settings, tmp_path):
