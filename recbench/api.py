@@ -23,7 +23,7 @@ from recbench.data.files import write_bytes_atomic
 from recbench.progress import Progress
 from recbench.registry import Registry, discover
 from recbench.report.compare import DEFAULT_FACTOR, Comparison, compare_runs
-from recbench.results import QUERY_USER, RunDirectory, read_json, split_key
+from recbench.results import RunDirectory, read_json, split_key
 
 #: Where a run goes when no ``out`` is given: one line, at WARNING so that Python shows it
 #: without any logging set up (the command line passes ``out`` itself and says so).
@@ -64,7 +64,7 @@ class RunResult:
 
         run_dir = RunDirectory.open(self.path)
         values: dict[str, dict[Hashable, Any]] = {model_a: {}, model_b: {}}
-        users: dict[Hashable, Any] | None = {}
+        read = []
         for cell in run_dir.cells():
             if cell.get("status") != "ok" or cell.get("ablation") or cell["protocol"] != protocol:
                 continue
@@ -72,10 +72,7 @@ class RunResult:
                 per_query = run_dir.per_query(cell)
                 if metric in per_query:
                     values[cell["model_label"]][split_key(cell)] = per_query[metric]
-                    if users is not None and QUERY_USER in per_query:
-                        users[split_key(cell)] = per_query[QUERY_USER]
-                    else:
-                        users = None  # a cell written before users were recorded
+                    read.append((cell, per_query))
         for model, per_seed in values.items():
             if not per_seed:
                 raise ConfigError(
@@ -87,7 +84,10 @@ class RunResult:
             "mean_a": _mean_over_seeds(values[model_a]),
             "mean_b": _mean_over_seeds(values[model_b]),
             "p_value": pooled_paired_test(
-                values[model_a], values[model_b], same_queries=run_dir.same_queries(), users=users
+                values[model_a],
+                values[model_b],
+                same_queries=run_dir.same_queries(),
+                users=run_dir.query_users(read),
             ),
         }
 

@@ -327,6 +327,20 @@ class RunDirectory:
             command += " --resume"
         return f"recompute it with `{command}`"
 
+    def query_users(
+        self, per_query_of: Sequence[tuple[Mapping[str, Any], Mapping[str, np.ndarray]]]
+    ) -> dict[Hashable, np.ndarray] | None:
+        """The test user of each query of every split, from ``(cell, its per-query
+        arrays)`` pairs of one protocol (:data:`QUERY_USER`), for
+        :func:`recbench.stats.significance.pooled_differences`; ``None`` when a cell lacks
+        them (written before they were recorded): tests then pair queries."""
+        users: dict[Hashable, np.ndarray] = {}
+        for cell, per_query in per_query_of:
+            if QUERY_USER not in per_query:
+                return None
+            users.setdefault(split_key(cell), per_query[QUERY_USER])
+        return users
+
     def same_queries(self) -> Callable[[Hashable], Hashable] | None:
         """The query set of a split (:func:`split_key`) when the run's seeds share their
         queries -- a fixed ``split.seed`` tests one split's users at every seed, so a

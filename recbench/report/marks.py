@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from recbench.results import QUERY_USER, RunDirectory, split_key
+from recbench.results import RunDirectory, split_key
 from recbench.stats import significance
 from recbench.stats.power import POWER, DetectableDifference, detectable_difference
 
@@ -76,20 +76,21 @@ def table_tests(
     """Every model against the column's best baseline and best model, per metric name of
     ``names`` (each with per-query arrays in the cells of ``grouped[(protocol, model)]``;
     ``aggregated[(protocol, model, name)]`` ranks the models)."""
-    arrays: dict[tuple[str, str], dict[Hashable, np.ndarray]] = {}
+    # Each cell's per-query arrays, read once for every metric and the query users.
+    loaded = {
+        model: [(cell, run_dir.per_query(cell)) for cell in grouped.get((protocol, model), [])]
+        for model in models
+    }
     same_queries = run_dir.same_queries()
-    users = query_users(run_dir, [c for m in models for c in grouped.get((protocol, m), [])])
+    users = run_dir.query_users([pair for pairs in loaded.values() for pair in pairs])
 
     def values(model: str, name: str) -> dict[Hashable, np.ndarray]:
         """``{seed: values}``, or ``{(seed, fold): values}`` for the cells of a k-fold run."""
-        if (model, name) not in arrays:
-            per_split: dict[Hashable, np.ndarray] = {}
-            for cell in grouped.get((protocol, model), []):
-                per_query = run_dir.per_query(cell)
-                if name in per_query:
-                    per_split[split_key(cell)] = per_query[name]
-            arrays[(model, name)] = per_split
-        return arrays[(model, name)]
+        return {
+            split_key(cell): per_query[name]
+            for cell, per_query in loaded.get(model, [])
+            if name in per_query
+        }
 
     references: dict[str, tuple[str | None, str | None]] = {}
     raw: dict[tuple[str, str, int], float] = {}
@@ -137,21 +138,6 @@ def table_tests(
         detectable,
         "queries" if users is None else "users",
     )
-
-
-def query_users(
-    run_dir: RunDirectory, cells: Sequence[Mapping[str, Any]]
-) -> dict[Hashable, np.ndarray] | None:
-    """The test user of each query of every split of ``cells`` (one protocol's), from
-    the cells' :data:`~recbench.results.QUERY_USER` arrays; ``None`` when a cell lacks
-    it (written before it was recorded): the tests then pair queries."""
-    users: dict[Hashable, np.ndarray] = {}
-    for cell in cells:
-        per_query = run_dir.per_query(cell)
-        if QUERY_USER not in per_query:
-            return None
-        users.setdefault(split_key(cell), per_query[QUERY_USER])
-    return users
 
 
 def detectable_line(tests: TableTests, name: str, unit: str, values: str = "") -> list[str]:

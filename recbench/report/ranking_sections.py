@@ -470,9 +470,10 @@ def _order_check_section(run: RunView, cutoffs: Sequence[int]) -> list[str]:
     checks, ok, run_dir = run.ablations, run.ok, run.run_dir
     if not checks:
         return []
-    by_user = all(
-        QUERY_USER in run_dir.per_query(check) for check in checks if check.get("status") == "ok"
-    )
+    shuffled_of = {
+        id(check): run_dir.per_query(check) for check in checks if check.get("status") == "ok"
+    }
+    by_user = all(QUERY_USER in per_query for per_query in shuffled_of.values())
     lines = [
         "## Order check",
         "",
@@ -507,7 +508,7 @@ def _order_check_section(run: RunView, cutoffs: Sequence[int]) -> list[str]:
         )
         if original is None:
             continue
-        shuffled = run_dir.per_query(check)
+        shuffled = shuffled_of[id(check)]
         values = order_check.paired_values(run_dir.per_query(original), shuffled, names)
         if not values:
             continue

@@ -206,14 +206,9 @@ def _nan_mean(values: np.ndarray, columns: np.ndarray) -> np.ndarray:
     NaN where a label has no value."""
     present = ~np.isnan(values)
     n_labels = int(columns.max()) + 1 if columns.size else 0
-    sums = np.bincount(
-        np.broadcast_to(columns, values.shape).ravel(),
-        weights=np.where(present, values, 0.0).ravel(),
-        minlength=n_labels,
-    )
-    counts = np.bincount(
-        np.broadcast_to(columns, values.shape).ravel(), weights=present.ravel(), minlength=n_labels
-    )
+    labels = np.broadcast_to(columns, values.shape).ravel()
+    sums = np.bincount(labels, weights=np.where(present, values, 0.0).ravel(), minlength=n_labels)
+    counts = np.bincount(labels, weights=present.ravel(), minlength=n_labels)
     return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
