@@ -291,7 +291,9 @@ def test_a_tune_killed_with_kill_9_continues_the_same_study(tmp_path, env) -> No
     command += ["-o", "lstm.embedding_dim=16", "-o", "lstm.batch_size=64"]
     tune = subprocess.Popen(command)
     deadline = time.time() + 240
-    while time.time() < deadline and not any(t.state.is_finished() for t in _trials(out)):
+    # The study's wall time is recorded just after a trial is stored: wait for both, or a
+    # kill between the two leaves a finished trial and no recorded time.
+    while time.time() < deadline and not _a_trial_and_its_time_are_stored(out):
         time.sleep(0.3)
     os.kill(tune.pid, signal.SIGKILL)
     tune.wait()
@@ -329,6 +331,11 @@ def test_a_tune_stopped_with_sigterm_writes_its_outputs(tmp_path, env) -> None:
     assert 1 <= sum(t.state.is_finished() for t in _trials(out)) < 40
     assert "**Unfinished studies: lstm" in (out / "report.md").read_text()
     assert (out / "tuned.toml").is_file()
+
+
+def _a_trial_and_its_time_are_stored(out: Path) -> bool:
+    trials = _trials(out)
+    return any(t.state.is_finished() for t in trials) and "wall_seconds" in _study(out).user_attrs
 
 
 def _ignore_sigint() -> None:
