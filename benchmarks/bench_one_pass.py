@@ -76,8 +76,15 @@ def trained(registry: Any, split: Any, label: str, epochs: int) -> Any:
     return model
 
 
-def timing(dataset: str, cache: Path, epochs: int, repeats: int, window: bool) -> None:
-    registry, split = prepare(dataset, cache)
+def timing(
+    dataset: str,
+    cache: Path,
+    epochs: int,
+    repeats: int,
+    window: bool,
+    options: dict[str, str] | None = None,
+) -> None:
+    registry, split = prepare(dataset, cache, options)
     queries = build_queries("iterative", split.test)
     long = float(np.mean(queries.input_length > 200))
     models = {label: trained(registry, split, label, epochs) for label in ("pop", *MODELS)}
@@ -92,7 +99,8 @@ def timing(dataset: str, cache: Path, epochs: int, repeats: int, window: bool) -
                 )
     wall = {key: statistics.median(w for w, _ in values) for key, values in runs.items()}
     cpu = {key: statistics.median(c for _, c in values) for key, values in runs.items()}
-    print(f"\n{dataset}: {len(queries):,} iterative queries of {len(split.test):,} test users, "
+    shown = dataset + "".join(f" {key}={value}" for key, value in (options or {}).items())
+    print(f"\n{shown}: {len(queries):,} iterative queries of {len(split.test):,} test users, "
           f"{split.test.n_items:,} items, {long:.0%} with a prefix > 200; median of {repeats}, "
           f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     print("| model | window s | history (one pass) s | history CPU s | history / pop | "
@@ -151,6 +159,12 @@ def state_difference(model: Any, queries: Any, long: np.ndarray, sample: int = 2
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="ml-100k,synthetic:small")
+    parser.add_argument(
+        "--dataset-options",
+        default="",
+        help="KEY=VALUE,... for every dataset of --datasets, e.g. "
+        "size=ml-20m,n_users=6000,n_events=866000 with --datasets synthetic",
+    )
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--metrics", action="store_true")
@@ -161,11 +175,12 @@ def main() -> None:
         "--no-window", action="store_true", help="time only the one-pass path (not per query)"
     )
     args = parser.parse_args()
+    options = dict(pair.split("=", 1) for pair in args.dataset_options.split(",") if pair)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
     with tempfile.TemporaryDirectory() as cache:
         if not args.skip_timing:
             for dataset in args.datasets.split(","):
-                timing(dataset, Path(cache), args.epochs, args.repeats, not args.no_window)
+                timing(dataset, Path(cache), args.epochs, args.repeats, not args.no_window, options)
         if args.metrics:
             for dataset in args.metric_datasets.split(","):
                 metric_difference(dataset, Path(cache), args.metric_epochs)

@@ -138,8 +138,9 @@ def settings_for(cache: Path) -> Any:
     return Settings(data_root=data_root, cache_root=cache / "cache", offline=True)
 
 
-def prepare(dataset: str, cache: Path) -> tuple[Any, Any]:
-    """(registry, split) of ``dataset`` as a run prepares it (seed 0)."""
+def prepare(dataset: str, cache: Path, options: dict[str, str] | None = None) -> tuple[Any, Any]:
+    """(registry, split) of ``dataset`` (with the dataset ``options``) as a run prepares
+    it (seed 0)."""
     from recbench.data.prepare import prepare_dataset
     from recbench.data.preprocess import PreprocessOptions
     from recbench.data.splits import SplitOptions, make_split
@@ -148,8 +149,9 @@ def prepare(dataset: str, cache: Path) -> tuple[Any, Any]:
 
     registry = discover()
     data = prepare_dataset(
-        dataset, {}, PreprocessOptions(), registry, settings_for(cache), Progress.silent()
-    )
+        dataset, options or {}, PreprocessOptions(), registry, settings_for(cache),
+        Progress.silent(),
+    )  # fmt: skip
     return registry, make_split(data.sequences, SplitOptions(), 0)
 
 

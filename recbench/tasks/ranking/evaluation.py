@@ -343,11 +343,9 @@ def _one_pass(
             low, high = bounds[n_chunks - 1], bounds[n_chunks]
             if low == high:
                 continue
-            index = query[low:high]
-            rows = scores[
-                torch.from_numpy(user[low:high]).to(device),
-                torch.from_numpy(row[low:high] - chunk).to(device),
-            ]
+            index, rows = _query_rows(
+                scores, query[low:high], user[low:high], row[low:high] - chunk
+            )
             yield index, _rank(rows, queries, index, k, exclude_seen, ties, where)
         if n_chunks < len(chunk_starts):
             raise PluginError(
@@ -355,6 +353,26 @@ def _one_pass(
                 where=where,
                 hint=f"yield one chunk per {steps} columns: {len(chunk_starts)} here",
             )
+
+
+def _query_rows(
+    scores: torch.Tensor, query: np.ndarray, user: np.ndarray, column: np.ndarray
+) -> tuple[np.ndarray, torch.Tensor]:
+    """``(query, scores[user, column])`` for the queries of a chunk of scores
+    ``[B, w, n_items + 1]``, reordered user by user.
+
+    In that order the queries that fill a chunk (the iterative protocol away from the
+    users' ends) are the chunk itself, and no copy is made; otherwise one
+    ``index_select`` (a CPU copies rows several times faster with it than with advanced
+    indexing)."""
+    batch, width, n_columns = scores.shape
+    positions = user * width + column
+    order = np.argsort(positions, kind="stable")
+    query, positions = query[order], positions[order]
+    flat = scores.reshape(-1, n_columns)  # a view of a contiguous chunk
+    if len(positions) == batch * width and np.array_equal(positions, np.arange(len(positions))):
+        return query, flat
+    return query, flat.index_select(0, torch.from_numpy(positions).to(scores.device))
 
 
 def _user_batches(lengths: np.ndarray, max_users: int) -> list[np.ndarray]:

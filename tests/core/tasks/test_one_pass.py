@@ -14,7 +14,7 @@ from recbench.data.interactions import Sequences
 from recbench.data.protocols import PROTOCOLS, build_queries
 from recbench.errors import PluginError
 from recbench.progress import Progress
-from recbench.tasks.ranking.evaluation import evaluate
+from recbench.tasks.ranking.evaluation import _query_rows, evaluate
 
 METRICS = {cls.id: cls() for cls in RANKING_METRICS}
 
@@ -114,6 +114,20 @@ def test_one_pass_reads_only_the_rows_it_marks(protocol):
         np.testing.assert_array_equal(marked.per_query[name], values, err_msg=name)
     if protocol != "iterative":  # one query per user: most rows need no scores
         assert model.marked[0] < 0.5 * model.marked[1]
+
+
+def test_a_chunk_answers_its_queries_user_by_user():
+    scores = torch.arange(3 * 2 * 4, dtype=torch.float32).reshape(3, 2, 4)  # [B, w, items]
+    user, column = np.array([0, 1, 2, 0, 1, 2]), np.array([0, 0, 0, 1, 1, 1])
+    query, rows = _query_rows(scores, np.arange(6) + 10, user, column)
+    # Every row of the chunk: the chunk itself, user by user, without a copy.
+    assert query.tolist() == [10, 13, 11, 14, 12, 15]
+    assert torch.equal(rows, scores[torch.from_numpy(user[query - 10]), column[query - 10]])
+    assert rows.data_ptr() == scores.data_ptr()
+    # Some rows: those rows, in the same order.
+    query, rows = _query_rows(scores, np.array([7, 8, 9]), np.array([2, 0, 1]), np.array([1, 1, 0]))
+    assert query.tolist() == [8, 9, 7]
+    assert torch.equal(rows, torch.stack([scores[0, 1], scores[1, 0], scores[2, 1]]))
 
 
 def test_chunks_stay_within_the_batch_budget():
