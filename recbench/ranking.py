@@ -212,20 +212,15 @@ def rank(
     _check_scores(scores, n_queries, n_columns)
     device = scores.device
 
-    def flat_positions(position: np.ndarray, item: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(position * n_columns + item).to(device)
-
-    position, item, offset = queries.remaining_items(index)
-    remaining = flat_positions(position, item)
-    level_of_event = 1 + (offset < queries.n_targets[index][position]) + (offset == 0)
+    around = queries.items_of(index, device)
+    remaining = around.remaining_position * n_columns + around.remaining_item
+    targets_of_query = torch.from_numpy(queries.n_targets[index]).to(device)
+    offset = around.remaining_offset
+    is_target = offset < targets_of_query.index_select(0, around.remaining_position)
+    level_of_event = (1 + is_target.to(torch.uint8)) + (offset == 0).to(torch.uint8)
     levels = torch.zeros(n_queries, n_columns, dtype=torch.uint8, device=device)
     # amax: an item repeated in s[p:] keeps the level of its most important occurrence.
-    levels.view(-1).scatter_reduce_(
-        0,
-        remaining,
-        torch.from_numpy(level_of_event.astype(np.uint8)).to(device),
-        reduce="amax",
-    )
+    levels.view(-1).scatter_reduce_(0, remaining, level_of_event, reduce="amax")
 
     key_dtype = torch.float32 if ties == "arbitrary" else torch.float64
     key = torch.empty((n_queries, n_columns), dtype=key_dtype, device=device)
@@ -240,7 +235,7 @@ def rank(
         # Every occurrence of a repeated item writes the same value.
         flat_key.scatter_(0, remaining, tied_score)
     if exclude_seen:
-        flat_key.index_fill_(0, flat_positions(*queries.seen_items(index)), -torch.inf)
+        flat_key.index_fill_(0, around.seen_position * n_columns + around.seen_item, -torch.inf)
     key[:, PADDING_ITEM] = -torch.inf
 
     top_values, top_items = torch.topk(key, min(k, n_columns), dim=1)

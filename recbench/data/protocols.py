@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -159,39 +160,92 @@ class Queries:
             lengths=torch.from_numpy(lengths.astype(np.int64, copy=False)).to(device),
         )
 
-    def seen_items(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Every item of the input prefixes ``s[:p]`` of the queries ``index``.
+    def items_of(self, index: np.ndarray, device: torch.device | str) -> QueryItems:
+        """The items each query of ``index`` has seen and has still to see, on ``device``.
 
-        Returns
-        -------
-        (position, item):
-            int64 arrays of equal length: the query's position in ``index`` and an item
-            of its prefix (not truncated to any ``max_length``).
+        Built on the device from the sequences' items (copied there once per device), so
+        that ranking does no per-query work on the host: a user's iterative queries read
+        its whole sequence each, ``O(n²)`` items per user in all, which at ML-20M size
+        would be tens of seconds of host work per evaluation before a GPU could rank.
         """
         index = np.asarray(index, dtype=np.int64)
-        lengths = self.input_length[index]
-        events = ragged_indices(self.sequences.offsets[self.row[index]], lengths)
-        position = np.repeat(np.arange(len(index), dtype=np.int64), lengths)
-        return position, self.sequences.items[events].astype(np.int64, copy=False)
-
-    def remaining_items(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Every item of the remaining sequences ``s[p:]`` of the queries ``index``.
-
-        Returns
-        -------
-        (position, item, offset):
-            int64 arrays of equal length: the query's position in ``index``, an item of
-            ``s[p:]``, and its offset ``j`` in ``s[p:]`` (``j = 0`` is the next item,
-            ``j < n_targets`` a target).
-        """
-        index = np.asarray(index, dtype=np.int64)
+        device = torch.device(device)
         rows = self.row[index]
-        starts = self.sequences.offsets[rows] + self.input_length[index]
-        lengths = self.sequences.offsets[rows + 1] - starts
-        events = ragged_indices(starts, lengths)
-        position = np.repeat(np.arange(len(index), dtype=np.int64), lengths)
-        offset = events - np.repeat(starts, lengths)
-        return position, self.sequences.items[events].astype(np.int64, copy=False), offset
+        starts = self.sequences.offsets[rows].astype(np.int64)
+        seen = self.input_length[index].astype(np.int64)
+        remaining = self.sequences.offsets[rows + 1].astype(np.int64) - starts - seen
+        items = self._items_on(device)
+        seen_position, seen_events, _ = _ragged(starts, seen, device)
+        remaining_position, remaining_events, offset = _ragged(starts + seen, remaining, device)
+        return QueryItems(
+            seen_position=seen_position,
+            seen_item=items.index_select(0, seen_events),
+            remaining_position=remaining_position,
+            remaining_item=items.index_select(0, remaining_events),
+            remaining_offset=offset,
+        )
+
+    def _items_on(self, device: torch.device) -> torch.Tensor:
+        """The sequences' items as an int64 tensor on ``device`` (made once per device)."""
+        copies = self.__dict__.setdefault("_device_items", {})
+        if device not in copies:
+            items = np.asarray(self.sequences.items, dtype=np.int64)
+            copies[device] = torch.from_numpy(items).to(device)
+        return copies[device]
+
+
+def _ragged(
+    starts: np.ndarray, lengths: np.ndarray, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(row, event, offset)`` on ``device`` for the ranges ``starts[r] + [0, lengths[r])``,
+    row by row: ``row`` is ``r``, ``event`` the index, ``offset`` its place in the range.
+
+    Built where it is used: with numpy on a CPU (several times faster there than torch's
+    ``repeat_interleave``), with torch on any other device (:func:`_ragged_on_device`),
+    whose work is then not held up by the host."""
+    if device.type != "cpu":
+        return _ragged_on_device(starts, lengths, device)
+    events = ragged_indices(starts, lengths)
+    row = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+    offset = events - np.repeat(starts, lengths)
+    return torch.from_numpy(row), torch.from_numpy(events), torch.from_numpy(offset)
+
+
+def _ragged_on_device(
+    starts: np.ndarray, lengths: np.ndarray, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`_ragged` computed on ``device``; the total is known on the host, so a GPU
+    never waits for it."""
+    total = int(lengths.sum())
+    lengths_t = torch.from_numpy(lengths).to(device)
+
+    def repeated(values: np.ndarray) -> torch.Tensor:  # values[r], lengths[r] times
+        return torch.repeat_interleave(
+            torch.from_numpy(values).to(device), lengths_t, output_size=total
+        )
+
+    first = np.cumsum(lengths) - lengths  # where each range starts in the output
+    steps = torch.arange(total, device=device)
+    offset = steps - repeated(first)
+    return repeated(np.arange(len(lengths))), steps + repeated(starts - first), offset
+
+
+class QueryItems(NamedTuple):
+    """What :meth:`Queries.items_of` returns: int64 tensors, ordered by query position and
+    then by position in the sequence.
+
+    ``seen_position``, ``seen_item``: an item of a query's input prefix ``s[:p]`` (not
+    truncated to any ``max_length``) and the query's position in ``index``.
+    ``remaining_position``, ``remaining_item``, ``remaining_offset``: an item of
+    ``s[p:]``, its query's position, and its offset ``j`` in ``s[p:]`` (``j = 0`` is the
+    next item, ``j < n_targets`` a target).
+    """
+
+    seen_position: torch.Tensor
+    seen_item: torch.Tensor
+    remaining_position: torch.Tensor
+    remaining_item: torch.Tensor
+    remaining_offset: torch.Tensor
 
 
 def _distinct_counts(queries: Queries) -> tuple[np.ndarray, np.ndarray]:

@@ -123,9 +123,9 @@ class TinyData:
             scores = torch.as_tensor(self.item_counts, dtype=torch.float32).expand(shape)
         elif scenario == "perfect":
             scores = torch.zeros(shape, dtype=torch.float64)
-            position, item, offset = queries.remaining_items(index)
-            scores[torch.from_numpy(position), torch.from_numpy(item)] = torch.from_numpy(
-                float(self.n_items + 1) - np.minimum(offset, self.n_items)
+            around = queries.items_of(index, "cpu")
+            scores[around.remaining_position, around.remaining_item] = (
+                float(self.n_items + 1) - around.remaining_offset.clamp(max=self.n_items).double()
             )
         elif scenario == "all-tied":
             scores = torch.zeros(shape)

@@ -9,7 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recbench.data.interactions import Sequences
-from recbench.data.protocols import PROTOCOLS, build_queries, canonical_protocol
+from recbench.data.protocols import (
+    PROTOCOLS,
+    _ragged,
+    _ragged_on_device,
+    build_queries,
+    canonical_protocol,
+)
 from recbench.errors import ConfigError
 
 # user 0 has 5 items, user 1 has 2, user 2 has 1 (no query), user 3 has none (no query)
@@ -58,13 +64,46 @@ def test_unknown_protocol_is_a_config_error_with_close_matches():
 
 def test_seen_and_remaining_items_of_a_query():
     queries = build_queries("iterative", SEQUENCES)
-    position, item = queries.seen_items(np.array([2, 4]))  # user 0 with p=3, user 1 with p=1
-    assert position.tolist() == [0, 0, 0, 1]
-    assert item.tolist() == [1, 2, 3, 6]
-    position, item, offset = queries.remaining_items(np.array([2, 4]))
-    assert position.tolist() == [0, 0, 1]
-    assert item.tolist() == [4, 5, 7]
-    assert offset.tolist() == [0, 1, 0]
+    around = queries.items_of(np.array([2, 4]), "cpu")  # user 0 with p=3, user 1 with p=1
+    assert around.seen_position.tolist() == [0, 0, 0, 1]
+    assert around.seen_item.tolist() == [1, 2, 3, 6]
+    assert around.remaining_position.tolist() == [0, 0, 1]
+    assert around.remaining_item.tolist() == [4, 5, 7]
+    assert around.remaining_offset.tolist() == [0, 1, 0]
+    empty = queries.items_of(np.array([], dtype=np.int64), "cpu")
+    assert all(len(values) == 0 for values in empty)
+
+
+def test_the_items_of_queries_of_users_of_different_lengths_in_one_batch():
+    sequences = Sequences.from_lists([[5, 1, 5, 2, 9, 3], [7, 8], [4, 6, 4]], n_items=9)
+    queries = build_queries("iterative", sequences)
+    index = np.array([4, 0, 5, 6])  # (user, p): (0, 5), (0, 1), (1, 1), (2, 1)
+    assert list(zip(queries.row[index], queries.input_length[index], strict=True)) == [
+        (0, 5), (0, 1), (1, 1), (2, 1)
+    ]  # fmt: skip
+    around = queries.items_of(index, "cpu")
+    assert around.seen_position.tolist() == [0, 0, 0, 0, 0, 1, 2, 3]
+    assert around.seen_item.tolist() == [5, 1, 5, 2, 9, 5, 7, 4]
+    assert around.remaining_position.tolist() == [0, 1, 1, 1, 1, 1, 2, 3, 3]
+    assert around.remaining_item.tolist() == [3, 1, 5, 2, 9, 3, 8, 6, 4]
+    assert around.remaining_offset.tolist() == [0, 0, 1, 2, 3, 4, 0, 0, 1]
+
+
+def test_the_device_path_of_the_items_of_queries_equals_the_host_path():
+    """On a GPU the ranges are built with torch (:func:`_ragged_on_device`); on a CPU with
+    numpy. Run here on the CPU, the torch path must give the same tensors."""
+    rng = np.random.default_rng(0)
+    starts = rng.integers(0, 1000, size=50)
+    lengths = rng.integers(0, 30, size=50)
+    lengths[[0, 7, 49]] = 0  # empty ranges, also first and last
+    host = _ragged(starts, lengths, torch.device("cpu"))
+    device = _ragged_on_device(starts, lengths, torch.device("cpu"))
+    for name, a, b in zip(("row", "event", "offset"), host, device, strict=True):
+        assert torch.equal(a, b), name
+    assert host[0].tolist() == np.repeat(np.arange(50), lengths).tolist()
+    assert host[1].tolist() == [
+        s + j for s, n in zip(starts, lengths, strict=True) for j in range(n)
+    ]
 
 
 def test_model_inputs_are_left_padded_with_the_most_recent_item_last():
