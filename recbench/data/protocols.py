@@ -187,11 +187,14 @@ class Queries:
 
     def _items_on(self, device: torch.device) -> torch.Tensor:
         """The sequences' items as an int64 tensor on ``device`` (made once per device)."""
-        copies = self.__dict__.setdefault("_device_items", {})
-        if device not in copies:
+        if device not in self._device_items:
             items = np.asarray(self.sequences.items, dtype=np.int64)
-            copies[device] = torch.from_numpy(items).to(device)
-        return copies[device]
+            self._device_items[device] = torch.from_numpy(items).to(device)
+        return self._device_items[device]
+
+    @cached_property
+    def _device_items(self) -> dict[torch.device, torch.Tensor]:
+        return {}
 
 
 def _ragged(
@@ -205,9 +208,10 @@ def _ragged(
     whose work is then not held up by the host."""
     if device.type != "cpu":
         return _ragged_on_device(starts, lengths, device)
-    events = ragged_indices(starts, lengths)
+    first = np.cumsum(lengths) - lengths  # where each range starts in the output
+    offset = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(first, lengths)
     row = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
-    offset = events - np.repeat(starts, lengths)
+    events = np.repeat(starts, lengths) + offset
     return torch.from_numpy(row), torch.from_numpy(events), torch.from_numpy(offset)
 
 
