@@ -309,9 +309,9 @@ def parse(**values):
 
 def test_defaults_and_the_hidden_size():
     options = parse()
-    assert (options.loss, options.cell, options.tied) == ("cce", "gru", True)
-    assert options.embedding_dim == 64 and options.hidden_dim is None
-    assert options.hidden_size == 64  # none: the embedding size
+    assert (options.loss, options.cell, options.tied) == ("cce", "gru", False)
+    assert options.embedding_dim == 128 and options.hidden_dim is None
+    assert options.hidden_size == 128  # none: the embedding size
     assert parse(embedding_dim="64").hidden_size == 64
     assert parse(embedding_dim="64", hidden_dim="32").hidden_size == 32
     assert parse(hidden_dim="none").hidden_dim is None
