@@ -137,11 +137,17 @@ class Sequences:
 
 def ragged_indices(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Concatenation of ``arange(s, s + n)`` for every (s, n), without a Python loop."""
+    return ragged_ranges(starts, lengths)[0]
+
+
+def ragged_ranges(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`ragged_indices` and, for each index, its offset in its range (``0 .. n - 1``):
+    two int64 arrays of length ``sum(lengths)``."""
     starts = np.asarray(starts, dtype=np.int64)
     lengths = np.asarray(lengths, dtype=np.int64)
     total = int(lengths.sum())
     if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    ends = np.cumsum(lengths)
-    run_start = np.repeat(ends - lengths, lengths)
-    return np.repeat(starts, lengths) + (np.arange(total, dtype=np.int64) - run_start)
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    run_start = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    offset = np.arange(total, dtype=np.int64) - run_start
+    return np.repeat(starts, lengths) + offset, offset

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from recbench.data.batches import SequenceBatch
-from recbench.data.interactions import PADDING_ITEM, Sequences, ragged_indices
+from recbench.data.interactions import PADDING_ITEM, Sequences, ragged_indices, ragged_ranges
 from recbench.errors import ConfigError, close_matches
 
 PROTOCOLS: tuple[str, ...] = ("half-split", "iterative", "last-item")
@@ -208,10 +208,8 @@ def _ragged(
     whose work is then not held up by the host."""
     if device.type != "cpu":
         return _ragged_on_device(starts, lengths, device)
-    first = np.cumsum(lengths) - lengths  # where each range starts in the output
-    offset = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(first, lengths)
+    events, offset = ragged_ranges(starts, lengths)
     row = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
-    events = np.repeat(starts, lengths) + offset
     return torch.from_numpy(row), torch.from_numpy(events), torch.from_numpy(offset)
 
 
